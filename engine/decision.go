@@ -1,0 +1,138 @@
+package engine
+
+// Reason says which rule produced a decision.
+type Reason string
+
+// The reasons a decision can have. Reasons that come from the site-wide rows
+// (and the visitor's identity) have an empty Origin; the others come from
+// something the request carried and are reported as the decision's source.
+const (
+	ReasonEveryone       Reason = "everyone"        // waffle everyone column
+	ReasonOverride       Reason = "override"        // WAFFLE_OVERRIDE query parameter
+	ReasonTestingQuery   Reason = "testing-query"   // waffle testing mode, dwft_ parameter
+	ReasonTestingHeader  Reason = "testing-header"  // waffle testing mode, dwft- header
+	ReasonTestingCookie  Reason = "testing-cookie"  // waffle testing mode, dwft_ cookie
+	ReasonLanguage       Reason = "language"        // waffle languages column
+	ReasonAuthenticated  Reason = "authenticated"   // waffle authenticated column
+	ReasonStaff          Reason = "staff"           // waffle staff column
+	ReasonSuperuser      Reason = "superuser"       // waffle superusers column
+	ReasonUser           Reason = "user"            // listed user (waffle users, FeatureFlag allowed_users)
+	ReasonGroup          Reason = "group"           // waffle groups
+	ReasonPercentCookie  Reason = "percent-cookie"  // waffle dwf_ cookie
+	ReasonPercentRoll    Reason = "percent-roll"    // waffle fresh percentage roll
+	ReasonNoMatch        Reason = "no-match"        // no rule switched it on
+	ReasonActive         Reason = "active"          // switch active column, feature-flipper enabled
+	ReasonSample         Reason = "sample"          // waffle sample draw
+	ReasonDisabled       Reason = "disabled"        // FeatureFlag enabled = false
+	ReasonRollout        Reason = "rollout"         // FeatureFlag rollout_percent >= 100
+	ReasonBucket         Reason = "bucket"          // FeatureFlag deterministic bucket
+	ReasonConflict       Reason = "conflict"        // the name is defined by two sources
+	ReasonOverrideURL    Reason = "url"             // flagproxy URL override
+	ReasonOverrideSession Reason = "session"        // flagproxy session override
+	ReasonUnavailable    Reason = "unavailable"     // no snapshot loaded
+)
+
+// Origin returns the request input a decision came from ("url", "session",
+// "query", "header", "cookie"), or "" when it came from the site-wide rows.
+func (r Reason) Origin() string {
+	switch r {
+	case ReasonOverrideURL:
+		return "url"
+	case ReasonOverrideSession:
+		return "session"
+	case ReasonOverride, ReasonTestingQuery:
+		return "query"
+	case ReasonTestingHeader:
+		return "header"
+	case ReasonTestingCookie, ReasonPercentCookie:
+		return "cookie"
+	}
+	return ""
+}
+
+// Decision is the outcome for one flag, switch or sample.
+type Decision struct {
+	On     bool
+	Reason Reason
+}
+
+// Cookie is a cookie that django-waffle's middleware would write on the
+// response. MaxAge 0 means a browser-session cookie (no Max-Age, no Expires).
+type Cookie struct {
+	Name   string
+	Value  string
+	MaxAge int
+	Secure bool
+}
+
+// Decisions holds the outcome of one evaluation. Flags, Switches and Samples
+// are parallel to the snapshot's FlagNames, SwitchNames and SampleNames.
+type Decisions struct {
+	Flags    []Decision
+	Switches []Decision
+	Samples  []Decision
+	// Cookies are the cookies waffle would write, percentage cookies first
+	// (in flag name order), then testing cookies.
+	Cookies []Cookie
+}
+
+// Subject is the visitor as Django's authentication sees it.
+type Subject struct {
+	// UserID is the user's primary key as text: decimal for integer keys,
+	// lower-case hyphenated for UUID keys. It is empty for anonymous visitors.
+	UserID        string
+	Authenticated bool
+	Staff         bool
+	Superuser     bool
+	// Groups holds the ids of the user's auth_group rows.
+	Groups []int64
+}
+
+// Anonymous is the subject of a visitor without a valid session.
+var Anonymous = Subject{}
+
+func (s *Subject) inGroups(set map[int64]struct{}) bool {
+	for _, g := range s.Groups {
+		if _, ok := set[g]; ok {
+			return true
+		}
+	}
+	return false
+}
+
+// Overrides are per-visitor flag overrides decided outside the flag tables:
+// feature-flipper's URL and session overrides, already checked against the
+// visitor's permission. A name maps to the state it forces.
+type Overrides struct {
+	URL     map[string]bool
+	Session map[string]bool
+}
+
+// Values looks up request values by name, the way Django's QueryDict or
+// request.COOKIES do after parsing (the last duplicate has already won).
+type Values interface {
+	Get(name string) (value string, ok bool)
+}
+
+// Request is what one HTTP request contributes to an evaluation, already
+// parsed the way Django parses it. Nil Values mean "nothing".
+type Request struct {
+	Subject Subject
+	// Query is the query string (request.GET).
+	Query Values
+	// Cookies is request.COOKIES.
+	Cookies Values
+	// Header looks up a request header by name, case-insensitively.
+	Header Values
+	// Language is request.LANGUAGE_CODE; HasLanguage is false when Django's
+	// LocaleMiddleware would not set it.
+	Language    string
+	HasLanguage bool
+	Overrides   Overrides
+}
+
+// Rand is a source of uniform random numbers in [0, 1), such as
+// math/rand/v2's *Rand.
+type Rand interface {
+	Float64() float64
+}
