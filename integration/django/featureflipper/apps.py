@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class FeatureFlipperConfig(AppConfig):
+    name = 'featureflipper'
+    verbose_name = 'Feature flipper'

@@ -1,0 +1,72 @@
+"""Settings of the flagproxy test site.
+
+Environment:
+  FLAGPROXY_DJANGO_DATABASE    dj-database-url style URL (default sqlite:///db.sqlite3)
+  FLAGPROXY_DJANGO_SECRET_KEY  SECRET_KEY (default: a fixed key for tests)
+  FLAGPROXY_DJANGO_DEBUG       "1" turns DEBUG on
+"""
+import os
+from pathlib import Path
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def parse_database_url(url):
+    """Turn a dj-database-url style URL into a Django DATABASES entry.
+
+    sqlite:///relative.db (relative to BASE_DIR), sqlite:////absolute/path.db,
+    postgres://user:pass@host:port/name?option=value (also postgresql://).
+    """
+    if url.startswith('sqlite:///'):
+        path = url[len('sqlite:///'):]
+        if not path:
+            raise ImproperlyConfigured(f'no file name in database URL {url!r}')
+        return {'ENGINE': 'django.db.backends.sqlite3', 'NAME': str(BASE_DIR / path)}
+    parts = urlsplit(url)
+    if parts.scheme in ('postgres', 'postgresql'):
+        return {
+            'ENGINE': 'django.db.backends.postgresql',
+            'NAME': unquote(parts.path.lstrip('/')),
+            'USER': unquote(parts.username or ''),
+            'PASSWORD': unquote(parts.password or ''),
+            'HOST': parts.hostname or '',
+            'PORT': str(parts.port or ''),
+            'OPTIONS': dict(parse_qsl(parts.query)),
+        }
+    raise ImproperlyConfigured(f'unsupported database URL {url!r}')
+
+
+SECRET_KEY = os.environ.get('FLAGPROXY_DJANGO_SECRET_KEY', 'flagproxy-test-secret-key-not-for-production')
+DEBUG = os.environ.get('FLAGPROXY_DJANGO_DEBUG') == '1'
+ALLOWED_HOSTS = ['*']
+
+INSTALLED_APPS = [
+    'django.contrib.contenttypes',
+    'django.contrib.auth',
+    'django.contrib.sessions',
+    'waffle',
+    'featureflipper',
+    'flags',
+]
+
+MIDDLEWARE = [
+    'django.contrib.sessions.middleware.SessionMiddleware',
+    'django.middleware.common.CommonMiddleware',
+    'django.contrib.auth.middleware.AuthenticationMiddleware',
+]
+
+ROOT_URLCONF = 'testsite.urls'
+WSGI_APPLICATION = 'testsite.wsgi.application'
+
+DATABASES = {
+    'default': parse_database_url(os.environ.get('FLAGPROXY_DJANGO_DATABASE', 'sqlite:///db.sqlite3')),
+}
+DEFAULT_AUTO_FIELD = 'django.db.models.BigAutoField'
+
+LANGUAGE_CODE = 'en-us'
+TIME_ZONE = 'UTC'
+USE_I18N = True
+USE_TZ = True

@@ -1,0 +1,8 @@
+from django.urls import path
+
+from testsite import views
+
+urlpatterns = [
+    path('', views.echo),
+    path('echo/', views.echo),
+]
