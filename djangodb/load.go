@@ -1,0 +1,442 @@
+package djangodb
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/flagproxy/flagproxy/engine"
+)
+
+// ErrSchema is wrapped by load errors caused by the database's schema: a
+// source named explicitly whose tables are missing, or a table that lacks a
+// column Django's migrations create.
+var ErrSchema = errors.New("unexpected schema")
+
+// Defaults for Config.
+const (
+	DefaultFeatureFlagApp  = "flags"
+	DefaultWaffleFlagModel = "waffle.Flag"
+	DefaultQueryTimeout    = 5 * time.Second
+)
+
+// Config says where a Django site keeps its flags.
+type Config struct {
+	// Sources limits loading to these sources, which must then exist. Nil
+	// means: every source whose main table is present.
+	Sources []engine.Source
+	// WaffleFlagModel is WAFFLE_FLAG_MODEL ("app_label.ModelName"). Its
+	// table is <app_label>_<modelname>, unless WaffleFlagTable names it.
+	WaffleFlagModel string
+	WaffleFlagTable string
+	// WaffleSwitchTable and WaffleSampleTable default to waffle_switch and
+	// waffle_sample.
+	WaffleSwitchTable string
+	WaffleSampleTable string
+	// FeatureFlagApp is the app label of the FeatureFlag model.
+	FeatureFlagApp string
+	// Waffle holds the WAFFLE_* settings that go into every snapshot.
+	Waffle engine.WaffleSettings
+	// QueryTimeout bounds one whole load.
+	QueryTimeout time.Duration
+	Logger       *slog.Logger
+	Registerer   prometheus.Registerer
+}
+
+// Loader reads snapshots from one database.
+type Loader struct {
+	db      *sqlx.DB
+	dialect Dialect
+	cfg     Config
+	log     *slog.Logger
+
+	flagTable, flagCol, switchTable, sampleTable string
+	modelTable, modelCol                         string
+
+	skipped prometheus.Gauge
+
+	mu           sync.Mutex
+	lastProblems string
+}
+
+var identifier = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,62}$`)
+
+// NewLoader checks cfg and returns a Loader for db.
+func NewLoader(db *sqlx.DB, dialect Dialect, cfg Config) (*Loader, error) {
+	if cfg.WaffleFlagModel == "" {
+		cfg.WaffleFlagModel = DefaultWaffleFlagModel
+	}
+	if cfg.FeatureFlagApp == "" {
+		cfg.FeatureFlagApp = DefaultFeatureFlagApp
+	}
+	if cfg.WaffleSwitchTable == "" {
+		cfg.WaffleSwitchTable = "waffle_switch"
+	}
+	if cfg.WaffleSampleTable == "" {
+		cfg.WaffleSampleTable = "waffle_sample"
+	}
+	if cfg.QueryTimeout <= 0 {
+		cfg.QueryTimeout = DefaultQueryTimeout
+	}
+	if cfg.Waffle == (engine.WaffleSettings{}) {
+		cfg.Waffle = engine.DefaultWaffleSettings()
+	}
+	l := &Loader{db: db, dialect: dialect, cfg: cfg, log: cfg.Logger}
+	if l.log == nil {
+		l.log = slog.New(slog.DiscardHandler)
+	}
+	app, model, ok := strings.Cut(cfg.WaffleFlagModel, ".")
+	if !ok || app == "" || model == "" || strings.Contains(model, ".") {
+		return nil, fmt.Errorf("WAFFLE_FLAG_MODEL %q: want \"app_label.ModelName\"", cfg.WaffleFlagModel)
+	}
+	l.flagTable = strings.ToLower(app + "_" + model)
+	if cfg.WaffleFlagTable != "" {
+		l.flagTable = cfg.WaffleFlagTable
+	}
+	l.flagCol = strings.ToLower(model) + "_id"
+	l.switchTable, l.sampleTable = cfg.WaffleSwitchTable, cfg.WaffleSampleTable
+	l.modelTable = strings.ToLower(cfg.FeatureFlagApp) + "_featureflag"
+	l.modelCol = "featureflag_id"
+	var errs []error
+	for _, t := range []string{l.flagTable, l.switchTable, l.sampleTable, l.modelTable} {
+		if !identifier.MatchString(t) {
+			errs = append(errs, fmt.Errorf("table name %q is not a plain SQL identifier", t))
+		}
+	}
+	for _, s := range cfg.Sources {
+		switch s {
+		case engine.SourceWaffle, engine.SourceFeatureFlipper, engine.SourceFeatureFlag:
+		default:
+			errs = append(errs, fmt.Errorf("unknown source %q (known: waffle, featureflipper, featureflag)", s))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	if cfg.Registerer != nil {
+		l.skipped = prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "flagproxy_snapshot_rows_skipped",
+			Help: "Rows left out of the last snapshot because Django could not load them either.",
+		})
+		if err := cfg.Registerer.Register(l.skipped); err != nil {
+			return nil, fmt.Errorf("register metrics: %w", err)
+		}
+	}
+	return l, nil
+}
+
+// tx is the part of *sqlx.Tx a load uses.
+type tx interface {
+	SelectContext(ctx context.Context, dest any, query string, args ...any) error
+}
+
+// Load reads every source in one read-only transaction and builds a
+// snapshot. Rows that Django itself could not load are left out and logged
+// (once per distinct set of problems).
+func (l *Loader) Load(ctx context.Context) (*engine.Snapshot, error) {
+	data, problems, err := l.data(ctx)
+	if err != nil {
+		return nil, err
+	}
+	l.report(problems)
+	return engine.NewSnapshot(data)
+}
+
+// data reads the rows of every source in one read-only transaction.
+func (l *Loader) data(ctx context.Context) (engine.Data, []string, error) {
+	ctx, cancel := context.WithTimeout(ctx, l.cfg.QueryTimeout)
+	defer cancel()
+	opts := &sql.TxOptions{ReadOnly: true, Isolation: sql.LevelRepeatableRead}
+	if l.dialect == SQLite {
+		// go-sqlite3 ignores both options; the connection is read-only
+		// (mode=ro) and a deferred transaction reads one consistent state.
+		opts = nil
+	}
+	t, err := l.db.BeginTxx(ctx, opts)
+	if err != nil {
+		return engine.Data{}, nil, fmt.Errorf("begin: %w", err)
+	}
+	defer t.Rollback() //nolint:errcheck // read-only: nothing to keep
+	data, problems, err := l.read(ctx, t)
+	data.Waffle = l.cfg.Waffle
+	return data, problems, err
+}
+
+func (l *Loader) read(ctx context.Context, t tx) (engine.Data, []string, error) {
+	var d engine.Data
+	var problems []string
+	tables, err := l.tables(ctx, t)
+	if err != nil {
+		return d, nil, fmt.Errorf("list tables: %w", err)
+	}
+	want := func(s engine.Source, main string) (bool, error) {
+		explicit := l.cfg.Sources != nil
+		if explicit && !slices.Contains(l.cfg.Sources, s) {
+			return false, nil
+		}
+		if _, ok := tables[main]; ok {
+			d.Sources = append(d.Sources, s)
+			return true, nil
+		}
+		if explicit {
+			return false, fmt.Errorf("%w: source %s is configured but table %s does not exist", ErrSchema, s, main)
+		}
+		return false, nil
+	}
+
+	if ok, err := want(engine.SourceWaffle, l.flagTable); err != nil {
+		return d, nil, err
+	} else if ok {
+		p, err := l.readWaffle(ctx, t, tables, &d)
+		if err != nil {
+			return d, nil, err
+		}
+		problems = append(problems, p...)
+	}
+	if ok, err := want(engine.SourceFeatureFlipper, "featureflipper_feature"); err != nil {
+		return d, nil, err
+	} else if ok {
+		var rows []featureRow
+		if err := t.SelectContext(ctx, &rows, `SELECT name, enabled FROM featureflipper_feature ORDER BY id`); err != nil {
+			return d, nil, readErr("featureflipper_feature", err)
+		}
+		for _, r := range rows {
+			if r.Name.Invalid != "" {
+				problems = append(problems, "featureflipper_feature: "+r.Name.Invalid)
+				continue
+			}
+			d.Features = append(d.Features, engine.Feature{Name: r.Name.String, Enabled: r.Enabled.Bool})
+		}
+	}
+	if ok, err := want(engine.SourceFeatureFlag, l.modelTable); err != nil {
+		return d, nil, err
+	} else if ok {
+		p, err := l.readFeatureFlags(ctx, t, tables, &d)
+		if err != nil {
+			return d, nil, err
+		}
+		problems = append(problems, p...)
+	}
+	return d, problems, nil
+}
+
+func (l *Loader) readWaffle(ctx context.Context, t tx, tables map[string]struct{}, d *engine.Data) ([]string, error) {
+	var problems []string
+	var rows []waffleFlagRow
+	q := `SELECT id, name, everyone, percent, testing, superusers, staff, authenticated, languages, rollout FROM ` + quote(l.flagTable) + ` ORDER BY id`
+	if err := t.SelectContext(ctx, &rows, q); err != nil {
+		return nil, readErr(l.flagTable, err)
+	}
+	users, err := l.links(ctx, t, tables, l.flagTable+"_users", l.flagCol)
+	if err != nil {
+		return nil, err
+	}
+	groups, err := l.links(ctx, t, tables, l.flagTable+"_groups", l.flagCol)
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range rows {
+		bad := r.Name.Invalid
+		if bad == "" {
+			bad = r.Languages.Invalid
+		}
+		if bad == "" {
+			bad = r.Percent.inRange(3) // numeric(3,1)
+		}
+		if bad != "" {
+			problems = append(problems, fmt.Sprintf("%s id %d: %s", l.flagTable, r.ID, bad))
+			continue
+		}
+		f := engine.WaffleFlag{
+			Name:          r.Name.String,
+			Testing:       r.Testing.Bool,
+			Superusers:    r.Superusers.Bool,
+			Staff:         r.Staff.Bool,
+			Authenticated: r.Authenticated.Bool,
+			Rollout:       r.Rollout.Bool,
+			Languages:     r.Languages.String,
+			Users:         users[r.ID],
+		}
+		if r.Everyone.Valid {
+			f.Everyone = engine.TristateOf(r.Everyone.Bool)
+		}
+		if r.Percent.Valid {
+			f.Percent = engine.PercentOf(int32(r.Percent.Tenths))
+		}
+		for _, g := range groups[r.ID] {
+			// group ids are integers: auth_group's primary key is an AutoField.
+			if id, err := strconv.ParseInt(g, 10, 64); err == nil {
+				f.Groups = append(f.Groups, id)
+			}
+		}
+		d.WaffleFlags = append(d.WaffleFlags, f)
+	}
+
+	if _, ok := tables[l.switchTable]; ok {
+		var rows []switchRow
+		if err := t.SelectContext(ctx, &rows, `SELECT name, active FROM `+quote(l.switchTable)+` ORDER BY id`); err != nil {
+			return nil, readErr(l.switchTable, err)
+		}
+		for _, r := range rows {
+			if r.Name.Invalid != "" {
+				problems = append(problems, l.switchTable+": "+r.Name.Invalid)
+				continue
+			}
+			d.Switches = append(d.Switches, engine.Switch{Name: r.Name.String, Active: r.Active.Bool})
+		}
+	}
+	if _, ok := tables[l.sampleTable]; ok {
+		var rows []sampleRow
+		if err := t.SelectContext(ctx, &rows, `SELECT name, percent FROM `+quote(l.sampleTable)+` ORDER BY id`); err != nil {
+			return nil, readErr(l.sampleTable, err)
+		}
+		for _, r := range rows {
+			bad := r.Name.Invalid
+			if bad == "" {
+				bad = r.Percent.inRange(4) // numeric(4,1)
+			}
+			if bad == "" && !r.Percent.Valid {
+				bad = "NULL percent"
+			}
+			if bad != "" {
+				problems = append(problems, fmt.Sprintf("%s %q: %s", l.sampleTable, r.Name.String, bad))
+				continue
+			}
+			d.Samples = append(d.Samples, engine.Sample{Name: r.Name.String, Percent: engine.PercentOf(int32(r.Percent.Tenths))})
+		}
+	}
+	return problems, nil
+}
+
+func (l *Loader) readFeatureFlags(ctx context.Context, t tx, tables map[string]struct{}, d *engine.Data) ([]string, error) {
+	var problems []string
+	var rows []featureFlagRow
+	if err := t.SelectContext(ctx, &rows, `SELECT id, "key", enabled, rollout_percent FROM `+quote(l.modelTable)+` ORDER BY id`); err != nil {
+		return nil, readErr(l.modelTable, err)
+	}
+	allowed, err := l.links(ctx, t, tables, l.modelTable+"_allowed_users", l.modelCol)
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range rows {
+		bad := r.Key.Invalid
+		if bad == "" {
+			bad = r.RolloutPercent.Invalid
+		}
+		if bad != "" {
+			problems = append(problems, fmt.Sprintf("%s id %d: %s", l.modelTable, r.ID, bad))
+			continue
+		}
+		d.FeatureFlags = append(d.FeatureFlags, engine.FeatureFlag{
+			Key:            r.Key.String,
+			Enabled:        r.Enabled.Bool,
+			RolloutPercent: r.RolloutPercent.Int,
+			AllowedUsers:   allowed[r.ID],
+		})
+	}
+	return problems, nil
+}
+
+// links reads an M2M table: owner id → target keys. The target column is
+// the one that is neither id nor the owner column, so custom user models
+// (whose column is <model>_id) work. A missing table means no links.
+func (l *Loader) links(ctx context.Context, t tx, tables map[string]struct{}, table, ownerCol string) (map[int64][]string, error) {
+	if _, ok := tables[table]; !ok {
+		return nil, nil
+	}
+	cols, err := l.columns(ctx, t, table)
+	if err != nil {
+		return nil, fmt.Errorf("columns of %s: %w", table, err)
+	}
+	var target string
+	for _, c := range cols {
+		if c != "id" && c != ownerCol {
+			if target != "" {
+				return nil, fmt.Errorf("%w: %s has more than one link column besides %s", ErrSchema, table, ownerCol)
+			}
+			target = c
+		}
+	}
+	if !slices.Contains(cols, ownerCol) || target == "" || !identifier.MatchString(target) {
+		return nil, fmt.Errorf("%w: %s lacks the columns %s and <target>_id (has %s)", ErrSchema, table, ownerCol, strings.Join(cols, ", "))
+	}
+	var rows []linkRow
+	q := fmt.Sprintf(`SELECT %s AS owner, %s AS target FROM %s ORDER BY 1, 2`, quote(ownerCol), quote(target), quote(table))
+	if err := t.SelectContext(ctx, &rows, q); err != nil {
+		return nil, readErr(table, err)
+	}
+	out := make(map[int64][]string)
+	for _, r := range rows {
+		out[r.Owner] = append(out[r.Owner], string(r.Target))
+	}
+	return out, nil
+}
+
+func (l *Loader) tables(ctx context.Context, t tx) (map[string]struct{}, error) {
+	q := `SELECT name FROM sqlite_master WHERE type IN ('table', 'view')`
+	if l.dialect == Postgres {
+		q = `SELECT c.relname FROM pg_catalog.pg_class c
+			JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+			WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') AND n.nspname = ANY (current_schemas(false))`
+	}
+	var names []string
+	if err := t.SelectContext(ctx, &names, q); err != nil {
+		return nil, err
+	}
+	out := make(map[string]struct{}, len(names))
+	for _, n := range names {
+		out[n] = struct{}{}
+	}
+	return out, nil
+}
+
+func (l *Loader) columns(ctx context.Context, t tx, table string) ([]string, error) {
+	q := `SELECT name FROM pragma_table_info(?)`
+	if l.dialect == Postgres {
+		q = `SELECT a.attname FROM pg_catalog.pg_attribute a
+			WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped
+			ORDER BY a.attnum`
+	}
+	arg := table
+	if l.dialect == Postgres {
+		arg = quote(table)
+	}
+	var cols []string
+	err := t.SelectContext(ctx, &cols, q, arg)
+	return cols, err
+}
+
+// report logs the rows a load skipped, once per distinct set, and sets the
+// gauge.
+func (l *Loader) report(problems []string) {
+	if l.skipped != nil {
+		l.skipped.Set(float64(len(problems)))
+	}
+	joined := strings.Join(problems, "\n")
+	l.mu.Lock()
+	changed := joined != l.lastProblems
+	l.lastProblems = joined
+	l.mu.Unlock()
+	if changed {
+		for _, p := range problems {
+			l.log.Warn("row skipped: Django cannot load it either", "problem", p)
+		}
+	}
+}
+
+func quote(ident string) string { return `"` + ident + `"` }
+
+func readErr(table string, err error) error {
+	return fmt.Errorf("read %s: %w", table, err)
+}

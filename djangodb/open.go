@@ -1,0 +1,151 @@
+// Package djangodb reads a Django site's feature-flag tables (django-waffle,
+// django-feature-flipper, the FeatureFlag model) from its PostgreSQL or
+// SQLite database and turns them into engine snapshots.
+//
+// It knows SQL and Django's table names, and nothing about HTTP. Every load
+// runs in one read-only transaction, so the M2M rows always match the flags
+// they belong to. The SQLite driver (github.com/mattn/go-sqlite3) needs cgo:
+// build with CGO_ENABLED=1 and a C compiler.
+package djangodb
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/jmoiron/sqlx"
+	_ "github.com/lib/pq"           // PostgreSQL driver "postgres"
+	_ "github.com/mattn/go-sqlite3" // SQLite driver "sqlite3"
+)
+
+// ErrDatabaseURL is wrapped by every error ParseURL returns.
+var ErrDatabaseURL = errors.New("invalid database URL")
+
+// Dialect is the kind of database a URL names.
+type Dialect string
+
+// The supported dialects.
+const (
+	SQLite   Dialect = "sqlite"
+	Postgres Dialect = "postgres"
+)
+
+// Target is a parsed database URL: which driver to use and how to reach the
+// database. Redacted is safe to log.
+type Target struct {
+	Dialect  Dialect
+	Driver   string // database/sql driver name
+	DSN      string
+	Path     string // SQLite: the database file, absolute
+	Redacted string
+}
+
+// ParseURL parses a database URL in dj-database-url's forms:
+//
+//	sqlite:///relative/path.db     (relative to the working directory)
+//	sqlite:////absolute/path.db
+//	postgres://user:pass@host:port/name?sslmode=…  (also postgresql://, pgsql://)
+//
+// PostgreSQL URLs without sslmode get sslmode=prefer, the default of libpq
+// and so of Django's psycopg2 backend. A Unix socket directory is given as
+// ?host=/var/run/postgresql. SQLite databases are opened read-only; the file
+// must exist.
+func ParseURL(raw string) (Target, error) {
+	if raw == "" {
+		return Target{}, fmt.Errorf("%w: empty", ErrDatabaseURL)
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		// url.Error repeats the whole URL, password included.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return Target{}, fmt.Errorf("%w: %v", ErrDatabaseURL, err)
+	}
+	switch u.Scheme {
+	case "sqlite", "sqlite3":
+		return parseSQLite(u)
+	case "postgres", "postgresql", "pgsql":
+		return parsePostgres(u)
+	case "":
+		return Target{}, fmt.Errorf("%w: %q has no scheme (want sqlite:///path.db or postgres://user@host/name)", ErrDatabaseURL, u.Redacted())
+	default:
+		return Target{}, fmt.Errorf("%w: unsupported scheme %q (supported: sqlite, postgres)", ErrDatabaseURL, u.Scheme)
+	}
+}
+
+func parseSQLite(u *url.URL) (Target, error) {
+	if u.Host != "" {
+		return Target{}, fmt.Errorf("%w: sqlite URL %q has a host; use sqlite:///relative.db or sqlite:////absolute.db", ErrDatabaseURL, u.String())
+	}
+	if u.RawQuery != "" {
+		return Target{}, fmt.Errorf("%w: sqlite URL takes no query parameters", ErrDatabaseURL)
+	}
+	// dj-database-url drops the one slash that separates the empty host
+	// from the path: sqlite:///db.sqlite3 is "db.sqlite3".
+	p := strings.TrimPrefix(u.Path, "/")
+	if p == "" || p == ":memory:" {
+		return Target{}, fmt.Errorf("%w: sqlite URL names no file (an in-memory database has no Django tables)", ErrDatabaseURL)
+	}
+	abs, err := filepath.Abs(p)
+	if err != nil {
+		return Target{}, fmt.Errorf("%w: sqlite path %q: %v", ErrDatabaseURL, p, err)
+	}
+	st, err := os.Stat(abs)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return Target{}, fmt.Errorf("%w: sqlite database file %s does not exist (run Django's migrate first, or fix the path)", ErrDatabaseURL, abs)
+	case err != nil:
+		return Target{}, fmt.Errorf("%w: sqlite database file: %v", ErrDatabaseURL, err)
+	case st.IsDir():
+		return Target{}, fmt.Errorf("%w: sqlite database %s is a directory", ErrDatabaseURL, abs)
+	}
+	q := url.Values{}
+	q.Set("mode", "ro")
+	q.Set("_query_only", "1")
+	q.Set("_busy_timeout", "5000")
+	q.Set("_txlock", "deferred")
+	dsn := "file:" + (&url.URL{Path: abs}).EscapedPath() + "?" + q.Encode()
+	return Target{Dialect: SQLite, Driver: "sqlite3", DSN: dsn, Path: abs, Redacted: "sqlite:///" + abs}, nil
+}
+
+func parsePostgres(u *url.URL) (Target, error) {
+	q := u.Query()
+	if u.Host == "" && q.Get("host") == "" {
+		return Target{}, fmt.Errorf("%w: postgres URL %q has no host", ErrDatabaseURL, u.Redacted())
+	}
+	if strings.Trim(u.Path, "/") == "" {
+		return Target{}, fmt.Errorf("%w: postgres URL %q names no database", ErrDatabaseURL, u.Redacted())
+	}
+	if u.Port() != "" {
+		if n, err := strconv.Atoi(u.Port()); err != nil || n < 1 || n > 65535 {
+			return Target{}, fmt.Errorf("%w: postgres URL %q: port %q is not a number from 1 to 65535", ErrDatabaseURL, u.Redacted(), u.Port())
+		}
+	}
+	if q.Get("sslmode") == "" && os.Getenv("PGSSLMODE") == "" {
+		q.Set("sslmode", "prefer")
+	}
+	c := *u
+	c.Scheme = "postgres"
+	c.RawQuery = q.Encode()
+	return Target{Dialect: Postgres, Driver: "postgres", DSN: c.String(), Redacted: c.Redacted()}, nil
+}
+
+// Open opens the database a Target names. It does not connect; the first
+// load does.
+func Open(t Target) (*sqlx.DB, error) {
+	db, err := sqlx.Open(t.Driver, t.DSN)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", t.Redacted, err)
+	}
+	// A poller needs one connection; a second one covers a slow load
+	// overlapping a health check.
+	db.SetMaxOpenConns(2)
+	db.SetMaxIdleConns(2)
+	return db, nil
+}
