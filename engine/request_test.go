@@ -1,0 +1,155 @@
+package engine
+
+import (
+	"strings"
+	"testing"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+)
+
+// The expectations below were produced by Python 3.11's parse_qsl (with
+// keep_blank_values=True and separator="&", after Django's UTF-8/Latin-1
+// decoding of the raw bytes) and by Django's parse_cookie; the spec
+// references are to /work/shared/spec.
+func TestParseQuery(t *testing.T) {
+	tests := []struct {
+		name string
+		raw  string
+		want Params
+	}{
+		{"empty", "", nil},
+		{"semicolon is not a separator (waffle.md §2.1, §7)", "f=1;x=2", Params{"f": "1;x=2"}},
+		{"percent-encoded name (waffle.md §2.1)", "f%5Fdefault=1", Params{"f_default": "1"}},
+		{"bare name", "f", Params{"f": ""}},
+		{"blank value", "f=", Params{"f": ""}},
+		{"last value wins (waffle.md §7)", "f=1&f=0", Params{"f": "0"}},
+		{"override value 1%20", "f=1%20", Params{"f": "1 "}},
+		{"plus is a space", "a+b=c+d", Params{"a b": "c d"}},
+		{"escaped plus", "x=a%20b%2Bc", Params{"x": "a b+c"}},
+		{"invalid escapes stay literal", "x=%zz%4", Params{"x": "%zz%4"}},
+		{"double percent", "x=%%41", Params{"x": "%A"}},
+		{"utf-8 escapes", "x=%C3%A9", Params{"x": "é"}},
+		{"astral escapes", "x=%f0%9f%98%80", Params{"x": "😀"}},
+		{"truncated sequence is one replacement", "x=%e2%82A", Params{"x": "\uFFFDA"}},
+		{"surrogate bytes are three replacements", "x=%ed%a0%80", Params{"x": "\uFFFD\uFFFD\uFFFD"}},
+		{"raw non-ASCII splits escape runs", "x=%C3\xc3\xa9%A9", Params{"x": "\uFFFDé\uFFFD"}},
+		{"raw bytes that are not UTF-8 are Latin-1", "x=\xe9", Params{"x": "é"}},
+		{"empty pieces skipped", "&&x=1&", Params{"x": "1"}},
+		{"empty name", "=v", Params{"": "v"}},
+		{"first equals splits", "x=a=b", Params{"x": "a=b"}},
+		{"names are case-sensitive", "dwft_Mixed=1&dwft_mixed=0", Params{"dwft_Mixed": "1", "dwft_mixed": "0"}},
+		{"override parameters", "enable_x&session_enable_y=1;z", Params{"enable_x": "", "session_enable_y": "1;z"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := ParseQuery(tt.raw)
+			if diff := cmp.Diff(tt.want, got, cmpopts.EquateEmpty()); diff != "" {
+				t.Errorf("ParseQuery(%q) mismatch (-want +got):\n%s", tt.raw, diff)
+			}
+		})
+	}
+}
+
+func TestParseCookies(t *testing.T) {
+	tests := []struct {
+		name   string
+		header string
+		want   Params
+	}{
+		{"empty", "", nil},
+		{"last duplicate wins (waffle.md §7)", "dwf_x=False; dwf_x=True", Params{"dwf_x": "True"}},
+		{"quoted value (waffle.md §7)", `dwf_pct="True"`, Params{"dwf_pct": "True"}},
+		{"spaces around name and value (waffle.md §7)", "dwf_x = True ", Params{"dwf_x": "True"}},
+		// spec/vectors/django-sessions.json, primitives[*].parse_cookie.
+		{"plain", "sessionid=abcdefgh12345678", Params{"sessionid": "abcdefgh12345678"}},
+		{"duplicate", "sessionid=first; sessionid=second", Params{"sessionid": "second"}},
+		{"spaced", " sessionid = spaced ; other=1", Params{"sessionid": "spaced", "other": "1"}},
+		{"quoted", `sessionid="quoted"`, Params{"sessionid": "quoted"}},
+		{"escapes", `sessionid="a\"b\073c\\d"`, Params{"sessionid": `a"b;c\d`}},
+		{"unterminated quote", `sessionid="unterminated`, Params{"sessionid": `"unterminated`}},
+		{"blank value", "sessionid=", Params{"sessionid": ""}},
+		{"no equals", "sessionid", Params{"": "sessionid"}},
+		{"empty name", "=sessionid", Params{"": "sessionid"}},
+		{"first equals splits", "sessionid=a=b", Params{"sessionid": "a=b"}},
+		{"inner space", "sessionid=a b", Params{"sessionid": "a b"}},
+		{"case-sensitive", "Sessionid=upper; sessionid=lower", Params{"Sessionid": "upper", "sessionid": "lower"}},
+		{"comma is not a separator", "foo, sessionid=x", Params{"foo, sessionid": "x"}},
+		{"comma-joined duplicates", "sessionid=a,sessionid=b", Params{"sessionid": "a,sessionid=b"}},
+		{"empty chunks", "a=1;;sessionid=z;", Params{"a": "1", "sessionid": "z"}},
+		{"tabs", "sessionid=\tx\t", Params{"sessionid": "x"}},
+		{"no percent-decoding", "sessionid=%61bc", Params{"sessionid": "%61bc"}},
+		// CPython http.cookies._unquote corner cases.
+		{"octal above 0377 is not an escape", `x="\400"`, Params{"x": "400"}},
+		{"octal to Latin-1", `x="\351"`, Params{"x": "é"}},
+		{"short octal", `x="\08"`, Params{"x": "08"}},
+		{"escaped non-ASCII", "x=\"\\é\"", Params{"x": "é"}},
+		{"backslash before newline stays", "x=\"\\\n\"", Params{"x": "\\\n"}},
+		{"trailing backslash", `x="a\"`, Params{"x": `a\`}},
+		{"two quotes", `x=""`, Params{"x": ""}},
+		{"one quote", `x="`, Params{"x": `"`}},
+		{"python whitespace", "\x1cx\x1f=\u3000v\u00a0", Params{"x": "v"}},
+		{"invalid UTF-8 replaced", "x=\xff", Params{"x": "\uFFFD"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := ParseCookies(tt.header)
+			if diff := cmp.Diff(tt.want, got, cmpopts.EquateEmpty()); diff != "" {
+				t.Errorf("ParseCookies(%q) mismatch (-want +got):\n%s", tt.header, diff)
+			}
+		})
+	}
+}
+
+func TestParamsGet(t *testing.T) {
+	var nilParams Params
+	if v, ok := nilParams.Get("x"); ok || v != "" {
+		t.Errorf("nil Params.Get = %q, %v; want \"\", false", v, ok)
+	}
+	p := Params{"x": ""}
+	if v, ok := p.Get("x"); !ok || v != "" {
+		t.Errorf("Get(x) = %q, %v; want \"\", true", v, ok)
+	}
+	var _ Values = Params(nil)
+}
+
+func FuzzParseQuery(f *testing.F) {
+	for _, s := range []string{"", "f=1;x=2", "f%5Fdefault=1", "f", "f=", "a+b=%zz%4", "x=%e2%82A", "x=\xe9", "=&=", "x=%C3\xc3\xa9%A9"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		p := ParseQuery(raw)
+		for k, v := range p {
+			if !utf8.ValidString(k) || !utf8.ValidString(v) {
+				t.Fatalf("ParseQuery(%q): invalid UTF-8 in %q=%q", raw, k, v)
+			}
+		}
+		if !strings.ContainsAny(raw, "%+&") && utf8.ValidString(raw) && raw != "" {
+			name, value, _ := strings.Cut(raw, "=")
+			if got, ok := p.Get(name); !ok || got != value {
+				t.Fatalf("ParseQuery(%q)[%q] = %q, %v; want %q", raw, name, got, ok, value)
+			}
+		}
+	})
+}
+
+func FuzzParseCookies(f *testing.F) {
+	for _, s := range []string{"", "dwf_x=False; dwf_x=True", `dwf_pct="True"`, ` a = "b\"\073" ;;`, "\x1cx\x1f=\u3000v", "x=\xff", "=", `"`} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, header string) {
+		for k, v := range ParseCookies(header) {
+			if strings.TrimFunc(k, pyIsSpace) != k || strings.TrimFunc(k, unicode.IsSpace) != k {
+				t.Fatalf("ParseCookies(%q): name %q has surrounding whitespace", header, k)
+			}
+			if !utf8.ValidString(k) || !utf8.ValidString(v) {
+				t.Fatalf("ParseCookies(%q): invalid UTF-8 in %q=%q", header, k, v)
+			}
+			if strings.Contains(k, ";") || strings.Contains(k, "=") {
+				t.Fatalf("ParseCookies(%q): name %q holds a separator", header, k)
+			}
+		}
+	})
+}
