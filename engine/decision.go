@@ -7,29 +7,29 @@ type Reason string
 // (and the visitor's identity) have an empty Origin; the others come from
 // something the request carried and are reported as the decision's source.
 const (
-	ReasonEveryone       Reason = "everyone"        // waffle everyone column
-	ReasonOverride       Reason = "override"        // WAFFLE_OVERRIDE query parameter
-	ReasonTestingQuery   Reason = "testing-query"   // waffle testing mode, dwft_ parameter
-	ReasonTestingHeader  Reason = "testing-header"  // waffle testing mode, dwft- header
-	ReasonTestingCookie  Reason = "testing-cookie"  // waffle testing mode, dwft_ cookie
-	ReasonLanguage       Reason = "language"        // waffle languages column
-	ReasonAuthenticated  Reason = "authenticated"   // waffle authenticated column
-	ReasonStaff          Reason = "staff"           // waffle staff column
-	ReasonSuperuser      Reason = "superuser"       // waffle superusers column
-	ReasonUser           Reason = "user"            // listed user (waffle users, FeatureFlag allowed_users)
-	ReasonGroup          Reason = "group"           // waffle groups
-	ReasonPercentCookie  Reason = "percent-cookie"  // waffle dwf_ cookie
-	ReasonPercentRoll    Reason = "percent-roll"    // waffle fresh percentage roll
-	ReasonNoMatch        Reason = "no-match"        // no rule switched it on
-	ReasonActive         Reason = "active"          // switch active column, feature-flipper enabled
-	ReasonSample         Reason = "sample"          // waffle sample draw
-	ReasonDisabled       Reason = "disabled"        // FeatureFlag enabled = false
-	ReasonRollout        Reason = "rollout"         // FeatureFlag rollout_percent >= 100
-	ReasonBucket         Reason = "bucket"          // FeatureFlag deterministic bucket
-	ReasonConflict       Reason = "conflict"        // the name is defined by two sources
-	ReasonOverrideURL    Reason = "url"             // flagproxy URL override
+	ReasonEveryone        Reason = "everyone"       // waffle everyone column
+	ReasonOverride        Reason = "override"       // WAFFLE_OVERRIDE query parameter
+	ReasonTestingQuery    Reason = "testing-query"  // waffle testing mode, dwft_ parameter
+	ReasonTestingHeader   Reason = "testing-header" // waffle testing mode, dwft- header
+	ReasonTestingCookie   Reason = "testing-cookie" // waffle testing mode, dwft_ cookie
+	ReasonLanguage        Reason = "language"       // waffle languages column
+	ReasonAuthenticated   Reason = "authenticated"  // waffle authenticated column
+	ReasonStaff           Reason = "staff"          // waffle staff column
+	ReasonSuperuser       Reason = "superuser"      // waffle superusers column
+	ReasonUser            Reason = "user"           // listed user (waffle users, FeatureFlag allowed_users)
+	ReasonGroup           Reason = "group"          // waffle groups
+	ReasonPercentCookie   Reason = "percent-cookie" // waffle dwf_ cookie
+	ReasonPercentRoll     Reason = "percent-roll"   // waffle fresh percentage roll
+	ReasonNoMatch         Reason = "no-match"       // no rule switched it on
+	ReasonActive          Reason = "active"         // switch active column, feature-flipper enabled
+	ReasonSample          Reason = "sample"         // waffle sample draw
+	ReasonDisabled        Reason = "disabled"       // FeatureFlag enabled = false
+	ReasonRollout         Reason = "rollout"        // FeatureFlag rollout_percent >= 100
+	ReasonBucket          Reason = "bucket"         // FeatureFlag deterministic bucket
+	ReasonConflict        Reason = "conflict"       // the name is defined by two sources
+	ReasonOverrideURL     Reason = "url"            // flagproxy URL override
 	ReasonOverrideSession Reason = "session"        // flagproxy session override
-	ReasonUnavailable    Reason = "unavailable"     // no snapshot loaded
+	ReasonUnavailable     Reason = "unavailable"    // no snapshot loaded
 )
 
 // Origin returns the request input a decision came from ("url", "session",

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"unicode/utf8"
 )
 
 // ErrInvalidSnapshot is wrapped by every error NewSnapshot returns.
@@ -85,6 +86,9 @@ func NewSnapshot(d Data) (*Snapshot, error) {
 	if err := checkPattern("WAFFLE_TEST_COOKIE", d.Waffle.TestCookie); err != nil {
 		return nil, err
 	}
+	if d.Waffle.MaxAge <= 0 {
+		return nil, fmt.Errorf("%w: WAFFLE_MAX_AGE %d: only a positive number of seconds is supported", ErrInvalidSnapshot, d.Waffle.MaxAge)
+	}
 	s := &Snapshot{
 		sources:   slices.Clone(d.Sources),
 		flagIndex: make(map[string]int),
@@ -96,6 +100,9 @@ func NewSnapshot(d Data) (*Snapshot, error) {
 
 	byName := make(map[string][]flagRule)
 	add := func(src Source, name string, r flagRule) error {
+		if !utf8.ValidString(name) {
+			return fmt.Errorf("%w: %s flag name %q is not valid UTF-8", ErrInvalidSnapshot, src, name)
+		}
 		for _, prev := range byName[name] {
 			if prev.source == src {
 				return fmt.Errorf("%w: %s flag %q defined twice", ErrInvalidSnapshot, src, name)
@@ -166,7 +173,7 @@ func newWaffleRule(f WaffleFlag, ws WaffleSettings) *waffleRule {
 	w.Users, w.Groups = slices.Clone(f.Users), slices.Clone(f.Groups)
 	if f.Languages != "" {
 		for _, l := range strings.Split(f.Languages, ",") {
-			w.languages = append(w.languages, strings.TrimSpace(l))
+			w.languages = append(w.languages, pyStrip(l))
 		}
 	}
 	w.cookie = pyFormat(ws.Cookie, f.Name)
@@ -189,8 +196,11 @@ func set[T comparable](xs []T) map[T]struct{} {
 func sortedUnique[T any](xs []T, name func(T) string, kind string) ([]T, error) {
 	out := slices.Clone(xs)
 	slices.SortFunc(out, func(a, b T) int { return cmp.Compare(name(a), name(b)) })
-	for i := 1; i < len(out); i++ {
-		if name(out[i]) == name(out[i-1]) {
+	for i := range out {
+		if !utf8.ValidString(name(out[i])) {
+			return nil, fmt.Errorf("%w: %s name %q is not valid UTF-8", ErrInvalidSnapshot, kind, name(out[i]))
+		}
+		if i > 0 && name(out[i]) == name(out[i-1]) {
 			return nil, fmt.Errorf("%w: %s %q defined twice", ErrInvalidSnapshot, kind, name(out[i]))
 		}
 	}
