@@ -1,0 +1,170 @@
+package proxy
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/flagproxy/flagproxy/engine"
+)
+
+// AdminConfig configures the admin handler.
+type AdminConfig struct {
+	// Snapshots is the source /readyz reports on; nil is never ready.
+	Snapshots SnapshotSource
+	// Gatherer is what /metrics exposes; nil answers 404 there.
+	Gatherer prometheus.Gatherer
+	// Logger receives errors; nil discards them.
+	Logger *slog.Logger
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// NewAdmin returns the handler of the admin listener:
+//   - /healthz answers 200 "ok" while the process runs;
+//   - /readyz answers 503 {"ready":false} before the first snapshot and 200
+//     with a JSON summary of the current snapshot after it;
+//   - /metrics serves cfg.Gatherer in the Prometheus exposition formats.
+//
+// Other paths answer 404, and methods other than GET and HEAD 405.
+func NewAdmin(cfg AdminConfig) http.Handler {
+	a := &admin{snaps: cfg.Snapshots, logger: cfg.Logger, now: cfg.Now}
+	if a.logger == nil {
+		a.logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if a.now == nil {
+		a.now = time.Now
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/healthz", a.handle(a.healthz))
+	mux.Handle("/readyz", a.handle(a.readyz))
+	if cfg.Gatherer != nil {
+		h := promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{
+			ErrorLog:      slog.NewLogLogger(a.logger.Handler(), slog.LevelError),
+			ErrorHandling: promhttp.ContinueOnError,
+		})
+		mux.Handle("/metrics", a.handle(func(w http.ResponseWriter, r *http.Request) error {
+			h.ServeHTTP(w, r)
+			return nil
+		}))
+	}
+	mux.Handle("/", a.handle(func(http.ResponseWriter, *http.Request) error {
+		return httpError{Code: http.StatusNotFound, Msg: "not found"}
+	}))
+	return mux
+}
+
+// httpError is an error with the status and the message the client gets;
+// Err, if any, is only logged.
+type httpError struct {
+	Code int
+	Msg  string
+	Err  error
+}
+
+func (e httpError) Error() string {
+	if e.Err != nil {
+		return fmt.Sprintf("%d %s: %v", e.Code, e.Msg, e.Err)
+	}
+	return fmt.Sprintf("%d %s", e.Code, e.Msg)
+}
+
+func (e httpError) Unwrap() error { return e.Err }
+
+type admin struct {
+	snaps  SnapshotSource
+	logger *slog.Logger
+	now    func() time.Time
+}
+
+// handle adapts an error-returning handler: it answers only GET and HEAD,
+// and turns a returned error into a plain-text response.
+func (a *admin) handle(f func(http.ResponseWriter, *http.Request) error) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "no-store")
+		var err error
+		if r.Method == http.MethodGet || r.Method == http.MethodHead {
+			err = f(w, r)
+		} else {
+			err = httpError{Code: http.StatusMethodNotAllowed, Msg: "method not allowed"}
+		}
+		if err == nil {
+			return
+		}
+		var he httpError
+		if !errors.As(err, &he) {
+			he = httpError{Code: http.StatusInternalServerError, Msg: "internal error", Err: err}
+		}
+		if he.Code >= 500 {
+			a.logger.LogAttrs(r.Context(), slog.LevelError, "admin request failed",
+				slog.String("path", r.URL.Path), slog.Int("status", he.Code), slog.Any("error", err))
+		}
+		if he.Code == http.StatusMethodNotAllowed {
+			w.Header().Set("Allow", "GET, HEAD")
+		}
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		w.WriteHeader(he.Code)
+		_, _ = io.WriteString(w, he.Msg+"\n")
+	})
+}
+
+func (a *admin) healthz(w http.ResponseWriter, _ *http.Request) error {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	_, err := io.WriteString(w, "ok\n")
+	return err
+}
+
+// readiness is the /readyz body once a snapshot is loaded.
+type readiness struct {
+	Ready      bool            `json:"ready"`
+	Version    string          `json:"version"`
+	AgeSeconds float64         `json:"age_seconds"`
+	LoadedAt   string          `json:"loaded_at"`
+	Flags      int             `json:"flags"`
+	Switches   int             `json:"switches"`
+	Samples    int             `json:"samples"`
+	Sources    []engine.Source `json:"sources"`
+	Conflicts  []string        `json:"conflicts"`
+}
+
+func (a *admin) readyz(w http.ResponseWriter, _ *http.Request) error {
+	var snap *engine.Snapshot
+	if a.snaps != nil {
+		snap = a.snaps.Load()
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if snap == nil {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, err := io.WriteString(w, `{"ready":false}`+"\n")
+		return err
+	}
+	at := a.snaps.LoadedAt()
+	body := readiness{
+		Ready:      true,
+		Version:    snap.Version(),
+		AgeSeconds: a.now().Sub(at).Seconds(),
+		LoadedAt:   at.UTC().Format(time.RFC3339),
+		Flags:      snap.NumFlags(),
+		Switches:   snap.NumSwitches(),
+		Samples:    snap.NumSamples(),
+		Sources:    append([]engine.Source{}, snap.Sources()...),
+		Conflicts:  []string{},
+	}
+	for _, c := range snap.Conflicts() {
+		body.Conflicts = append(body.Conflicts, c.Name)
+	}
+	b, err := json.Marshal(body)
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(append(b, '\n'))
+	return err
+}

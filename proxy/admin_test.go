@@ -1,0 +1,78 @@
+package proxy
+
+import (
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/flagproxy/flagproxy/engine"
+)
+
+func TestAdmin(t *testing.T) {
+	store := &engine.Store{}
+	reg := prometheus.NewRegistry()
+	if _, err := New(Config{Upstream: closedURL(t), Snapshots: store, Registerer: reg}); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(NewAdmin(AdminConfig{Snapshots: store, Gatherer: reg, Now: testNow}))
+	defer srv.Close()
+	call := func(method, path string) (int, string, http.Header) {
+		t.Helper()
+		req, _ := http.NewRequest(method, srv.URL+path, nil)
+		res, err := srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		return res.StatusCode, string(b), res.Header
+	}
+	check := func(method, path string, wantCode int, wantBody string) {
+		t.Helper()
+		code, body, _ := call(method, path)
+		if code != wantCode || body != wantBody {
+			t.Errorf("%s %s = %d %q, want %d %q", method, path, code, body, wantCode, wantBody)
+		}
+	}
+
+	check("GET", "/healthz", 200, "ok\n")
+	check("GET", "/readyz", 503, `{"ready":false}`+"\n")
+	check("GET", "/nope", 404, "not found\n")
+	check("GET", "/readyz/x", 404, "not found\n")
+	check("POST", "/readyz", 405, "method not allowed\n")
+	if _, _, h := call("POST", "/healthz"); h.Get("Allow") != "GET, HEAD" {
+		t.Errorf("405 Allow = %q", h.Get("Allow"))
+	}
+
+	snap := goldenSnapshot(t)
+	store.Publish(snap, testNow().Add(-1500*time.Millisecond))
+	check("GET", "/readyz", 200, `{"ready":true,"version":"`+snap.Version()+`","age_seconds":1.5,`+
+		`"loaded_at":"2026-11-21T07:58:46Z","flags":7,"switches":2,"samples":1,`+
+		`"sources":["featureflipper","waffle"],"conflicts":["dup"]}`+"\n")
+
+	code, body, h := call("GET", "/metrics")
+	if code != 200 || !strings.Contains(body, `flagproxy_snapshot_flags{source="waffle"} 7`) {
+		t.Errorf("/metrics = %d:\n%s", code, body)
+	}
+	if h.Get("Cache-Control") != "no-store" {
+		t.Errorf("Cache-Control = %q", h.Get("Cache-Control"))
+	}
+}
+
+func TestAdminWithoutGatherer(t *testing.T) {
+	rec := httptest.NewRecorder()
+	NewAdmin(AdminConfig{}).ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	if rec.Code != http.StatusNotFound {
+		t.Errorf("/metrics without a gatherer = %d, want 404", rec.Code)
+	}
+	rec = httptest.NewRecorder()
+	NewAdmin(AdminConfig{}).ServeHTTP(rec, httptest.NewRequest("GET", "/readyz", nil))
+	if rec.Code != http.StatusServiceUnavailable {
+		t.Errorf("/readyz without snapshots = %d, want 503", rec.Code)
+	}
+}

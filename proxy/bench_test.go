@@ -1,0 +1,100 @@
+package proxy
+
+import (
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/flagproxy/flagproxy/engine"
+)
+
+// benchSnapshot has 50 flags of every source (waffle percentages, testing
+// flags and plain ones, feature-flipper features, FeatureFlag keys), 10
+// switches and 5 samples.
+func benchSnapshot(tb testing.TB) *engine.Snapshot {
+	d := engine.Data{Sources: []engine.Source{engine.SourceWaffle, engine.SourceFeatureFlipper, engine.SourceFeatureFlag}}
+	for i := range 30 {
+		f := engine.WaffleFlag{Name: fmt.Sprintf("waffle_flag_%02d", i)}
+		switch i % 3 {
+		case 0:
+			f.Percent = engine.PercentOf(int32(100 + 10*i))
+		case 1:
+			f.Testing = true
+		case 2:
+			f.Everyone = engine.Yes
+		}
+		d.WaffleFlags = append(d.WaffleFlags, f)
+	}
+	for i := range 10 {
+		d.Features = append(d.Features, engine.Feature{Name: fmt.Sprintf("feature_%02d", i), Enabled: i%2 == 0})
+		d.FeatureFlags = append(d.FeatureFlags, engine.FeatureFlag{Key: fmt.Sprintf("model_flag_%02d", i), Enabled: true, RolloutPercent: int64(10 * i)})
+		d.Switches = append(d.Switches, engine.Switch{Name: fmt.Sprintf("switch_%02d", i), Active: i%2 == 1})
+	}
+	for i := range 5 {
+		d.Samples = append(d.Samples, engine.Sample{Name: fmt.Sprintf("sample_%02d", i), Percent: engine.PercentOf(int32(200 * i))})
+	}
+	return mustSnapshot(tb, d)
+}
+
+// stubTransport answers every request at once, without sockets.
+type stubTransport struct{}
+
+func (stubTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	return &http.Response{
+		StatusCode: http.StatusOK, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+		Header: http.Header{"Content-Type": {"text/html; charset=utf-8"}},
+		Body:   http.NoBody, ContentLength: 0, Request: r,
+	}, nil
+}
+
+// discardWriter is a ResponseWriter that keeps nothing but a header map.
+type discardWriter struct{ h http.Header }
+
+func (w *discardWriter) Header() http.Header         { return w.h }
+func (w *discardWriter) Write(b []byte) (int, error) { return len(b), nil }
+func (w *discardWriter) WriteHeader(int)             {}
+
+// BenchmarkServeHTTP measures one proxied request against an in-process
+// upstream: "reverseproxy" is a bare httputil.ReverseProxy (with the same
+// buffer pool), "flagproxy" the whole Proxy with metrics, so the difference
+// is flagproxy's overhead. The request sets a waffle testing parameter and
+// a dwf_ cookie; the response gets 11 Set-Cookie lines.
+func BenchmarkServeHTTP(b *testing.B) {
+	upstream, _ := url.Parse("http://django.test")
+	req := httptest.NewRequest(http.MethodGet, "http://django.test/page?dwft_waffle_flag_01=1&q=x", nil)
+	req.Header.Set("Cookie", "sessionid=abcdefgh12345678; dwf_waffle_flag_00=True; csrftoken=x")
+	req.Header.Set("User-Agent", "bench")
+	req.Header.Set("Accept", "text/html")
+	run := func(b *testing.B, h http.Handler) {
+		w := &discardWriter{h: http.Header{}}
+		b.ReportAllocs()
+		for b.Loop() {
+			clear(w.h)
+			h.ServeHTTP(w, req)
+		}
+	}
+	b.Run("reverseproxy", func(b *testing.B) {
+		run(b, &httputil.ReverseProxy{
+			Rewrite:    func(pr *httputil.ProxyRequest) { pr.SetURL(upstream); pr.SetXForwarded() },
+			Transport:  stubTransport{},
+			BufferPool: &bufferPool{},
+		})
+	})
+	b.Run("flagproxy", func(b *testing.B) {
+		store := &engine.Store{}
+		p, err := New(Config{
+			Upstream: upstream, Snapshots: store, Transport: stubTransport{},
+			Registerer: prometheus.NewRegistry(), Rand: fixedRand(0.5), Now: testNow,
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		store.Publish(benchSnapshot(b), testNow())
+		run(b, p)
+	})
+}

@@ -1,0 +1,344 @@
+package proxy
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+	"unicode/utf8"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/flagproxy/flagproxy/engine"
+)
+
+// goldenSnapshot exercises every member of the header: an escaped name, a
+// conflict, a percentage roll, waffle's testing query, a URL override and
+// non-ASCII names.
+func goldenSnapshot(t *testing.T) *engine.Snapshot {
+	return mustSnapshot(t, engine.Data{
+		Sources: []engine.Source{engine.SourceWaffle, engine.SourceFeatureFlipper},
+		WaffleFlags: []engine.WaffleFlag{
+			{Name: "beta", Everyone: engine.Yes},
+			{Name: "dup", Everyone: engine.Yes},
+			{Name: "pct", Percent: engine.PercentOf(500)},
+			{Name: "tested", Testing: true},
+		},
+		Features: []engine.Feature{
+			{Name: "new_ui"},
+			{Name: "dup"},
+			{Name: "ünï <&>", Enabled: true},
+			{Name: "a\"b\\c\n", Enabled: true},
+		},
+		Switches: []engine.Switch{{Name: "maint"}, {Name: "sw😀", Active: true}},
+		Samples:  []engine.Sample{{Name: "smp", Percent: engine.PercentOf(500)}},
+	})
+}
+
+func TestFlagsHeaderGolden(t *testing.T) {
+	snap := goldenSnapshot(t)
+	hs := newHarness(t, Config{
+		Rand:      fixedRand(0.3),
+		Overrider: fakeOverrider{o: engine.Overrides{URL: map[string]bool{"new_ui": true}}},
+	}, nil)
+	hs.store.Publish(snap, testNow())
+	hs.get(t, "/?dwft_tested=1", nil)
+	want := `{"flags":{"a\"b\\c\n":true,"beta":true,"dup":false,"new_ui":true,"pct":true,"tested":true,` +
+		`"\u00fcn\u00ef \u003c\u0026\u003e":true},"switches":{"maint":false,"sw\ud83d\ude00":true},` +
+		`"samples":{"smp":true},"sources":{"new_ui":"url","tested":"query"},` +
+		`"conflicts":{"dup":["featureflipper","waffle"]},"version":"` + snap.Version() + `","state":"ok"}`
+	if got := hs.backend.last(t).Header.Get(FlagsHeader); got != want {
+		t.Errorf("flags header\n got %s\nwant %s", got, want)
+	}
+	p := decode(t, hs.backend.last(t).Header)
+	if diff := cmp.Diff(map[string][]string{"dup": {"featureflipper", "waffle"}}, p.Conflicts); diff != "" {
+		t.Errorf("conflicts (-want +got):\n%s", diff)
+	}
+	if !p.Flags["ünï <&>"] || !p.Switches["sw😀"] || !p.Flags["a\"b\\c\n"] {
+		t.Errorf("escaped names did not round-trip: %v %v", p.Flags, p.Switches)
+	}
+}
+
+func TestFlagsHeaderStates(t *testing.T) {
+	snap := simpleSnapshot(t)
+	okValue := `{"flags":{"beta":true},"switches":{},"samples":{},"sources":{},"version":"` + snap.Version() + `","state":"ok"}`
+	tests := []struct {
+		name       string
+		publish    bool
+		loadedAt   time.Time
+		staleAfter time.Duration
+		want       string
+	}{
+		{"no snapshot", false, time.Time{}, 0, unavailableJSON},
+		{"fresh", true, testNow().Add(-30 * time.Second), 0, okValue},
+		{"stale", true, testNow().Add(-31 * time.Second), 0, strings.Replace(okValue, `"ok"`, `"stale"`, 1)},
+		{"custom stale after", true, testNow().Add(-31 * time.Second), time.Minute, okValue},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			hs := newHarness(t, Config{StaleAfter: tt.staleAfter}, nil)
+			if tt.publish {
+				hs.store.Publish(snap, tt.loadedAt)
+			}
+			res := hs.get(t, "/", nil)
+			if res.StatusCode != http.StatusOK {
+				t.Errorf("status = %d, want 200 (requests pass whatever the state)", res.StatusCode)
+			}
+			if got := hs.backend.last(t).Header.Get(FlagsHeader); got != tt.want {
+				t.Errorf("flags header\n got %s\nwant %s", got, tt.want)
+			}
+		})
+	}
+}
+
+// bigSnapshot has n switches with incompressible names, so its header needs
+// the large form; it also returns the switches' states.
+func bigSnapshot(t testing.TB, n int) (*engine.Snapshot, map[string]bool) {
+	r := rand.New(rand.NewPCG(1, 2))
+	d := engine.Data{Sources: []engine.Source{engine.SourceWaffle}}
+	want := map[string]bool{}
+	for i := range n {
+		sw := engine.Switch{Name: fmt.Sprintf("%016x%016x", r.Uint64(), r.Uint64()), Active: i%3 == 0}
+		d.Switches = append(d.Switches, sw)
+		want[sw.Name] = sw.Active
+	}
+	return mustSnapshot(t, d), want
+}
+
+func TestLargeValueRoundTrips(t *testing.T) {
+	snap, switches := bigSnapshot(t, 2000)
+	hs := newHarness(t, Config{SigningKey: []byte("key")}, nil)
+	hs.store.Publish(snap, testNow())
+	hs.get(t, "/", nil)
+	h := hs.backend.last(t).Header
+	var ptr struct {
+		Encoding string
+		Parts    int
+	}
+	if err := json.Unmarshal([]byte(h.Get(FlagsHeader)), &ptr); err != nil {
+		t.Fatal(err)
+	}
+	if ptr.Encoding != Encoding || ptr.Parts < 2 || ptr.Parts > MaxParts {
+		t.Fatalf("pointer %s: want the large form in 2..%d parts", h.Get(FlagsHeader), MaxParts)
+	}
+	for k, vs := range h {
+		for _, v := range vs {
+			if inNamespace(k) && len(k)+2+len(v) > 8190 {
+				t.Errorf("%s line is %d bytes, over gunicorn's limit", k, len(k)+2+len(v))
+			}
+			if k != FlagsHeader && k != SignatureHeader && len(v) > PartSize {
+				t.Errorf("%s is %d bytes, over PartSize", k, len(v))
+			}
+		}
+	}
+	if _, ok := h[partHeader(ptr.Parts+1)]; ok {
+		t.Errorf("extra part %d", ptr.Parts+1)
+	}
+	p := decode(t, h)
+	if p.State != StateOK || p.Version != snap.Version() {
+		t.Errorf("decoded state %q, version %q", p.State, p.Version)
+	}
+	if diff := cmp.Diff(switches, p.Switches); diff != "" {
+		t.Errorf("switches (-want +got):\n%s", diff)
+	}
+	// The tampered digest must be caught.
+	bad := h.Clone()
+	bad.Set(partHeader(1), "A"+bad.Get(partHeader(1))[1:])
+	if _, err := Decode(bad); !errors.Is(err, ErrMalformedFlagsHeader) {
+		t.Errorf("Decode of a tampered part: %v, want ErrMalformedFlagsHeader", err)
+	}
+}
+
+func TestOversizeValueIsRefused(t *testing.T) {
+	snap, _ := bigSnapshot(t, 50)
+	hs := newHarness(t, Config{}, nil, func(p *Proxy) { p.limits = limits{inline: 100, part: 10, maxParts: 2} })
+	hs.store.Publish(snap, testNow())
+	hs.get(t, "/", nil)
+	h := hs.backend.last(t).Header
+	want := `{"flags":{},"switches":{},"samples":{},"sources":{},"version":"` + snap.Version() + `","state":"unavailable"}`
+	if got := h.Get(FlagsHeader); got != want {
+		t.Errorf("flags header\n got %s\nwant %s", got, want)
+	}
+	if _, ok := h[partHeader(1)]; ok {
+		t.Errorf("parts sent for a refused value")
+	}
+	if got := testutil.ToFloat64(hs.proxy.metrics.headerOversize); got != 1 {
+		t.Errorf("oversize counter = %v, want 1", got)
+	}
+}
+
+func TestSignature(t *testing.T) {
+	key := []byte("django-insecure-key")
+	for _, n := range []int{1, 2000} {
+		t.Run(strconv.Itoa(n), func(t *testing.T) {
+			hs := newHarness(t, Config{SigningKey: key}, nil)
+			snap, _ := bigSnapshot(t, n)
+			hs.store.Publish(snap, testNow())
+			hs.get(t, "/", nil)
+			h := hs.backend.last(t).Header
+			ts := testNow().Unix()
+			m := hmac.New(sha256.New, key)
+			fmt.Fprintf(m, "%d.%s", ts, h.Get(FlagsHeader))
+			want := fmt.Sprintf("t=%d,v1=%s", ts, hex.EncodeToString(m.Sum(nil)))
+			if got := h.Get(SignatureHeader); got != want {
+				t.Errorf("signature = %q, want %q", got, want)
+			}
+		})
+	}
+}
+
+func TestStripInbound(t *testing.T) {
+	h := map[string][]string{
+		"X-Flagproxy-Flags": {"a"}, "x-flagproxy-flags": {"a"}, "X_Flagproxy_Flags": {"a"},
+		"X-FLAGPROXY-FLAGS-1": {"a"}, "X-Flagproxy-": {"a"}, "X_Forwarded_For": {"a"},
+		"x-forwarded-proto": {"a"}, "X-Flagproxy": {"keep"}, "X-Flagproxyflags": {"keep"},
+		"X-Forwarded-Fort": {"keep"}, "Cookie": {"keep"},
+	}
+	stripInbound(h)
+	want := map[string][]string{"X-Flagproxy": {"keep"}, "X-Flagproxyflags": {"keep"}, "X-Forwarded-Fort": {"keep"}, "Cookie": {"keep"}}
+	if diff := cmp.Diff(want, h); diff != "" {
+		t.Errorf("after stripInbound (-want +got):\n%s", diff)
+	}
+}
+
+func TestDecodeErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		h    http.Header
+		want error
+	}{
+		{"missing", http.Header{}, ErrNoFlagsHeader},
+		{"two lines", http.Header{FlagsHeader: {unavailableJSON, unavailableJSON}}, ErrMalformedFlagsHeader},
+		{"not json", http.Header{FlagsHeader: {"{"}}, ErrMalformedFlagsHeader},
+		{"missing member", http.Header{FlagsHeader: {`{"flags":{},"version":"","state":"ok"}`}}, ErrMalformedFlagsHeader},
+		{"bad state", http.Header{FlagsHeader: {`{"flags":{},"switches":{},"samples":{},"sources":{},"version":"","state":"fine"}`}}, ErrMalformedFlagsHeader},
+		{"unknown encoding", http.Header{FlagsHeader: {`{"encoding":"zstd","parts":1}`}}, ErrMalformedFlagsHeader},
+		{"missing part", http.Header{FlagsHeader: {`{"encoding":"gzip+base64url","parts":1,"sha256":"` + strings.Repeat("0", 64) + `"}`}}, ErrMalformedFlagsHeader},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, err := Decode(tt.h); !errors.Is(err, tt.want) {
+				t.Errorf("Decode: %v, want %v", err, tt.want)
+			}
+		})
+	}
+}
+
+// validName is what the header makes of a name: each invalid UTF-8 byte
+// becomes U+FFFD.
+func validName(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		b.WriteRune(r) // range yields U+FFFD for each invalid byte
+	}
+	return b.String()
+}
+
+func FuzzHeaderEncoding(f *testing.F) {
+	f.Add([]byte("\x04beta\x06new_ui\x03\xff\xfe\x00"), uint64(5), false)
+	f.Add([]byte("\x05a\"\\\n\x08\x0a\xf0\x9f\x98\x80<&>\xe2\x80\xa8"), uint64(0xFFFF), true)
+	f.Add([]byte("\x01\x00\x02\r\n\x03\xed\xa0\x80"), uint64(0), true)
+	f.Fuzz(func(t *testing.T, data []byte, bits uint64, large bool) {
+		var names []string
+		for len(data) > 0 && len(names) < 64 {
+			n := min(int(data[0])%24, len(data)-1)
+			names = append(names, string(data[1:1+n]))
+			data = data[1+n:]
+		}
+		bit := func(i int) bool { return bits>>(uint(i)%64)&1 == 1 }
+		d := engine.Data{Sources: []engine.Source{engine.SourceWaffle, engine.SourceFeatureFlipper}}
+		want := Payload{Flags: map[string]bool{}, Switches: map[string]bool{}, Samples: map[string]bool{}, Sources: map[string]string{}, State: StateOK}
+		urlOverrides := map[string]bool{}
+		seen := map[string]bool{}
+		for i, name := range names {
+			if seen[validName(name)] {
+				continue // names that collide once made valid, or repeat
+			}
+			seen[validName(name)] = true
+			switch i % 3 {
+			case 0:
+				d.Features = append(d.Features, engine.Feature{Name: name, Enabled: bit(i)})
+				want.Flags[validName(name)] = bit(i)
+				if bit(i + 17) {
+					urlOverrides[name] = !bit(i)
+					want.Flags[validName(name)] = !bit(i)
+					want.Sources[validName(name)] = "url"
+				}
+			case 1:
+				d.Switches = append(d.Switches, engine.Switch{Name: name, Active: bit(i)})
+				want.Switches[validName(name)] = bit(i)
+			case 2:
+				pct := engine.PercentOf(0)
+				if bit(i) {
+					pct = engine.PercentOf(1000)
+				}
+				d.Samples = append(d.Samples, engine.Sample{Name: name, Percent: pct})
+				want.Samples[validName(name)] = bit(i)
+			}
+		}
+		d.Waffle = engine.DefaultWaffleSettings()
+		snap, err := engine.NewSnapshot(d)
+		if err != nil {
+			t.Skip(err)
+		}
+		want.Version = snap.Version()
+		dec := snap.Evaluate(&engine.Request{Overrides: engine.Overrides{URL: urlOverrides}}, fixedRand(0.5))
+		e := newEncoder(snap)
+		value := e.encode(&dec, StateOK)
+		p := &Proxy{limits: defaultLimits()}
+		if large {
+			p.limits = limits{inline: 32, part: 16, maxParts: MaxParts}
+		}
+		h := http.Header{}
+		if err := p.setFlags(h, e, value, StateOK); errors.Is(err, errTooLarge) && large {
+			if len(h) != 0 {
+				t.Fatalf("refused value left headers: %q", h)
+			}
+			return
+		} else if err != nil {
+			t.Fatalf("setFlags: %v", err)
+		}
+		for k, vs := range h {
+			if k != FlagsHeader && !strings.HasPrefix(k, FlagsHeader+"-") {
+				t.Fatalf("unexpected header name %q", k)
+			}
+			for _, v := range vs {
+				for i := 0; i < len(v); i++ {
+					if c := v[i]; c < 0x20 || c > 0x7E {
+						t.Fatalf("%s holds byte %#x: %q", k, c, v)
+					}
+				}
+			}
+		}
+		got, err := Decode(h)
+		if err != nil {
+			t.Fatalf("Decode(%q): %v", h, err)
+		}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Fatalf("round trip (-want +got):\n%s", diff)
+		}
+		if !utf8.ValidString(value) {
+			t.Fatalf("value is not UTF-8")
+		}
+	})
+}
+
+func BenchmarkEncodeHeader(b *testing.B) {
+	snap := benchSnapshot(b)
+	d := snap.Evaluate(&engine.Request{Overrides: engine.Overrides{URL: map[string]bool{"feature_03": true}}}, fixedRand(0.3))
+	e := newEncoder(snap)
+	b.SetBytes(int64(len(e.encode(&d, StateOK))))
+	b.ReportAllocs()
+	for b.Loop() {
+		e.encode(&d, StateOK)
+	}
+}

@@ -1,0 +1,154 @@
+package proxy
+
+import (
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// The reasons of flagproxy_upstream_errors_total.
+const (
+	reasonTimeout  = "timeout"
+	reasonCanceled = "canceled"
+	reasonRefused  = "refused"
+	reasonOther    = "other"
+)
+
+// metrics holds one Proxy's collectors. Every label has a bounded set of
+// values: promhttp maps unknown methods to "unknown".
+//
+// Before the first snapshot load flagproxy_snapshot_age_seconds is -1,
+// flagproxy_snapshot_last_success_timestamp_seconds and
+// flagproxy_snapshot_conflicts are 0, and flagproxy_snapshot_flags has no
+// series.
+type metrics struct {
+	requests       *prometheus.CounterVec
+	duration       *prometheus.HistogramVec
+	inFlight       prometheus.Gauge
+	upstreamErrors *prometheus.CounterVec
+	identityErrors prometheus.Counter
+	overrideErrors prometheus.Counter
+	cookiesSkipped prometheus.Counter
+	headerOversize prometheus.Counter
+}
+
+func newMetrics(reg prometheus.Registerer, src SnapshotSource, now func() time.Time) (*metrics, error) {
+	m := &metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "flagproxy_requests_total",
+			Help: "Proxied requests by response status code and method.",
+		}, []string{"code", "method"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "flagproxy_request_duration_seconds",
+			Help:    "Time to serve a proxied request, upstream included.",
+			Buckets: prometheus.DefBuckets,
+		}, []string{"code", "method"}),
+		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "flagproxy_requests_in_flight",
+			Help: "Proxied requests being served.",
+		}),
+		upstreamErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "flagproxy_upstream_errors_total",
+			Help: "Requests that got no response from the upstream, by reason (timeout, canceled, refused, other).",
+		}, []string{"reason"}),
+		identityErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "flagproxy_identity_errors_total",
+			Help: "Visitor identifications that failed and fell back to anonymous.",
+		}),
+		overrideErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "flagproxy_override_errors_total",
+			Help: "Override lookups that failed and fell back to no overrides.",
+		}),
+		cookiesSkipped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "flagproxy_cookies_skipped_total",
+			Help: "Waffle cookies not written because Python would refuse their name or value.",
+		}),
+		headerOversize: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "flagproxy_header_oversize_total",
+			Help: "Requests whose flags did not fit the header limits and were sent as unavailable.",
+		}),
+	}
+	for _, r := range [...]string{reasonTimeout, reasonCanceled, reasonRefused, reasonOther} {
+		m.upstreamErrors.WithLabelValues(r)
+	}
+	loadedAt := func() (time.Time, bool) {
+		at := src.LoadedAt()
+		return at, !at.IsZero() && src.Load() != nil
+	}
+	collectors := []prometheus.Collector{
+		m.requests, m.duration, m.inFlight, m.upstreamErrors, m.identityErrors,
+		m.overrideErrors, m.cookiesSkipped, m.headerOversize,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "flagproxy_snapshot_age_seconds",
+			Help: "Seconds since the last successful snapshot load, -1 before the first.",
+		}, func() float64 {
+			at, ok := loadedAt()
+			if !ok {
+				return -1
+			}
+			return now().Sub(at).Seconds()
+		}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "flagproxy_snapshot_last_success_timestamp_seconds",
+			Help: "Unix time of the last successful snapshot load, 0 before the first.",
+		}, func() float64 {
+			at, ok := loadedAt()
+			if !ok {
+				return 0
+			}
+			return float64(at.UnixNano()) / 1e9
+		}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "flagproxy_snapshot_conflicts",
+			Help: "Flag names of the current snapshot defined by more than one source.",
+		}, func() float64 {
+			if s := src.Load(); s != nil {
+				return float64(len(s.Conflicts()))
+			}
+			return 0
+		}),
+		snapshotFlags{src: src, desc: prometheus.NewDesc("flagproxy_snapshot_flags",
+			"Flags, switches and samples of the current snapshot by source.", []string{"source"}, nil)},
+	}
+	var errs []error
+	for _, c := range collectors {
+		if err := reg.Register(c); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// instrument wraps the proxy handler. The promhttp wrappers keep the
+// http.Flusher and http.Hijacker of the ResponseWriter, so server-sent
+// events and protocol upgrades still work.
+func (m *metrics) instrument(h http.Handler) http.Handler {
+	return promhttp.InstrumentHandlerInFlight(m.inFlight,
+		promhttp.InstrumentHandlerDuration(m.duration,
+			promhttp.InstrumentHandlerCounter(m.requests, h)))
+}
+
+// snapshotFlags exports flagproxy_snapshot_flags{source} for the current
+// snapshot, one series for each source it was built from.
+type snapshotFlags struct {
+	src  SnapshotSource
+	desc *prometheus.Desc
+}
+
+func (c snapshotFlags) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c snapshotFlags) Collect(ch chan<- prometheus.Metric) {
+	s := c.src.Load()
+	if s == nil {
+		return
+	}
+	for _, src := range s.Sources() {
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(s.Count(src)), string(src))
+	}
+}

@@ -1,0 +1,382 @@
+package proxy
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httputil"
+	"net/netip"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/flagproxy/flagproxy/engine"
+)
+
+// Defaults for the Config fields left zero.
+const (
+	// DefaultStaleAfter is the default Config.StaleAfter.
+	DefaultStaleAfter = 30 * time.Second
+	// DefaultUpstreamTimeout is the default Config.UpstreamTimeout.
+	DefaultUpstreamTimeout = 60 * time.Second
+	// DefaultDialTimeout bounds connecting to the upstream with the default
+	// transport.
+	DefaultDialTimeout = 10 * time.Second
+	// DefaultMaxIdleConnsPerHost is the default transport's idle pool for
+	// the one upstream host (net/http's default of 2 is meant for clients).
+	DefaultMaxIdleConnsPerHost = 64
+)
+
+// SnapshotSource gives the current flag snapshot. *engine.Store satisfies it.
+type SnapshotSource interface {
+	// Load returns the current snapshot, or nil before the first load.
+	Load() *engine.Snapshot
+	// LoadedAt returns the time of the last successful load, or the zero
+	// time.
+	LoadedAt() time.Time
+}
+
+// SubjectResolver identifies the visitor of a request. It is given the
+// request as it will be forwarded: headers in flagproxy's namespace already
+// stripped, several Cookie lines joined into one (see engine.ParseCookies).
+type SubjectResolver interface {
+	Subject(r *http.Request) (engine.Subject, error)
+}
+
+// Overrider works out a visitor's flag overrides for a request, given as
+// for SubjectResolver.
+type Overrider interface {
+	Overrides(r *http.Request, s engine.Subject) (engine.Overrides, error)
+}
+
+// Config configures a Proxy.
+type Config struct {
+	// Upstream is the Django site: an absolute http or https URL without a
+	// query or fragment. A path is prepended to every request path.
+	Upstream *url.URL
+	// Snapshots gives the snapshot each request is evaluated on.
+	Snapshots SnapshotSource
+	// Subjects identifies visitors; nil treats every visitor as anonymous.
+	Subjects SubjectResolver
+	// Overrider supplies overrides; nil means none.
+	Overrider Overrider
+	// TrustedProxies are the peers whose X-Forwarded-For chain, and
+	// X-Forwarded-Proto, X-Forwarded-Host and Forwarded headers, are kept
+	// (the chain extended with the peer). From any other peer they are
+	// replaced.
+	TrustedProxies []netip.Prefix
+	// StaleAfter is how old the last successful load may be before the
+	// header reports "stale"; zero means DefaultStaleAfter.
+	StaleAfter time.Duration
+	// SigningKey, when set, adds SignatureHeader.
+	SigningKey []byte
+	// UpstreamTimeout is the default transport's ResponseHeaderTimeout;
+	// zero means DefaultUpstreamTimeout. It does not apply to Transport.
+	UpstreamTimeout time.Duration
+	// Transport reaches the upstream; nil means a clone of
+	// http.DefaultTransport with the timeouts above.
+	Transport http.RoundTripper
+	// Logger receives the proxy's logs; nil discards them.
+	Logger *slog.Logger
+	// Registerer receives the proxy's metrics; nil registers them nowhere.
+	Registerer prometheus.Registerer
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+	// Rand draws waffle's random rolls; nil means math/rand/v2.
+	Rand engine.Rand
+}
+
+// Proxy is the flag-injecting reverse proxy. It is an http.Handler.
+type Proxy struct {
+	upstream   *url.URL
+	snaps      SnapshotSource
+	subjects   SubjectResolver
+	overrider  Overrider
+	trusted    []netip.Prefix
+	staleAfter time.Duration
+	signingKey []byte
+	logger     *slog.Logger
+	now        func() time.Time
+	rand       engine.Rand
+	metrics    *metrics
+	handler    http.Handler
+	limits     limits
+	enc        atomic.Pointer[encoder] // for the snapshot last seen
+	gzip       sync.Pool               // *gzip.Writer
+}
+
+// New checks cfg and builds a Proxy. The error joins every problem found.
+func New(cfg Config) (*Proxy, error) {
+	var errs []error
+	switch u := cfg.Upstream; {
+	case u == nil:
+		errs = append(errs, errors.New("upstream: missing"))
+	case u.Scheme != "http" && u.Scheme != "https":
+		errs = append(errs, fmt.Errorf("upstream %q: scheme must be http or https", u.Redacted()))
+	case u.Host == "":
+		errs = append(errs, fmt.Errorf("upstream %q: missing host", u.Redacted()))
+	case u.RawQuery != "" || u.ForceQuery || u.Fragment != "":
+		errs = append(errs, fmt.Errorf("upstream %q: must not have a query or fragment", u.Redacted()))
+	}
+	if cfg.Snapshots == nil {
+		errs = append(errs, errors.New("snapshots: missing"))
+	}
+	for _, p := range cfg.TrustedProxies {
+		if !p.IsValid() {
+			errs = append(errs, fmt.Errorf("trusted proxies: invalid prefix %v", p))
+		}
+	}
+	if cfg.StaleAfter < 0 {
+		errs = append(errs, fmt.Errorf("stale after: negative duration %v", cfg.StaleAfter))
+	}
+	if cfg.UpstreamTimeout < 0 {
+		errs = append(errs, fmt.Errorf("upstream timeout: negative duration %v", cfg.UpstreamTimeout))
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+
+	p := &Proxy{
+		upstream:   cfg.Upstream,
+		snaps:      cfg.Snapshots,
+		subjects:   cfg.Subjects,
+		overrider:  cfg.Overrider,
+		trusted:    slices.Clone(cfg.TrustedProxies),
+		staleAfter: cmp.Or(cfg.StaleAfter, DefaultStaleAfter),
+		signingKey: slices.Clone(cfg.SigningKey),
+		logger:     cfg.Logger,
+		now:        cfg.Now,
+		rand:       cfg.Rand,
+		limits:     defaultLimits(),
+	}
+	if p.logger == nil {
+		p.logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if p.now == nil {
+		p.now = time.Now
+	}
+	if p.rand == nil {
+		p.rand = globalRand{}
+	}
+	reg := cfg.Registerer
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	m, err := newMetrics(reg, p.snaps, p.now)
+	if err != nil {
+		return nil, err
+	}
+	p.metrics = m
+
+	transport := cfg.Transport
+	if transport == nil {
+		transport = newTransport(cmp.Or(cfg.UpstreamTimeout, DefaultUpstreamTimeout))
+	}
+	rp := &httputil.ReverseProxy{
+		Rewrite:        p.rewrite,
+		Transport:      responseRequest{transport},
+		ModifyResponse: p.modifyResponse,
+		ErrorHandler:   p.errorHandler,
+		ErrorLog:       slog.NewLogLogger(p.logger.Handler(), slog.LevelError),
+		BufferPool:     &bufferPool{},
+	}
+	p.handler = m.instrument(rp)
+	return p, nil
+}
+
+// ServeHTTP proxies r to the upstream with the flags header set.
+func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	p.handler.ServeHTTP(w, r)
+}
+
+// rewrite prepares the outbound request: it runs after ReverseProxy removed
+// the hop-by-hop headers, so a client's Connection header cannot remove
+// what is set here.
+func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
+	out := pr.Out
+	stripInbound(out.Header)
+	p.setForwarded(pr)
+	pr.SetURL(p.upstream)
+	out.Host = pr.In.Host
+	// ReverseProxy re-encodes a query it cannot parse (one with ';', say);
+	// Django must see the query exactly as the client sent it.
+	out.URL.RawQuery = pr.In.URL.RawQuery
+	if cs := out.Header["Cookie"]; len(cs) > 1 {
+		out.Header["Cookie"] = []string{strings.Join(cs, "; ")}
+	}
+
+	cookies := p.decide(out)
+	if len(p.signingKey) > 0 {
+		// Sign what is sent: the pointer object for a large value.
+		out.Header[SignatureHeader] = []string{sign(p.signingKey, p.now().Unix(), out.Header[FlagsHeader][0])}
+	}
+	if len(cookies) > 0 {
+		pr.Out = out.WithContext(context.WithValue(out.Context(), cookiesKey{}, cookies))
+	}
+}
+
+// decide evaluates the current snapshot for the outbound request r and sets
+// the flags header on it. It returns the cookies waffle would write.
+func (p *Proxy) decide(r *http.Request) []engine.Cookie {
+	snap := p.snaps.Load()
+	if snap == nil {
+		r.Header[FlagsHeader] = []string{unavailableJSON}
+		return nil
+	}
+	state := StateOK
+	if at := p.snaps.LoadedAt(); at.IsZero() || p.now().Sub(at) > p.staleAfter {
+		state = StateStale
+	}
+	d := p.evaluate(r, snap)
+	e := p.encoder(snap)
+	value := e.encode(&d, state)
+	if err := p.setFlags(r.Header, e, value, state); err != nil {
+		p.metrics.headerOversize.Inc()
+		p.logger.LogAttrs(r.Context(), slog.LevelError, "flags header too large; sending state unavailable",
+			slog.String("snapshot_version", snap.Version()), slog.Int("bytes", len(value)), slog.Any("error", err))
+		r.Header[FlagsHeader] = []string{e.unavailable()}
+		return nil
+	}
+	return d.Cookies
+}
+
+// encoder returns the encoder for snap, building it the first time snap is
+// seen.
+func (p *Proxy) encoder(snap *engine.Snapshot) *encoder {
+	if e := p.enc.Load(); e != nil && e.snap == snap {
+		return e
+	}
+	e := newEncoder(snap)
+	p.enc.Store(e)
+	return e
+}
+
+// evaluate decides every flag of snap for the outbound request r.
+func (p *Proxy) evaluate(r *http.Request, snap *engine.Snapshot) engine.Decisions {
+	req := engine.Request{Subject: engine.Anonymous}
+	if p.subjects != nil {
+		s, err := p.subjects.Subject(r)
+		if err != nil {
+			p.metrics.identityErrors.Inc()
+			p.logger.LogAttrs(r.Context(), slog.LevelDebug, "identity lookup failed; visitor is anonymous", slog.Any("error", err))
+		} else {
+			req.Subject = s
+		}
+	}
+	if p.overrider != nil {
+		o, err := p.overrider.Overrides(r, req.Subject)
+		if err != nil {
+			p.metrics.overrideErrors.Inc()
+			p.logger.LogAttrs(r.Context(), slog.LevelDebug, "override lookup failed; no overrides", slog.Any("error", err))
+		} else {
+			req.Overrides = o
+		}
+	}
+	query, cookies, header, _ := snap.Inputs()
+	if query {
+		req.Query = engine.ParseQuery(r.URL.RawQuery)
+	}
+	if cookies {
+		req.Cookies = engine.ParseCookies(r.Header.Get("Cookie"))
+	}
+	if header {
+		req.Header = headerValues(r.Header)
+	}
+	// Language stays unset until Django's LocaleMiddleware is reproduced.
+	return snap.Evaluate(&req, p.rand)
+}
+
+// setForwarded sets X-Forwarded-For, -Proto and -Host on the outbound
+// request, keeping a trusted peer's values.
+func (p *Proxy) setForwarded(pr *httputil.ProxyRequest) {
+	if !p.isTrusted(pr.In.RemoteAddr) {
+		pr.SetXForwarded()
+		return
+	}
+	in, out := pr.In.Header, pr.Out.Header
+	if prior := in["X-Forwarded-For"]; len(prior) > 0 {
+		out["X-Forwarded-For"] = slices.Clone(prior)
+	}
+	pr.SetXForwarded() // appends the peer to the prior chain
+	for _, k := range [...]string{"X-Forwarded-Proto", "X-Forwarded-Host", "Forwarded"} {
+		if v := in[k]; len(v) > 0 {
+			out[k] = slices.Clone(v)
+		}
+	}
+}
+
+func (p *Proxy) isTrusted(remoteAddr string) bool {
+	if len(p.trusted) == 0 {
+		return false
+	}
+	ap, err := netip.ParseAddrPort(remoteAddr)
+	if err != nil {
+		return false
+	}
+	addr := ap.Addr().Unmap()
+	for _, pfx := range p.trusted {
+		if pfx.Contains(addr) {
+			return true
+		}
+	}
+	return false
+}
+
+// headerValues looks up request headers the way Django's request.headers
+// does: case-insensitively, with '_' in the looked-up name meaning '-', and
+// repeated lines joined with "," as WSGI servers join them. A header that
+// arrived spelled with '_' is never found: Go keeps it under a key with '_'
+// (canonicalising only around '-'), and gunicorn 22+ and runserver drop such
+// headers, while older gunicorn conflates them with the '-' spelling.
+type headerValues http.Header
+
+// Get returns the value of the header name. It builds the canonical key
+// (as textproto.CanonicalMIMEHeaderKey would) on the stack.
+func (h headerValues) Get(name string) (string, bool) {
+	var buf [64]byte
+	key := buf[:0]
+	upper := true
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		switch {
+		case c == '_' || c == '-':
+			c = '-'
+		case 'a' <= c && c <= 'z':
+			if upper {
+				c -= 'a' - 'A'
+			}
+		case 'A' <= c && c <= 'Z':
+			if !upper {
+				c += 'a' - 'A'
+			}
+		case '0' <= c && c <= '9' || strings.IndexByte("!#$%&'*+.^`|~", c) >= 0:
+		default:
+			return "", false // not a token: no request can carry it
+		}
+		key = append(key, c)
+		upper = c == '-'
+	}
+	vs := h[string(key)]
+	switch len(vs) {
+	case 0:
+		return "", false
+	case 1:
+		return vs[0], true
+	}
+	return strings.Join(vs, ","), true
+}
+
+// globalRand draws from math/rand/v2's goroutine-safe top-level source.
+type globalRand struct{}
+
+func (globalRand) Float64() float64 { return rand.Float64() }
