@@ -1,0 +1,235 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/flagproxy/flagproxy/djangodb"
+	"github.com/flagproxy/flagproxy/engine"
+)
+
+// Defaults of the serve options (DESIGN.md §5).
+const (
+	DefaultListen         = "127.0.0.1:8080"
+	DefaultUpstream       = "http://127.0.0.1:8000"
+	DefaultDatabase       = "sqlite:///db.sqlite3"
+	DefaultAdminListen    = "127.0.0.1:9090"
+	DefaultPollInterval   = time.Second
+	DefaultStaleAfter     = 30 * time.Second
+	DefaultUpstreamTimout = 60 * time.Second
+	DefaultShutdownGrace  = 10 * time.Second
+	envPrefix             = "FLAGPROXY_"
+)
+
+// Config is everything `flagproxy serve` needs, after flags, environment
+// and the Django settings file have been merged.
+type Config struct {
+	Listen             string
+	Upstream           string
+	Database           string
+	AdminListen        string
+	SecretKey          string
+	SecretKeyFallbacks string
+	DjangoSettingsFile string
+	PollInterval       time.Duration
+	StaleAfter         time.Duration
+	UpstreamTimeout    time.Duration
+	FeatureFlagApp     string
+	Sources            string
+	TrustedProxies     string
+	SigningKey         string
+	LogLevel           string
+	LogFormat          string
+	CheckConfig        bool
+
+	// Derived by Validate.
+	upstreamURL *url.URL
+	target      djangodb.Target
+	django      DjangoSettings
+	sources     []engine.Source
+	trusted     []netip.Prefix
+	level       slog.Level
+}
+
+// newFlagSet defines the serve options on a FlagSet bound to c.
+func newFlagSet(name string, c *Config, out io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(out)
+	fs.StringVar(&c.Listen, "listen", DefaultListen, "`address` to serve proxied requests on")
+	fs.StringVar(&c.Upstream, "upstream", DefaultUpstream, "`URL` of the Django site")
+	fs.StringVar(&c.Database, "database", DefaultDatabase, "Django's database `URL`: sqlite:///relative.db, sqlite:////absolute.db or postgres://user:pass@host:port/name")
+	fs.StringVar(&c.AdminListen, "admin-listen", DefaultAdminListen, "`address` for /healthz, /readyz and /metrics")
+	fs.StringVar(&c.SecretKey, "secret-key", "", "Django's SECRET_KEY (prefer the environment variable; default: SECRET_KEY from --django-settings)")
+	fs.StringVar(&c.SecretKeyFallbacks, "secret-key-fallbacks", "", "comma-separated SECRET_KEY_FALLBACKS (default: from --django-settings)")
+	fs.StringVar(&c.DjangoSettingsFile, "django-settings", "", "JSON `file` of Django settings, as written by manage.py flagproxy_settings (default: Django's defaults)")
+	fs.DurationVar(&c.PollInterval, "poll-interval", DefaultPollInterval, "how often to reload the flag tables")
+	fs.DurationVar(&c.StaleAfter, "stale-after", DefaultStaleAfter, "report the flags as \"stale\" when the last successful load is older than this")
+	fs.DurationVar(&c.UpstreamTimeout, "upstream-timeout", DefaultUpstreamTimout, "how long to wait for the Django site's response headers (then 504)")
+	fs.StringVar(&c.FeatureFlagApp, "featureflag-app", djangodb.DefaultFeatureFlagApp, "app label of the FeatureFlag model (its table is <label>_featureflag)")
+	fs.StringVar(&c.Sources, "sources", "auto", "flag sources to read: auto (every source whose tables exist) or a comma-separated list of waffle, featureflipper, featureflag")
+	fs.StringVar(&c.TrustedProxies, "trusted-proxies", "", "comma-separated `CIDRs` of proxies in front of flagproxy whose X-Forwarded-* headers are kept")
+	fs.StringVar(&c.SigningKey, "signing-key", "", "if set, sign the flags header with HMAC-SHA256 (X-Flagproxy-Signature)")
+	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&c.LogFormat, "log-format", "text", "text or json")
+	fs.BoolVar(&c.CheckConfig, "check-config", false, "validate the configuration and exit")
+	fs.Usage = func() {
+		fmt.Fprintf(out, "Usage: flagproxy %s [options]\n\n", name)
+		if name == "serve" {
+			fmt.Fprint(out, "Runs the proxy in front of a Django site. Every option can also be set\n"+
+				"with an environment variable FLAGPROXY_<NAME> (for example FLAGPROXY_DATABASE,\n"+
+				"FLAGPROXY_SECRET_KEY); a command-line flag wins over the environment, which\n"+
+				"wins over --django-settings.\n\nOptions:\n")
+		} else {
+			fmt.Fprint(out, "Options:\n")
+		}
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// envName returns the environment variable of a flag: FLAGPROXY_ADMIN_LISTEN.
+func envName(flagName string) string {
+	return envPrefix + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// parseConfig parses args and the environment into a Config. It returns
+// flag.ErrHelp for -h.
+func parseConfig(name string, args []string, getenv func(string) string, out io.Writer) (*Config, error) {
+	c := &Config{}
+	fs := newFlagSet(name, c, out)
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	var errs []error
+	fs.VisitAll(func(f *flag.Flag) {
+		if set[f.Name] {
+			return
+		}
+		if v := getenv(envName(f.Name)); v != "" {
+			if err := fs.Set(f.Name, v); err != nil {
+				errs = append(errs, fmt.Errorf("%s=%q: %v", envName(f.Name), v, err))
+			}
+		}
+	})
+	return c, errors.Join(errs...)
+}
+
+// Validate checks every option and fills the derived fields. It reports
+// every problem at once and has no side effects beyond reading files.
+func (c *Config) Validate() error {
+	var errs []error
+	add := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+
+	for _, l := range []struct{ flag, v string }{{"--listen", c.Listen}, {"--admin-listen", c.AdminListen}} {
+		if _, port, err := net.SplitHostPort(l.v); err != nil || port == "" {
+			add("%s %q: want host:port", l.flag, l.v)
+		}
+	}
+	if c.Listen == c.AdminListen {
+		add("--listen and --admin-listen are both %q", c.Listen)
+	}
+	u, err := url.Parse(c.Upstream)
+	switch {
+	case err != nil:
+		add("--upstream: %v", err)
+	case u.Scheme != "http" && u.Scheme != "https" || u.Host == "":
+		add("--upstream %q: want an absolute http:// or https:// URL", c.Upstream)
+	default:
+		c.upstreamURL = u
+	}
+	if c.target, err = djangodb.ParseURL(c.Database); err != nil {
+		add("--database: %v", err)
+	}
+	c.django = defaultDjangoSettings()
+	if c.DjangoSettingsFile != "" {
+		if c.django, err = loadDjangoSettings(c.DjangoSettingsFile); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if c.SecretKey == "" {
+		c.SecretKey = c.django.SecretKey
+	}
+	if c.SecretKeyFallbacks == "" && len(c.django.SecretKeyFallbacks) > 0 {
+		c.SecretKeyFallbacks = strings.Join(c.django.SecretKeyFallbacks, ",")
+	}
+	if _, err := engine.NewSnapshot(engine.Data{Waffle: c.django.Waffle}); err != nil {
+		add("--django-settings: %v", err)
+	}
+	for _, d := range []struct {
+		flag string
+		v    time.Duration
+	}{{"--poll-interval", c.PollInterval}, {"--stale-after", c.StaleAfter}, {"--upstream-timeout", c.UpstreamTimeout}} {
+		if d.v <= 0 {
+			add("%s %v: must be positive", d.flag, d.v)
+		}
+	}
+	if c.StaleAfter > 0 && c.StaleAfter < c.PollInterval {
+		add("--stale-after %v is shorter than --poll-interval %v", c.StaleAfter, c.PollInterval)
+	}
+	c.sources = nil
+	if c.Sources != "auto" {
+		for _, s := range splitList(c.Sources) {
+			switch src := engine.Source(s); src {
+			case engine.SourceWaffle, engine.SourceFeatureFlipper, engine.SourceFeatureFlag:
+				c.sources = append(c.sources, src)
+			default:
+				add("--sources: unknown source %q (want auto, or waffle, featureflipper, featureflag)", s)
+			}
+		}
+		if len(c.sources) == 0 {
+			add("--sources: empty (use auto)")
+		}
+	}
+	c.trusted = nil
+	for _, s := range splitList(c.TrustedProxies) {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			if a, err2 := netip.ParseAddr(s); err2 == nil {
+				p = netip.PrefixFrom(a, a.BitLen())
+			} else {
+				add("--trusted-proxies: %q is not a CIDR or an IP address", s)
+				continue
+			}
+		}
+		c.trusted = append(c.trusted, p.Masked())
+	}
+	if err := c.level.UnmarshalText([]byte(c.LogLevel)); err != nil {
+		add("--log-level %q: want debug, info, warn or error", c.LogLevel)
+	}
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		add("--log-format %q: want text or json", c.LogFormat)
+	}
+	return errors.Join(errs...)
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// newLogger builds the process's one logger.
+func (c *Config) newLogger(w io.Writer) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: c.level}
+	if c.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}

@@ -1,0 +1,243 @@
+// Command flagproxy is a reverse proxy for a Django site: it reads the site's
+// feature-flag tables from its database, decides every flag for each
+// request as the Django libraries would, and passes the result to the site
+// in the X-Flagproxy-Flags request header.
+//
+// Usage:
+//
+//	flagproxy [serve] [options]   run in front of a Django site (the default)
+//	flagproxy demo [options]      a self-contained demo with its own database and page
+//
+// Run `flagproxy serve -h` for the options. It needs cgo (the SQLite driver).
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/flagproxy/flagproxy/djangodb"
+	"github.com/flagproxy/flagproxy/engine"
+	"github.com/flagproxy/flagproxy/proxy"
+)
+
+// Interface guards: the concrete types wired together below.
+var (
+	_ proxy.SnapshotSource    = (*engine.Store)(nil)
+	_ djangodb.Sink           = (*engine.Store)(nil)
+	_ djangodb.SnapshotLoader = (*djangodb.Loader)(nil)
+)
+
+func main() {
+	os.Exit(run(context.Background(), os.Args[1:], os.Getenv, os.Stdout, os.Stderr))
+}
+
+const usage = `Usage: flagproxy [command] [options]
+
+Commands:
+  serve   run in front of a Django site (the default when no command is given)
+  demo    run a self-contained demo: an embedded database with Django's schema
+          and sample flags, and a built-in page that shows what the app receives
+
+Run "flagproxy serve -h" or "flagproxy demo -h" for the options.
+`
+
+// run is main without the process: it returns the exit status (0 ok, 1
+// runtime failure, 2 usage or configuration error).
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	cmd := "serve"
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		cmd, args = args[0], args[1:]
+	}
+	switch cmd {
+	case "serve":
+		return serveCommand(ctx, args, getenv, stdout, stderr)
+	case "demo":
+		return demoCommand(ctx, args, getenv, stdout, stderr)
+	case "help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "flagproxy: unknown command %q\n\n%s", cmd, usage)
+		return 2
+	}
+}
+
+func serveCommand(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	c, err := parseConfig("serve", args, getenv, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if c != nil {
+		err = errors.Join(err, c.Validate())
+	}
+	if err != nil {
+		reportConfigError(stderr, err)
+		return 2
+	}
+	if c.CheckConfig {
+		fmt.Fprintln(stdout, "flagproxy: configuration ok")
+		return 0
+	}
+	log := c.newLogger(stderr)
+	if err := serve(ctx, c, log, nil); err != nil {
+		log.Error("flagproxy stopped", "error", err)
+		return 1
+	}
+	return 0
+}
+
+// reportConfigError prints every configuration problem, one per line.
+func reportConfigError(w io.Writer, err error) {
+	fmt.Fprintln(w, "flagproxy: invalid configuration:")
+	for _, line := range strings.Split(err.Error(), "\n") {
+		fmt.Fprintf(w, "  - %s\n", line)
+	}
+}
+
+// serve runs the proxy, the admin listener and the poller until ctx ends or
+// one of them fails. ready, if not nil, is called with the bound addresses
+// once both listeners accept connections.
+func serve(ctx context.Context, c *Config, log *slog.Logger, ready func(proxyAddr, adminAddr net.Addr)) error {
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+
+	db, err := djangodb.Open(c.target)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	loader, err := djangodb.NewLoader(db, c.target.Dialect, djangodb.Config{
+		Sources:           c.sources,
+		WaffleFlagModel:   c.django.WaffleFlagModel,
+		WaffleSwitchTable: modelTable(c.django.WaffleSwitchModel),
+		WaffleSampleTable: modelTable(c.django.WaffleSampleModel),
+		FeatureFlagApp:    c.FeatureFlagApp,
+		Waffle:            c.django.Waffle,
+		Logger:            log,
+		Registerer:        reg,
+	})
+	if err != nil {
+		return err
+	}
+	var store engine.Store
+	poller, err := djangodb.NewPoller(djangodb.PollerConfig{
+		Loader:     loader,
+		Sink:       &store,
+		Interval:   c.PollInterval,
+		JitterKey:  hostname() + c.Listen,
+		Logger:     log,
+		Registerer: reg,
+	})
+	if err != nil {
+		return err
+	}
+	var signingKey []byte
+	if c.SigningKey != "" {
+		signingKey = []byte(c.SigningKey)
+	}
+	p, err := proxy.New(proxy.Config{
+		Upstream:        c.upstreamURL,
+		Snapshots:       &store,
+		TrustedProxies:  c.trusted,
+		StaleAfter:      c.StaleAfter,
+		SigningKey:      signingKey,
+		UpstreamTimeout: c.UpstreamTimeout,
+		Logger:          log,
+		Registerer:      reg,
+	})
+	if err != nil {
+		return err
+	}
+	admin := proxy.NewAdmin(proxy.AdminConfig{Snapshots: &store, Gatherer: reg, Logger: log})
+
+	pln, err := net.Listen("tcp", c.Listen)
+	if err != nil {
+		return fmt.Errorf("--listen: %w", err)
+	}
+	aln, err := net.Listen("tcp", c.AdminListen)
+	if err != nil {
+		pln.Close()
+		return fmt.Errorf("--admin-listen: %w", err)
+	}
+	errorLog := slog.NewLogLogger(log.Handler(), slog.LevelError)
+	proxySrv := &http.Server{
+		Handler:           p,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		// No WriteTimeout: streamed responses (server-sent events,
+		// WebSockets) may last as long as the site wants.
+		ErrorLog: errorLog,
+	}
+	adminSrv := &http.Server{
+		Handler:           admin,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       60 * time.Second,
+		ErrorLog:          errorLog,
+	}
+	log.Info("flagproxy serving", "listen", pln.Addr().String(), "admin", aln.Addr().String(),
+		"upstream", c.upstreamURL.Redacted(), "database", c.target.Redacted)
+	if c.SecretKey == "" {
+		log.Debug("no SECRET_KEY configured")
+	}
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return poller.Run(gctx) })
+	g.Go(func() error { return serveUntilClosed(proxySrv, pln) })
+	g.Go(func() error { return serveUntilClosed(adminSrv, aln) })
+	g.Go(func() error {
+		<-gctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), DefaultShutdownGrace)
+		defer cancel()
+		return errors.Join(proxySrv.Shutdown(sctx), adminSrv.Shutdown(sctx))
+	})
+	if ready != nil {
+		ready(pln.Addr(), aln.Addr())
+	}
+	err = g.Wait()
+	log.Info("flagproxy stopped")
+	return err
+}
+
+func serveUntilClosed(srv *http.Server, ln net.Listener) error {
+	if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// modelTable turns "app_label.ModelName" into Django's default table name.
+func modelTable(model string) string {
+	app, name, ok := strings.Cut(model, ".")
+	if !ok {
+		return ""
+	}
+	return strings.ToLower(app + "_" + name)
+}
+
+func hostname() string {
+	h, _ := os.Hostname()
+	return h
+}

@@ -1,0 +1,218 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+
+	"github.com/flagproxy/flagproxy/engine"
+)
+
+// DjangoSettings holds the Django settings flagproxy honours, read from the
+// --django-settings JSON file. Fields keep Django's (and each library's)
+// defaults for keys the file does not have.
+type DjangoSettings struct {
+	SecretKey              string
+	SecretKeyFallbacks     []string
+	SessionEngine          string
+	SessionCookieName      string
+	SessionCookieAge       int64
+	AuthUserModel          string
+	AuthenticationBackends []string
+	LanguageCode           string
+	Languages              [][2]string
+	LanguageCookieName     string
+	UseI18N                bool
+	AnonymousURLFlipping   bool // FEATURE_FLIPPER_ANONYMOUS_URL_FLIPPING
+
+	Waffle            engine.WaffleSettings
+	WaffleFlagModel   string
+	WaffleSwitchModel string
+	WaffleSampleModel string
+
+	// Present lists the known keys the file set.
+	Present map[string]bool
+}
+
+// defaultDjangoSettings returns Django 3.2's and the flag libraries' defaults.
+func defaultDjangoSettings() DjangoSettings {
+	return DjangoSettings{
+		SessionEngine:          "django.contrib.sessions.backends.db",
+		SessionCookieName:      "sessionid",
+		SessionCookieAge:       1209600,
+		AuthUserModel:          "auth.User",
+		AuthenticationBackends: []string{"django.contrib.auth.backends.ModelBackend"},
+		LanguageCode:           "en-us",
+		LanguageCookieName:     "django_language",
+		UseI18N:                true,
+		Waffle:                 engine.DefaultWaffleSettings(),
+		WaffleFlagModel:        "waffle.Flag",
+		WaffleSwitchModel:      "waffle.Switch",
+		WaffleSampleModel:      "waffle.Sample",
+		Present:                map[string]bool{},
+	}
+}
+
+// settingKind is the JSON type a known setting must have.
+type settingKind int
+
+const (
+	kString settingKind = iota
+	kStrings
+	kBool
+	kInt
+	kPairs
+	kAny // known and accepted, not used by flagproxy
+)
+
+func (k settingKind) String() string {
+	return [...]string{"a string", "a list of strings", "true or false", "an integer", "a list of [code, name] pairs", "any value"}[k]
+}
+
+// knownSettings maps each setting flagproxy knows to its type and the field
+// it fills. Keys that do not change a decision are still type-checked.
+var knownSettings = map[string]struct {
+	kind settingKind
+	set  func(s *DjangoSettings, v any)
+}{
+	"SECRET_KEY":                             {kString, func(s *DjangoSettings, v any) { s.SecretKey = v.(string) }},
+	"SECRET_KEY_FALLBACKS":                   {kStrings, func(s *DjangoSettings, v any) { s.SecretKeyFallbacks = v.([]string) }},
+	"SESSION_ENGINE":                         {kString, func(s *DjangoSettings, v any) { s.SessionEngine = v.(string) }},
+	"SESSION_COOKIE_NAME":                    {kString, func(s *DjangoSettings, v any) { s.SessionCookieName = v.(string) }},
+	"SESSION_COOKIE_AGE":                     {kInt, func(s *DjangoSettings, v any) { s.SessionCookieAge = v.(int64) }},
+	"AUTH_USER_MODEL":                        {kString, func(s *DjangoSettings, v any) { s.AuthUserModel = v.(string) }},
+	"AUTHENTICATION_BACKENDS":                {kStrings, func(s *DjangoSettings, v any) { s.AuthenticationBackends = v.([]string) }},
+	"LANGUAGE_CODE":                          {kString, func(s *DjangoSettings, v any) { s.LanguageCode = v.(string) }},
+	"LANGUAGES":                              {kPairs, func(s *DjangoSettings, v any) { s.Languages = v.([][2]string) }},
+	"LANGUAGE_COOKIE_NAME":                   {kString, func(s *DjangoSettings, v any) { s.LanguageCookieName = v.(string) }},
+	"USE_I18N":                               {kBool, func(s *DjangoSettings, v any) { s.UseI18N = v.(bool) }},
+	"FEATURE_FLIPPER_ANONYMOUS_URL_FLIPPING": {kBool, func(s *DjangoSettings, v any) { s.AnonymousURLFlipping = v.(bool) }},
+	"WAFFLE_FLAG_DEFAULT":                    {kBool, func(s *DjangoSettings, v any) { s.Waffle.FlagDefault = v.(bool) }},
+	"WAFFLE_SWITCH_DEFAULT":                  {kBool, func(s *DjangoSettings, v any) { s.Waffle.SwitchDefault = v.(bool) }},
+	"WAFFLE_SAMPLE_DEFAULT":                  {kBool, func(s *DjangoSettings, v any) { s.Waffle.SampleDefault = v.(bool) }},
+	"WAFFLE_OVERRIDE":                        {kBool, func(s *DjangoSettings, v any) { s.Waffle.Override = v.(bool) }},
+	"WAFFLE_COOKIE":                          {kString, func(s *DjangoSettings, v any) { s.Waffle.Cookie = v.(string) }},
+	"WAFFLE_TEST_COOKIE":                     {kString, func(s *DjangoSettings, v any) { s.Waffle.TestCookie = v.(string) }},
+	"WAFFLE_SECURE":                          {kBool, func(s *DjangoSettings, v any) { s.Waffle.Secure = v.(bool) }},
+	"WAFFLE_MAX_AGE":                         {kInt, func(s *DjangoSettings, v any) { s.Waffle.MaxAge = int(v.(int64)) }},
+	"WAFFLE_FLAG_MODEL":                      {kString, func(s *DjangoSettings, v any) { s.WaffleFlagModel = v.(string) }},
+	"WAFFLE_SWITCH_MODEL":                    {kString, func(s *DjangoSettings, v any) { s.WaffleSwitchModel = v.(string) }},
+	"WAFFLE_SAMPLE_MODEL":                    {kString, func(s *DjangoSettings, v any) { s.WaffleSampleModel = v.(string) }},
+	"WAFFLE_CREATE_MISSING_FLAGS":            {kBool, nil},
+	"WAFFLE_CREATE_MISSING_SWITCHES":         {kBool, nil},
+	"WAFFLE_CREATE_MISSING_SAMPLES":          {kBool, nil},
+	"WAFFLE_LOG_MISSING_FLAGS":               {kAny, nil},
+	"WAFFLE_LOG_MISSING_SWITCHES":            {kAny, nil},
+	"WAFFLE_LOG_MISSING_SAMPLES":             {kAny, nil},
+	"WAFFLE_CACHE_NAME":                      {kString, nil},
+	"WAFFLE_CACHE_PREFIX":                    {kString, nil},
+	"WAFFLE_READ_FROM_WRITE_DB":              {kBool, nil},
+	"WAFFLE_ENABLE_ADMIN_PAGES":              {kBool, nil},
+}
+
+// loadDjangoSettings reads a --django-settings file. Unknown keys are
+// ignored; every known key with a wrong type is reported, all at once.
+func loadDjangoSettings(path string) (DjangoSettings, error) {
+	s := defaultDjangoSettings()
+	f, err := os.Open(path)
+	if err != nil {
+		return s, fmt.Errorf("--django-settings: %w", err)
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, 16<<20))
+	if err != nil {
+		return s, fmt.Errorf("--django-settings %s: %w", path, err)
+	}
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal(b, &raw); err != nil {
+		return s, fmt.Errorf("--django-settings %s: not a JSON object: %w", path, err)
+	}
+	keys := make([]string, 0, len(raw))
+	for k := range raw {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var errs []error
+	for _, k := range keys {
+		known, ok := knownSettings[k]
+		if !ok {
+			continue
+		}
+		v, err := decodeSetting(raw[k], known.kind)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("--django-settings %s: %s must be %s", path, k, known.kind))
+			continue
+		}
+		s.Present[k] = true
+		if known.set != nil {
+			known.set(&s, v)
+		}
+	}
+	return s, errors.Join(errs...)
+}
+
+func decodeSetting(m json.RawMessage, k settingKind) (any, error) {
+	d := json.NewDecoder(bytes.NewReader(m))
+	d.UseNumber()
+	var v any
+	if err := d.Decode(&v); err != nil {
+		return nil, err
+	}
+	bad := errors.New("wrong type")
+	switch k {
+	case kAny:
+		return v, nil
+	case kString:
+		if s, ok := v.(string); ok {
+			return s, nil
+		}
+	case kBool:
+		if b, ok := v.(bool); ok {
+			return b, nil
+		}
+	case kInt:
+		if n, ok := v.(json.Number); ok {
+			if i, err := n.Int64(); err == nil {
+				return i, nil
+			}
+		}
+	case kStrings:
+		list, ok := v.([]any)
+		if !ok {
+			return nil, bad
+		}
+		out := make([]string, 0, len(list))
+		for _, x := range list {
+			s, ok := x.(string)
+			if !ok {
+				return nil, bad
+			}
+			out = append(out, s)
+		}
+		return out, nil
+	case kPairs:
+		list, ok := v.([]any)
+		if !ok {
+			return nil, bad
+		}
+		out := make([][2]string, 0, len(list))
+		for _, x := range list {
+			p, ok := x.([]any)
+			if !ok || len(p) != 2 {
+				return nil, bad
+			}
+			a, ok1 := p[0].(string)
+			b, ok2 := p[1].(string)
+			if !ok1 || !ok2 {
+				return nil, bad
+			}
+			out = append(out, [2]string{a, b})
+		}
+		return out, nil
+	}
+	return nil, bad
+}
