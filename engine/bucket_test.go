@@ -15,9 +15,31 @@ import (
 	"github.com/flagproxy/flagproxy/engine"
 )
 
-// bucketVectorsPath is the shared specification's vector file. The shared
-// folder sits beside the repository checkout, in CI too.
-const bucketVectorsPath = "../../shared/spec/vectors/featureflag-buckets.json"
+// bucketVectorsPath is a copy of the specification's vector file
+// (shared/spec/vectors/featureflag-buckets.json), kept in the repository so
+// the tests run on a fresh clone; TestBucketVectorsMatchSpec keeps the copy
+// honest where the specification is checked out beside the repository.
+const (
+	bucketVectorsPath = "testdata/featureflag-buckets.json"
+	specVectorsPath   = "../../shared/spec/vectors/featureflag-buckets.json"
+)
+
+func TestBucketVectorsMatchSpec(t *testing.T) {
+	spec, err := os.ReadFile(specVectorsPath)
+	if errors.Is(err, fs.ErrNotExist) {
+		t.Skipf("%s not checked out beside the repository", specVectorsPath)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	ours, err := os.ReadFile(bucketVectorsPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(spec, ours) {
+		t.Errorf("%s differs from %s: copy the specification's file again", bucketVectorsPath, specVectorsPath)
+	}
+}
 
 type bucketVector struct {
 	Key          string          `json:"key"`
@@ -49,7 +71,7 @@ func readBucketVectors(t *testing.T) bucketVectorFile {
 	t.Helper()
 	raw, err := os.ReadFile(bucketVectorsPath)
 	if errors.Is(err, fs.ErrNotExist) {
-		t.Fatalf("%s not found: the shared specification must be checked out beside the repository (…/shared next to …/main)", bucketVectorsPath)
+		t.Fatalf("%s not found", bucketVectorsPath)
 	}
 	if err != nil {
 		t.Fatal(err)

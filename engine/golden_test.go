@@ -21,7 +21,7 @@ import (
 
 // The golden files in testdata/evaluate are described in
 // testdata/evaluate/README.md. Their expectations are written by hand from
-// /work/shared/spec; -update rewrites them from the engine's output and is
+// shared/spec (the specification checked out beside the repository); -update rewrites them from the engine's output and is
 // meant for reformatting or for a deliberate rule change whose diff is then
 // checked against the spec line by line.
 func init() {

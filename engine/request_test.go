@@ -13,7 +13,7 @@ import (
 // The expectations below were produced by Python 3.11's parse_qsl (with
 // keep_blank_values=True and separator="&", after Django's UTF-8/Latin-1
 // decoding of the raw bytes) and by Django's parse_cookie; the spec
-// references are to /work/shared/spec.
+// references are to shared/spec (the specification checked out beside the repository).
 func TestParseQuery(t *testing.T) {
 	tests := []struct {
 		name string
