@@ -122,9 +122,16 @@ func inNamespace(name string) bool {
 }
 
 // isForwarding reports whether a header name, normalised as in inNamespace,
-// is one of the forwarding headers that Rewrite decides on itself.
+// is a forwarding header: Forwarded, X-Real-Ip or any X-Forwarded-* (Django
+// reads X-Forwarded-Host and -Port, SECURE_PROXY_SSL_HEADER often names
+// X-Forwarded-Proto or -Ssl, django-ipware reads X-Real-Ip). Rewrite decides
+// these itself; only a trusted proxy's are kept.
 func isForwarding(name string) bool {
-	for _, f := range [...]string{"forwarded", "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto"} {
+	const prefix = "x-forwarded-"
+	if len(name) > len(prefix) && equalNormalized(name[:len(prefix)], prefix) {
+		return true
+	}
+	for _, f := range [...]string{"forwarded", "x-real-ip"} {
 		if len(name) == len(f) && equalNormalized(name, f) {
 			return true
 		}
@@ -152,7 +159,7 @@ func normalize(c byte) byte {
 }
 
 // stripInbound deletes, by raw map key, every header in our namespace and
-// every non-canonical spelling of a forwarding header.
+// every forwarding header, whatever its spelling.
 func stripInbound(h map[string][]string) {
 	for k := range h {
 		if inNamespace(k) || isForwarding(k) {

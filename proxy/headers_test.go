@@ -201,10 +201,12 @@ func TestStripInbound(t *testing.T) {
 		"X-Flagproxy-Flags": {"a"}, "x-flagproxy-flags": {"a"}, "X_Flagproxy_Flags": {"a"},
 		"X-FLAGPROXY-FLAGS-1": {"a"}, "X-Flagproxy-": {"a"}, "X_Forwarded_For": {"a"},
 		"x-forwarded-proto": {"a"}, "X-Flagproxy": {"keep"}, "X-Flagproxyflags": {"keep"},
-		"X-Forwarded-Fort": {"keep"}, "Cookie": {"keep"},
+		"X-Forwarded-Port": {"a"}, "X-Real-Ip": {"a"}, "X_Real_IP": {"a"}, "Forwarded": {"a"},
+		"X-Forwarded-": {"keep"}, "X-Forwardedfor": {"keep"}, "X-Real-Ipv6": {"keep"}, "Cookie": {"keep"},
 	}
 	stripInbound(h)
-	want := map[string][]string{"X-Flagproxy": {"keep"}, "X-Flagproxyflags": {"keep"}, "X-Forwarded-Fort": {"keep"}, "Cookie": {"keep"}}
+	want := map[string][]string{"X-Flagproxy": {"keep"}, "X-Flagproxyflags": {"keep"},
+		"X-Forwarded-": {"keep"}, "X-Forwardedfor": {"keep"}, "X-Real-Ipv6": {"keep"}, "Cookie": {"keep"}}
 	if diff := cmp.Diff(want, h); diff != "" {
 		t.Errorf("after stripInbound (-want +got):\n%s", diff)
 	}

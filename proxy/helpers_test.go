@@ -30,6 +30,7 @@ type seen struct {
 	URL        *url.URL
 	RequestURI string
 	Host       string
+	Trailer    http.Header
 }
 
 // backend is an upstream that records every request it serves.
@@ -45,8 +46,12 @@ func newBackend(t *testing.T, h http.HandlerFunc) *backend {
 	b := &backend{}
 	b.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		u := *r.URL
+		// Trailers arrive after the body.
+		if r.ContentLength != 0 {
+			_, _ = io.Copy(io.Discard, r.Body)
+		}
 		b.mu.Lock()
-		b.reqs = append(b.reqs, seen{Header: r.Header.Clone(), URL: &u, RequestURI: r.RequestURI, Host: r.Host})
+		b.reqs = append(b.reqs, seen{Header: r.Header.Clone(), URL: &u, RequestURI: r.RequestURI, Host: r.Host, Trailer: r.Trailer.Clone()})
 		b.mu.Unlock()
 		if h != nil {
 			h(w, r)

@@ -205,6 +205,9 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 	out := pr.Out
 	stripInbound(out.Header)
+	// Request trailers: the transport announces (Trailer:) and sends the
+	// keys of this map, and some servers merge trailers into headers.
+	stripInbound(out.Trailer)
 	p.setForwarded(pr)
 	pr.SetURL(p.upstream)
 	out.Host = pr.In.Host
@@ -297,7 +300,9 @@ func (p *Proxy) evaluate(r *http.Request, snap *engine.Snapshot) engine.Decision
 }
 
 // setForwarded sets X-Forwarded-For, -Proto and -Host on the outbound
-// request, keeping a trusted peer's values.
+// request. From a trusted peer it keeps every forwarding header the peer
+// sent spelled without '_' (see isForwarding) and extends its
+// X-Forwarded-For chain; from any other peer they were all stripped.
 func (p *Proxy) setForwarded(pr *httputil.ProxyRequest) {
 	if !p.isTrusted(pr.In.RemoteAddr) {
 		pr.SetXForwarded()
@@ -308,8 +313,8 @@ func (p *Proxy) setForwarded(pr *httputil.ProxyRequest) {
 		out["X-Forwarded-For"] = slices.Clone(prior)
 	}
 	pr.SetXForwarded() // appends the peer to the prior chain
-	for _, k := range [...]string{"X-Forwarded-Proto", "X-Forwarded-Host", "Forwarded"} {
-		if v := in[k]; len(v) > 0 {
+	for k, v := range in {
+		if k != "X-Forwarded-For" && isForwarding(k) && !strings.Contains(k, "_") {
 			out[k] = slices.Clone(v)
 		}
 	}

@@ -72,6 +72,10 @@ func TestForwardedHeaders(t *testing.T) {
 		"X-Forwarded-Host: evil.test",
 		"X_Forwarded_Proto: https",
 		"Forwarded: for=203.0.113.7",
+		"X-Forwarded-Port: 443",
+		"X-Forwarded-Ssl: on",
+		"x_forwarded_ssl: on",
+		"X-Real-Ip: 203.0.113.7",
 	}
 	tests := []struct {
 		name    string
@@ -83,18 +87,27 @@ func TestForwardedHeaders(t *testing.T) {
 			"X-Forwarded-Proto": "http",
 			"X-Forwarded-Host":  "django.test",
 			"Forwarded":         "",
+			"X-Forwarded-Port":  "",
+			"X-Forwarded-Ssl":   "",
+			"X-Real-Ip":         "",
 		}},
 		{"untrusted network", []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}, map[string]string{
 			"X-Forwarded-For":   "127.0.0.1",
 			"X-Forwarded-Proto": "http",
 			"X-Forwarded-Host":  "django.test",
 			"Forwarded":         "",
+			"X-Forwarded-Port":  "",
+			"X-Forwarded-Ssl":   "",
+			"X-Real-Ip":         "",
 		}},
 		{"trusted peer", []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}, map[string]string{
 			"X-Forwarded-For":   "203.0.113.7, 127.0.0.1",
 			"X-Forwarded-Proto": "https",
 			"X-Forwarded-Host":  "evil.test",
 			"Forwarded":         "for=203.0.113.7",
+			"X-Forwarded-Port":  "443",
+			"X-Forwarded-Ssl":   "on",
+			"X-Real-Ip":         "203.0.113.7",
 		}},
 	}
 	for _, tt := range tests {
@@ -311,5 +324,29 @@ func TestNewValidates(t *testing.T) {
 	}
 	if _, err := New(Config{Upstream: good, Snapshots: &engine.Store{}}); err != nil {
 		t.Errorf("New with a minimal config: %v", err)
+	}
+}
+
+// TestTrailersCannotCarryOurHeaders sends a chunked request whose trailers
+// name our header; neither the announcement nor the values may reach the
+// backend.
+func TestTrailersCannotCarryOurHeaders(t *testing.T) {
+	hs := newHarness(t, Config{}, nil)
+	hs.raw(t, "POST /t HTTP/1.1\r\nHost: django.test\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n"+
+		"Trailer: X-Flagproxy-Flags, X_Flagproxy_Signature\r\n\r\n"+
+		"3\r\nabc\r\n0\r\nX-Flagproxy-Flags: forged\r\nX_Flagproxy_Signature: forged\r\n\r\n")
+	got := hs.backend.last(t)
+	for k, v := range got.Header {
+		if inNamespace(k) && k != FlagsHeader || strings.Contains(strings.Join(v, ","), "forged") {
+			t.Errorf("backend saw %s: %q", k, v)
+		}
+		if k == "Trailer" {
+			t.Errorf("backend saw a trailer announcement %q", v)
+		}
+	}
+	for k, v := range got.Trailer {
+		if inNamespace(k) {
+			t.Errorf("backend saw trailer %s: %q", k, v)
+		}
 	}
 }

@@ -14,6 +14,9 @@ func newTransport(responseHeaderTimeout time.Duration) *http.Transport {
 	t.DialContext = (&net.Dialer{Timeout: DefaultDialTimeout, KeepAlive: 30 * time.Second}).DialContext
 	t.ResponseHeaderTimeout = responseHeaderTimeout
 	t.MaxIdleConnsPerHost = DefaultMaxIdleConnsPerHost
+	// Forward Accept-Encoding as the client sent it: Django must not see a
+	// gzip preference the client never stated.
+	t.DisableCompression = true
 	return t
 }
 
