@@ -1,6 +1,7 @@
 package djangodb
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
@@ -36,14 +37,15 @@ type Config struct {
 	// Sources limits loading to these sources, which must then exist. Nil
 	// means: every source whose main table is present.
 	Sources []engine.Source
-	// WaffleFlagModel is WAFFLE_FLAG_MODEL ("app_label.ModelName"). Its
-	// table is <app_label>_<modelname>, unless WaffleFlagTable names it.
-	WaffleFlagModel string
-	WaffleFlagTable string
-	// WaffleSwitchTable and WaffleSampleTable default to waffle_switch and
-	// waffle_sample.
-	WaffleSwitchTable string
-	WaffleSampleTable string
+	// WaffleFlagModel, WaffleSwitchModel and WaffleSampleModel are
+	// WAFFLE_FLAG_MODEL and friends ("app_label.ModelName"; default
+	// waffle.Flag, waffle.Switch, waffle.Sample). A model's table is
+	// <app_label>_<modelname>, unless WaffleFlagTable (Meta.db_table) names
+	// the flag model's.
+	WaffleFlagModel   string
+	WaffleFlagTable   string
+	WaffleSwitchModel string
+	WaffleSampleModel string
 	// FeatureFlagApp is the app label of the FeatureFlag model.
 	FeatureFlagApp string
 	// Waffle holds the WAFFLE_* settings that go into every snapshot.
@@ -54,15 +56,74 @@ type Config struct {
 	Registerer   prometheus.Registerer
 }
 
+// tables is where a Config says the flags are.
+type tables struct {
+	flag, flagCol, switches, samples, model, modelCol string
+}
+
+var identifier = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,62}$`)
+
+// resolve applies the defaults and works out the table names, reporting
+// every problem at once.
+func (c *Config) resolve() (tables, error) {
+	c.WaffleFlagModel = cmp.Or(c.WaffleFlagModel, DefaultWaffleFlagModel)
+	c.WaffleSwitchModel = cmp.Or(c.WaffleSwitchModel, "waffle.Switch")
+	c.WaffleSampleModel = cmp.Or(c.WaffleSampleModel, "waffle.Sample")
+	c.FeatureFlagApp = cmp.Or(c.FeatureFlagApp, DefaultFeatureFlagApp)
+	if c.QueryTimeout <= 0 {
+		c.QueryTimeout = DefaultQueryTimeout
+	}
+	if c.Waffle == (engine.WaffleSettings{}) {
+		c.Waffle = engine.DefaultWaffleSettings()
+	}
+	var errs []error
+	model := func(setting, v string) (table, name string) {
+		app, name, ok := strings.Cut(v, ".")
+		if !ok || app == "" || name == "" || strings.Contains(name, ".") {
+			errs = append(errs, fmt.Errorf("%s %q: want \"app_label.ModelName\"", setting, v))
+		}
+		return strings.ToLower(app + "_" + name), strings.ToLower(name)
+	}
+	var t tables
+	var flagModel string
+	t.flag, flagModel = model("WAFFLE_FLAG_MODEL", c.WaffleFlagModel)
+	t.flag = cmp.Or(c.WaffleFlagTable, t.flag)
+	t.flagCol = flagModel + "_id"
+	t.switches, _ = model("WAFFLE_SWITCH_MODEL", c.WaffleSwitchModel)
+	t.samples, _ = model("WAFFLE_SAMPLE_MODEL", c.WaffleSampleModel)
+	t.model = strings.ToLower(c.FeatureFlagApp) + "_featureflag"
+	t.modelCol = "featureflag_id"
+	for _, name := range []string{t.flag, t.switches, t.samples, t.model} {
+		if !identifier.MatchString(name) {
+			errs = append(errs, fmt.Errorf("table name %q is not a plain SQL identifier", name))
+		}
+	}
+	for _, s := range c.Sources {
+		switch s {
+		case engine.SourceWaffle, engine.SourceFeatureFlipper, engine.SourceFeatureFlag:
+		default:
+			errs = append(errs, fmt.Errorf("unknown source %q (known: waffle, featureflipper, featureflag)", s))
+		}
+	}
+	if _, err := engine.NewSnapshot(engine.Data{Waffle: c.Waffle}); err != nil {
+		errs = append(errs, err)
+	}
+	return t, errors.Join(errs...)
+}
+
+// Validate reports every problem of c at once, without touching a database.
+func (c Config) Validate() error {
+	_, err := c.resolve()
+	return err
+}
+
 // Loader reads snapshots from one database.
 type Loader struct {
 	db      *sqlx.DB
 	dialect Dialect
 	cfg     Config
 	log     *slog.Logger
-
-	flagTable, flagCol, switchTable, sampleTable string
-	modelTable, modelCol                         string
+	t       tables
 
 	skipped prometheus.Gauge
 
@@ -70,59 +131,15 @@ type Loader struct {
 	lastProblems string
 }
 
-var identifier = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,62}$`)
-
 // NewLoader checks cfg and returns a Loader for db.
 func NewLoader(db *sqlx.DB, dialect Dialect, cfg Config) (*Loader, error) {
-	if cfg.WaffleFlagModel == "" {
-		cfg.WaffleFlagModel = DefaultWaffleFlagModel
+	t, err := cfg.resolve()
+	if err != nil {
+		return nil, err
 	}
-	if cfg.FeatureFlagApp == "" {
-		cfg.FeatureFlagApp = DefaultFeatureFlagApp
-	}
-	if cfg.WaffleSwitchTable == "" {
-		cfg.WaffleSwitchTable = "waffle_switch"
-	}
-	if cfg.WaffleSampleTable == "" {
-		cfg.WaffleSampleTable = "waffle_sample"
-	}
-	if cfg.QueryTimeout <= 0 {
-		cfg.QueryTimeout = DefaultQueryTimeout
-	}
-	if cfg.Waffle == (engine.WaffleSettings{}) {
-		cfg.Waffle = engine.DefaultWaffleSettings()
-	}
-	l := &Loader{db: db, dialect: dialect, cfg: cfg, log: cfg.Logger}
+	l := &Loader{db: db, dialect: dialect, cfg: cfg, log: cfg.Logger, t: t}
 	if l.log == nil {
 		l.log = slog.New(slog.DiscardHandler)
-	}
-	app, model, ok := strings.Cut(cfg.WaffleFlagModel, ".")
-	if !ok || app == "" || model == "" || strings.Contains(model, ".") {
-		return nil, fmt.Errorf("WAFFLE_FLAG_MODEL %q: want \"app_label.ModelName\"", cfg.WaffleFlagModel)
-	}
-	l.flagTable = strings.ToLower(app + "_" + model)
-	if cfg.WaffleFlagTable != "" {
-		l.flagTable = cfg.WaffleFlagTable
-	}
-	l.flagCol = strings.ToLower(model) + "_id"
-	l.switchTable, l.sampleTable = cfg.WaffleSwitchTable, cfg.WaffleSampleTable
-	l.modelTable = strings.ToLower(cfg.FeatureFlagApp) + "_featureflag"
-	l.modelCol = "featureflag_id"
-	var errs []error
-	for _, t := range []string{l.flagTable, l.switchTable, l.sampleTable, l.modelTable} {
-		if !identifier.MatchString(t) {
-			errs = append(errs, fmt.Errorf("table name %q is not a plain SQL identifier", t))
-		}
-	}
-	for _, s := range cfg.Sources {
-		switch s {
-		case engine.SourceWaffle, engine.SourceFeatureFlipper, engine.SourceFeatureFlag:
-		default:
-			errs = append(errs, fmt.Errorf("unknown source %q (known: waffle, featureflipper, featureflag)", s))
-		}
-	}
-	if err := errors.Join(errs...); err != nil {
-		return nil, err
 	}
 	if cfg.Registerer != nil {
 		l.skipped = prometheus.NewGauge(prometheus.GaugeOpts{
@@ -195,7 +212,7 @@ func (l *Loader) read(ctx context.Context, t tx) (engine.Data, []string, error) 
 		return false, nil
 	}
 
-	if ok, err := want(engine.SourceWaffle, l.flagTable); err != nil {
+	if ok, err := want(engine.SourceWaffle, l.t.flag); err != nil {
 		return d, nil, err
 	} else if ok {
 		p, err := l.readWaffle(ctx, t, tables, &d)
@@ -219,7 +236,7 @@ func (l *Loader) read(ctx context.Context, t tx) (engine.Data, []string, error) 
 			d.Features = append(d.Features, engine.Feature{Name: r.Name.String, Enabled: r.Enabled.Bool})
 		}
 	}
-	if ok, err := want(engine.SourceFeatureFlag, l.modelTable); err != nil {
+	if ok, err := want(engine.SourceFeatureFlag, l.t.model); err != nil {
 		return d, nil, err
 	} else if ok {
 		p, err := l.readFeatureFlags(ctx, t, tables, &d)
@@ -234,15 +251,15 @@ func (l *Loader) read(ctx context.Context, t tx) (engine.Data, []string, error) 
 func (l *Loader) readWaffle(ctx context.Context, t tx, tables map[string]struct{}, d *engine.Data) ([]string, error) {
 	var problems []string
 	var rows []waffleFlagRow
-	q := `SELECT id, name, everyone, percent, testing, superusers, staff, authenticated, languages, rollout FROM ` + quote(l.flagTable) + ` ORDER BY id`
+	q := `SELECT id, name, everyone, percent, testing, superusers, staff, authenticated, languages, rollout FROM ` + quote(l.t.flag) + ` ORDER BY id`
 	if err := t.SelectContext(ctx, &rows, q); err != nil {
-		return nil, readErr(l.flagTable, err)
+		return nil, readErr(l.t.flag, err)
 	}
-	users, err := l.links(ctx, t, tables, l.flagTable+"_users", l.flagCol)
+	users, err := l.links(ctx, t, tables, l.t.flag+"_users", l.t.flagCol)
 	if err != nil {
 		return nil, err
 	}
-	groups, err := l.links(ctx, t, tables, l.flagTable+"_groups", l.flagCol)
+	groups, err := l.links(ctx, t, tables, l.t.flag+"_groups", l.t.flagCol)
 	if err != nil {
 		return nil, err
 	}
@@ -255,7 +272,7 @@ func (l *Loader) readWaffle(ctx context.Context, t tx, tables map[string]struct{
 			bad = r.Percent.inRange(3) // numeric(3,1)
 		}
 		if bad != "" {
-			problems = append(problems, fmt.Sprintf("%s id %d: %s", l.flagTable, r.ID, bad))
+			problems = append(problems, fmt.Sprintf("%s id %d: %s", l.t.flag, r.ID, bad))
 			continue
 		}
 		f := engine.WaffleFlag{
@@ -283,23 +300,23 @@ func (l *Loader) readWaffle(ctx context.Context, t tx, tables map[string]struct{
 		d.WaffleFlags = append(d.WaffleFlags, f)
 	}
 
-	if _, ok := tables[l.switchTable]; ok {
+	if _, ok := tables[l.t.switches]; ok {
 		var rows []switchRow
-		if err := t.SelectContext(ctx, &rows, `SELECT name, active FROM `+quote(l.switchTable)+` ORDER BY id`); err != nil {
-			return nil, readErr(l.switchTable, err)
+		if err := t.SelectContext(ctx, &rows, `SELECT name, active FROM `+quote(l.t.switches)+` ORDER BY id`); err != nil {
+			return nil, readErr(l.t.switches, err)
 		}
 		for _, r := range rows {
 			if r.Name.Invalid != "" {
-				problems = append(problems, l.switchTable+": "+r.Name.Invalid)
+				problems = append(problems, l.t.switches+": "+r.Name.Invalid)
 				continue
 			}
 			d.Switches = append(d.Switches, engine.Switch{Name: r.Name.String, Active: r.Active.Bool})
 		}
 	}
-	if _, ok := tables[l.sampleTable]; ok {
+	if _, ok := tables[l.t.samples]; ok {
 		var rows []sampleRow
-		if err := t.SelectContext(ctx, &rows, `SELECT name, percent FROM `+quote(l.sampleTable)+` ORDER BY id`); err != nil {
-			return nil, readErr(l.sampleTable, err)
+		if err := t.SelectContext(ctx, &rows, `SELECT name, percent FROM `+quote(l.t.samples)+` ORDER BY id`); err != nil {
+			return nil, readErr(l.t.samples, err)
 		}
 		for _, r := range rows {
 			bad := r.Name.Invalid
@@ -310,7 +327,7 @@ func (l *Loader) readWaffle(ctx context.Context, t tx, tables map[string]struct{
 				bad = "NULL percent"
 			}
 			if bad != "" {
-				problems = append(problems, fmt.Sprintf("%s %q: %s", l.sampleTable, r.Name.String, bad))
+				problems = append(problems, fmt.Sprintf("%s %q: %s", l.t.samples, r.Name.String, bad))
 				continue
 			}
 			d.Samples = append(d.Samples, engine.Sample{Name: r.Name.String, Percent: engine.PercentOf(int32(r.Percent.Tenths))})
@@ -322,10 +339,10 @@ func (l *Loader) readWaffle(ctx context.Context, t tx, tables map[string]struct{
 func (l *Loader) readFeatureFlags(ctx context.Context, t tx, tables map[string]struct{}, d *engine.Data) ([]string, error) {
 	var problems []string
 	var rows []featureFlagRow
-	if err := t.SelectContext(ctx, &rows, `SELECT id, "key", enabled, rollout_percent FROM `+quote(l.modelTable)+` ORDER BY id`); err != nil {
-		return nil, readErr(l.modelTable, err)
+	if err := t.SelectContext(ctx, &rows, `SELECT id, "key", enabled, rollout_percent FROM `+quote(l.t.model)+` ORDER BY id`); err != nil {
+		return nil, readErr(l.t.model, err)
 	}
-	allowed, err := l.links(ctx, t, tables, l.modelTable+"_allowed_users", l.modelCol)
+	allowed, err := l.links(ctx, t, tables, l.t.model+"_allowed_users", l.t.modelCol)
 	if err != nil {
 		return nil, err
 	}
@@ -335,7 +352,7 @@ func (l *Loader) readFeatureFlags(ctx context.Context, t tx, tables map[string]s
 			bad = r.RolloutPercent.Invalid
 		}
 		if bad != "" {
-			problems = append(problems, fmt.Sprintf("%s id %d: %s", l.modelTable, r.ID, bad))
+			problems = append(problems, fmt.Sprintf("%s id %d: %s", l.t.model, r.ID, bad))
 			continue
 		}
 		d.FeatureFlags = append(d.FeatureFlags, engine.FeatureFlag{

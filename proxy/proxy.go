@@ -118,15 +118,8 @@ type Proxy struct {
 // New checks cfg and builds a Proxy. The error joins every problem found.
 func New(cfg Config) (*Proxy, error) {
 	var errs []error
-	switch u := cfg.Upstream; {
-	case u == nil:
-		errs = append(errs, errors.New("upstream: missing"))
-	case u.Scheme != "http" && u.Scheme != "https":
-		errs = append(errs, fmt.Errorf("upstream %q: scheme must be http or https", u.Redacted()))
-	case u.Host == "":
-		errs = append(errs, fmt.Errorf("upstream %q: missing host", u.Redacted()))
-	case u.RawQuery != "" || u.ForceQuery || u.Fragment != "":
-		errs = append(errs, fmt.Errorf("upstream %q: must not have a query or fragment", u.Redacted()))
+	if err := CheckUpstream(cfg.Upstream); err != nil {
+		errs = append(errs, err)
 	}
 	if cfg.Snapshots == nil {
 		errs = append(errs, errors.New("snapshots: missing"))
@@ -192,6 +185,22 @@ func New(cfg Config) (*Proxy, error) {
 	}
 	p.handler = m.instrument(rp)
 	return p, nil
+}
+
+// CheckUpstream reports whether u can be a Config.Upstream: an absolute
+// http or https URL with a host and without a query or fragment.
+func CheckUpstream(u *url.URL) error {
+	switch {
+	case u == nil:
+		return errors.New("upstream: missing")
+	case u.Scheme != "http" && u.Scheme != "https":
+		return fmt.Errorf("upstream %q: scheme must be http or https", u.Redacted())
+	case u.Host == "":
+		return fmt.Errorf("upstream %q: missing host", u.Redacted())
+	case u.RawQuery != "" || u.ForceQuery || u.Fragment != "":
+		return fmt.Errorf("upstream %q: must not have a query or fragment", u.Redacted())
+	}
+	return nil
 }
 
 // ServeHTTP proxies r to the upstream with the flags header set.

@@ -9,11 +9,13 @@ import (
 	"net"
 	"net/netip"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/flagproxy/flagproxy/djangodb"
 	"github.com/flagproxy/flagproxy/engine"
+	"github.com/flagproxy/flagproxy/proxy"
 )
 
 // Defaults of the serve options (DESIGN.md §5).
@@ -55,8 +57,12 @@ type Config struct {
 	target      djangodb.Target
 	django      DjangoSettings
 	sources     []engine.Source
+	loader      djangodb.Config
 	trusted     []netip.Prefix
 	level       slog.Level
+	// shutdownGrace is how long requests in flight may take to finish at
+	// shutdown; zero means DefaultShutdownGrace.
+	shutdownGrace time.Duration
 }
 
 // newFlagSet defines the serve options on a FlagSet bound to c.
@@ -134,19 +140,19 @@ func (c *Config) Validate() error {
 	add := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
 
 	for _, l := range []struct{ flag, v string }{{"--listen", c.Listen}, {"--admin-listen", c.AdminListen}} {
-		if _, port, err := net.SplitHostPort(l.v); err != nil || port == "" {
-			add("%s %q: want host:port", l.flag, l.v)
+		if err := checkListen(l.v); err != nil {
+			add("%s %q: %v", l.flag, l.v, err)
 		}
 	}
-	if c.Listen == c.AdminListen {
+	if _, port, _ := net.SplitHostPort(c.Listen); c.Listen == c.AdminListen && port != "0" {
 		add("--listen and --admin-listen are both %q", c.Listen)
 	}
 	u, err := url.Parse(c.Upstream)
 	switch {
 	case err != nil:
 		add("--upstream: %v", err)
-	case u.Scheme != "http" && u.Scheme != "https" || u.Host == "":
-		add("--upstream %q: want an absolute http:// or https:// URL", c.Upstream)
+	case proxy.CheckUpstream(u) != nil:
+		add("--upstream %q: want an absolute http:// or https:// URL without query or fragment", c.Upstream)
 	default:
 		c.upstreamURL = u
 	}
@@ -165,8 +171,12 @@ func (c *Config) Validate() error {
 	if c.SecretKeyFallbacks == "" && len(c.django.SecretKeyFallbacks) > 0 {
 		c.SecretKeyFallbacks = strings.Join(c.django.SecretKeyFallbacks, ",")
 	}
-	if _, err := engine.NewSnapshot(engine.Data{Waffle: c.django.Waffle}); err != nil {
-		add("--django-settings: %v", err)
+	c.loader = djangodb.Config{
+		WaffleFlagModel:   c.django.WaffleFlagModel,
+		WaffleSwitchModel: c.django.WaffleSwitchModel,
+		WaffleSampleModel: c.django.WaffleSampleModel,
+		FeatureFlagApp:    c.FeatureFlagApp,
+		Waffle:            c.django.Waffle,
 	}
 	for _, d := range []struct {
 		flag string
@@ -193,6 +203,12 @@ func (c *Config) Validate() error {
 			add("--sources: empty (use auto)")
 		}
 	}
+	c.loader.Sources = c.sources
+	if err := c.loader.Validate(); err != nil {
+		for _, e := range strings.Split(err.Error(), "\n") {
+			add("flag tables: %s", e)
+		}
+	}
 	c.trusted = nil
 	for _, s := range splitList(c.TrustedProxies) {
 		p, err := netip.ParsePrefix(s)
@@ -213,6 +229,33 @@ func (c *Config) Validate() error {
 		add("--log-format %q: want text or json", c.LogFormat)
 	}
 	return errors.Join(errs...)
+}
+
+// checkListen accepts host:port with a port from 0 to 65535 and a host
+// that is empty, an IP address or a plausible host name.
+func checkListen(addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return errors.New("want host:port")
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return fmt.Errorf("port %q is not a number from 0 to 65535", port)
+	}
+	if host == "" {
+		return nil
+	}
+	if _, err := netip.ParseAddr(host); err == nil {
+		return nil
+	}
+	for _, label := range strings.Split(host, ".") {
+		if label == "" || strings.Trim(label, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-") != "" {
+			return fmt.Errorf("host %q is neither an IP address nor a host name", host)
+		}
+	}
+	if strings.Trim(host, "0123456789.") == "" {
+		return fmt.Errorf("host %q is not a valid IP address", host)
+	}
+	return nil
 }
 
 func splitList(s string) []string {

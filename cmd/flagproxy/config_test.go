@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/flagproxy/flagproxy/djangodb"
 	"github.com/flagproxy/flagproxy/engine"
 )
 
@@ -18,14 +17,7 @@ func env(m map[string]string) func(string) string {
 }
 
 // siteDB creates an empty Django database file and returns its URL.
-func siteDB(t *testing.T) string {
-	t.Helper()
-	path := filepath.Join(t.TempDir(), "db.sqlite3")
-	if err := djangodb.CreateSQLite(t.Context(), path, ""); err != nil {
-		t.Fatal(err)
-	}
-	return "sqlite:///" + path
-}
+func siteDB(t *testing.T) string { return siteDBWith(t, "") }
 
 func TestConfigPrecedence(t *testing.T) {
 	dbURL := siteDB(t)
@@ -144,5 +136,40 @@ func TestUnknownCommand(t *testing.T) {
 	var stderr bytes.Buffer
 	if code := run(context.Background(), []string{"frobnicate"}, env(nil), &bytes.Buffer{}, &stderr); code != 2 {
 		t.Errorf("exit %d, want 2", code)
+	}
+}
+
+// TestCheckConfigCatchesWhatServeWouldRefuse: everything that would stop
+// serve later is a configuration error now, so --check-config cannot say ok.
+func TestCheckConfigCatchesWhatServeWouldRefuse(t *testing.T) {
+	settings := filepath.Join(t.TempDir(), "settings.json")
+	os.WriteFile(settings, []byte(`{"WAFFLE_FLAG_MODEL": "bad", "WAFFLE_SWITCH_MODEL": "noDot", "WAFFLE_MAX_AGE": 0}`), 0o600)
+	cases := []struct {
+		args []string
+		says []string
+	}{
+		{[]string{"--upstream", "http://127.0.0.1:1/?a=1"}, []string{"--upstream"}},
+		{[]string{"--django-settings", settings, "--featureflag-app", "my-app"}, []string{
+			`WAFFLE_FLAG_MODEL "bad"`, `WAFFLE_SWITCH_MODEL "noDot"`, `"my-app_featureflag" is not a plain SQL identifier`, "WAFFLE_MAX_AGE 0"}},
+		{[]string{"--listen", "127.0.0.1:abc"}, []string{`port "abc"`}},
+		{[]string{"--listen", "127.0.0.1:99999"}, []string{`port "99999"`}},
+		{[]string{"--admin-listen", "256.1.1.1:80"}, []string{`host "256.1.1.1"`}},
+	}
+	for _, c := range cases {
+		var stdout, stderr bytes.Buffer
+		args := append([]string{"--check-config", "--database", siteDB(t)}, c.args...)
+		if code := run(context.Background(), args, env(nil), &stdout, &stderr); code != 2 {
+			t.Errorf("%v: exit %d, want 2 (stdout %q)", c.args, code, stdout.String())
+		}
+		for _, s := range c.says {
+			if !strings.Contains(stderr.String(), s) {
+				t.Errorf("%v: stderr lacks %q:\n%s", c.args, s, stderr.String())
+			}
+		}
+	}
+	for _, ok := range []string{"127.0.0.1:0", ":8080", "localhost:8080", "[::1]:9000", "proxy.internal:80"} {
+		if err := checkListen(ok); err != nil {
+			t.Errorf("checkListen(%q) = %v", ok, err)
+		}
 	}
 }

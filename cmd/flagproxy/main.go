@@ -12,6 +12,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -23,6 +24,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -95,7 +97,7 @@ func serveCommand(ctx context.Context, args []string, getenv func(string) string
 	}
 	log := c.newLogger(stderr)
 	if err := serve(ctx, c, log, nil); err != nil {
-		log.Error("flagproxy stopped", "error", err)
+		log.Error("flagproxy failed", "error", err)
 		return 1
 	}
 	return 0
@@ -127,18 +129,15 @@ func serve(ctx context.Context, c *Config, log *slog.Logger, ready func(proxyAdd
 		return err
 	}
 	defer db.Close()
-	loader, err := djangodb.NewLoader(db, c.target.Dialect, djangodb.Config{
-		Sources:           c.sources,
-		WaffleFlagModel:   c.django.WaffleFlagModel,
-		WaffleSwitchTable: modelTable(c.django.WaffleSwitchModel),
-		WaffleSampleTable: modelTable(c.django.WaffleSampleModel),
-		FeatureFlagApp:    c.FeatureFlagApp,
-		Waffle:            c.django.Waffle,
-		Logger:            log,
-		Registerer:        reg,
-	})
+	lc := c.loader
+	lc.Logger, lc.Registerer = log, reg
+	loader, err := djangodb.NewLoader(db, c.target.Dialect, lc)
 	if err != nil {
 		return err
+	}
+	if lc.WaffleFlagModel != djangodb.DefaultWaffleFlagModel {
+		log.Warn("WAFFLE_FLAG_MODEL is a custom model: flagproxy reads its columns like waffle.Flag's and cannot reproduce methods it overrides",
+			"model", lc.WaffleFlagModel)
 	}
 	var store engine.Store
 	poller, err := djangodb.NewPoller(djangodb.PollerConfig{
@@ -209,9 +208,8 @@ func serve(ctx context.Context, c *Config, log *slog.Logger, ready func(proxyAdd
 	g.Go(func() error { return serveUntilClosed(adminSrv, aln) })
 	g.Go(func() error {
 		<-gctx.Done()
-		sctx, cancel := context.WithTimeout(context.Background(), DefaultShutdownGrace)
-		defer cancel()
-		return errors.Join(proxySrv.Shutdown(sctx), adminSrv.Shutdown(sctx))
+		shutdown(log, c.shutdownGrace, proxySrv, adminSrv)
+		return nil
 	})
 	if ready != nil {
 		ready(pln.Addr(), aln.Addr())
@@ -221,20 +219,30 @@ func serve(ctx context.Context, c *Config, log *slog.Logger, ready func(proxyAdd
 	return err
 }
 
+// shutdown stops the servers together: no new connections, requests in
+// flight get up to grace to finish, then whatever is left (long streams)
+// is closed. Hijacked connections (WebSockets) end with the process.
+func shutdown(log *slog.Logger, grace time.Duration, servers ...*http.Server) {
+	ctx, cancel := context.WithTimeout(context.Background(), cmp.Or(grace, DefaultShutdownGrace))
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, srv := range servers {
+		wg.Go(func() {
+			if err := srv.Shutdown(ctx); err != nil {
+				log.Warn("requests still running after the shutdown grace period; closing their connections",
+					"grace", cmp.Or(grace, DefaultShutdownGrace))
+				srv.Close()
+			}
+		})
+	}
+	wg.Wait()
+}
+
 func serveUntilClosed(srv *http.Server, ln net.Listener) error {
 	if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
 	return nil
-}
-
-// modelTable turns "app_label.ModelName" into Django's default table name.
-func modelTable(model string) string {
-	app, name, ok := strings.Cut(model, ".")
-	if !ok {
-		return ""
-	}
-	return strings.ToLower(app + "_" + name)
 }
 
 func hostname() string {
