@@ -140,6 +140,9 @@ func (p *Poller) Run(ctx context.Context) error {
 			p.log.Info("snapshot loaded", "snapshot_version", version,
 				"flags", snap.NumFlags(), "switches", snap.NumSwitches(), "samples", snap.NumSamples(),
 				"conflicts", len(snap.Conflicts()))
+			if len(snap.Sources()) == 0 {
+				p.log.Warn("no flag tables found (waffle_flag, featureflipper_feature, <app>_featureflag): is --database the site's database, and are the apps migrated?")
+			}
 			for _, c := range snap.Conflicts() {
 				p.log.Warn("flag defined by more than one source; it is off until one is removed",
 					"flag", c.Name, "sources", c.Sources)

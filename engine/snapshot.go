@@ -163,7 +163,6 @@ func NewSnapshot(d Data) (*Snapshot, error) {
 	if s.samples, err = sortedUnique(d.Samples, func(x Sample) string { return x.Name }, "sample"); err != nil {
 		return nil, err
 	}
-	s.counts[SourceWaffle] += len(s.switches) + len(s.samples)
 	s.version = s.digest()
 	return s, nil
 }
@@ -346,7 +345,8 @@ func (s *Snapshot) Version() string { return s.version }
 // Sources returns the sources the snapshot was built from, sorted.
 func (s *Snapshot) Sources() []Source { return slices.Clone(s.sources) }
 
-// Count returns how many flags, switches and samples src contributed.
+// Count returns how many flags src contributed (waffle switches and samples
+// are counted by NumSwitches and NumSamples).
 func (s *Snapshot) Count(src Source) int { return s.counts[src] }
 
 // Conflicts returns the flag names defined by more than one source.

@@ -39,12 +39,13 @@
 // # Large values
 //
 // When the JSON above is longer than MaxInlineSize (4096) bytes, it is sent
-// in parts instead, so that no header line comes near gunicorn's limit of
-// 8190 bytes a line:
+// in parts instead, sized for the limits of the servers Django runs under
+// (gunicorn: 8190 bytes a header line and 100 header fields; runserver: 100
+// header fields):
 //
 //  1. compress the JSON with gzip (RFC 1952, a single member);
 //  2. encode the compressed bytes with unpadded base64url (RFC 4648 §5);
-//  3. cut the text into N consecutive pieces of at most PartSize (4000)
+//  3. cut the text into N consecutive pieces of at most PartSize (8000)
 //     bytes and send piece i (1-based) as the header X-Flagproxy-Flags-<i>;
 //  4. set X-Flagproxy-Flags to the pointer object
 //     {"encoding":"gzip+base64url","parts":N,"sha256":"<hex>","version":"…","state":"…"}
@@ -53,7 +54,8 @@
 //
 // A reader that finds an "encoding" member concatenates parts 1 to N, decodes
 // and decompresses them, checks the digest and then reads the JSON as above.
-// More than MaxParts (64) parts are never sent: the request then carries the
+// More than MaxParts (16) parts are never sent, leaving most of the 100
+// header fields to the client; the request then carries the
 // "unavailable" state (with the snapshot version) and the event is logged
 // and counted. [Decode] is the Go reader.
 //
@@ -88,9 +90,9 @@ const (
 	// MaxInlineSize is the longest JSON sent directly in FlagsHeader.
 	MaxInlineSize = 4096
 	// PartSize is the longest part of a large value.
-	PartSize = 4000
+	PartSize = 8000
 	// MaxParts is the largest number of parts ever sent.
-	MaxParts = 64
+	MaxParts = 16
 	// Encoding names the large-value encoding in the pointer object.
 	Encoding = "gzip+base64url"
 

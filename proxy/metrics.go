@@ -111,7 +111,7 @@ func newMetrics(reg prometheus.Registerer, src SnapshotSource, now func() time.T
 			return 0
 		}),
 		snapshotFlags{src: src, desc: prometheus.NewDesc("flagproxy_snapshot_flags",
-			"Flags, switches and samples of the current snapshot by source.", []string{"source"}, nil)},
+			"Flags (waffle flags, feature-flipper features, FeatureFlag keys) of the current snapshot by source.", []string{"source"}, nil)},
 	}
 	var errs []error
 	for _, c := range collectors {
