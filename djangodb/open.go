@@ -40,7 +40,6 @@ type Target struct {
 	Dialect  Dialect
 	Driver   string // database/sql driver name
 	DSN      string
-	Path     string // SQLite: the database file, absolute
 	Redacted string
 }
 
@@ -111,7 +110,7 @@ func parseSQLite(u *url.URL) (Target, error) {
 	q.Set("_busy_timeout", "5000")
 	q.Set("_txlock", "deferred")
 	dsn := "file:" + (&url.URL{Path: abs}).EscapedPath() + "?" + q.Encode()
-	return Target{Dialect: SQLite, Driver: "sqlite3", DSN: dsn, Path: abs, Redacted: "sqlite:///" + abs}, nil
+	return Target{Dialect: SQLite, Driver: "sqlite3", DSN: dsn, Redacted: "sqlite:///" + abs}, nil
 }
 
 func parsePostgres(u *url.URL) (Target, error) {

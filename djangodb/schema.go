@@ -5,6 +5,7 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 
 	"github.com/jmoiron/sqlx"
@@ -25,7 +26,7 @@ func CreateSQLite(ctx context.Context, path, seed string) error {
 	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("create %s: file exists", path)
 	}
-	db, err := sqlx.Open("sqlite3", "file:"+path+"?_txlock=immediate")
+	db, err := sqlx.Open("sqlite3", "file:"+(&url.URL{Path: path}).EscapedPath()+"?_txlock=immediate")
 	if err != nil {
 		return err
 	}

@@ -29,7 +29,6 @@ const (
 	ReasonConflict        Reason = "conflict"       // the name is defined by two sources
 	ReasonOverrideURL     Reason = "url"            // flagproxy URL override
 	ReasonOverrideSession Reason = "session"        // flagproxy session override
-	ReasonUnavailable     Reason = "unavailable"    // no snapshot loaded
 )
 
 // Origin returns the request input a decision came from ("url", "session",

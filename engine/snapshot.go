@@ -386,9 +386,6 @@ func (s *Snapshot) NumSamples() int { return len(s.samples) }
 // SampleName returns the i-th sample name in sorted order.
 func (s *Snapshot) SampleName(i int) string { return s.samples[i].Name }
 
-// Waffle returns the waffle settings the snapshot was built with.
-func (s *Snapshot) Waffle() WaffleSettings { return s.waffle }
-
 // Inputs reports which request inputs any rule of the snapshot reads, so a
 // caller can leave the others unparsed (nil in Request).
 func (s *Snapshot) Inputs() (query, cookies, header, language bool) {

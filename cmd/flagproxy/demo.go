@@ -160,14 +160,13 @@ func (s *demoSite) show(w http.ResponseWriter, r *http.Request) {
 		Source     string
 	}
 	data := struct {
-		Payload  proxy.Payload
-		Err      error
-		Raw      string
-		Entries  []entry
-		Rows     []demoRow
-		Path     string
-		Changed  bool
-		Consumer string
+		Payload proxy.Payload
+		Err     error
+		Raw     string
+		Entries []entry
+		Rows    []demoRow
+		Path    string
+		Changed bool
 	}{Raw: r.Header.Get(proxy.FlagsHeader), Path: r.URL.RequestURI(), Changed: r.URL.Query().Has("changed")}
 	data.Payload, data.Err = proxy.Decode(r.Header)
 	add := func(kind string, m map[string]bool) {

@@ -33,9 +33,6 @@ type DjangoSettings struct {
 	WaffleFlagModel   string
 	WaffleSwitchModel string
 	WaffleSampleModel string
-
-	// Present lists the known keys the file set.
-	Present map[string]bool
 }
 
 // defaultDjangoSettings returns Django 3.2's and the flag libraries' defaults.
@@ -53,7 +50,6 @@ func defaultDjangoSettings() DjangoSettings {
 		WaffleFlagModel:        "waffle.Flag",
 		WaffleSwitchModel:      "waffle.Switch",
 		WaffleSampleModel:      "waffle.Sample",
-		Present:                map[string]bool{},
 	}
 }
 
@@ -147,7 +143,6 @@ func loadDjangoSettings(path string) (DjangoSettings, error) {
 			errs = append(errs, fmt.Errorf("--django-settings %s: %s must be %s", path, k, known.kind))
 			continue
 		}
-		s.Present[k] = true
 		if known.set != nil {
 			known.set(&s, v)
 		}
