@@ -35,6 +35,14 @@ var (
 	buildErr  error
 )
 
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binPath != "" {
+		os.RemoveAll(filepath.Dir(binPath))
+	}
+	os.Exit(code)
+}
+
 // flagproxyBinary builds cmd/flagproxy from this tree once per test run.
 func flagproxyBinary(t *testing.T) string {
 	t.Helper()

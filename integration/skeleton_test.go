@@ -3,7 +3,13 @@
 package integration
 
 import (
+	"bytes"
+	"compress/gzip"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"os/exec"
@@ -180,4 +186,68 @@ func TestBadDatabaseExitsTwo(t *testing.T) {
 			t.Errorf("--database %q: message does not name the option:\n%s", u, out)
 		}
 	}
+}
+
+// TestLargeHeaderThroughGunicorn seeds enough switches to need the parts
+// encoding and checks that gunicorn hands every part to Django and that
+// they decode to the full set.
+func TestLargeHeaderThroughGunicorn(t *testing.T) {
+	requireDjango(t, "gunicorn")
+	db := newSQLiteSite(t)
+	const n = 2000
+	for i := 0; i < n; i += 500 {
+		q := `INSERT INTO waffle_switch (name, active, note, created, modified) VALUES `
+		var args []any
+		for j := i; j < i+500; j++ {
+			if j > i {
+				q += ", "
+			}
+			q += `(?, ?, '', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)`
+			sum := sha256.Sum256([]byte{byte(j), byte(j >> 8)})
+			args = append(args, fmt.Sprintf("switch_%04d_%x", j, sum[:6]), j%2 == 0)
+		}
+		db.Exec(t, q, args...)
+	}
+	upstream := django(t, "gunicorn", db.URL)
+	proxyURL, _ := flagproxy(t, upstream, db.URL)
+	e := rawGet(t, proxyURL, "/echo/")
+	var ptr struct {
+		Encoding string `json:"encoding"`
+		Parts    int    `json:"parts"`
+		SHA256   string `json:"sha256"`
+	}
+	if err := json.Unmarshal([]byte(e.Meta["HTTP_X_FLAGPROXY_FLAGS"]), &ptr); err != nil || ptr.Encoding != "gzip+base64url" || ptr.Parts < 2 {
+		t.Fatalf("pointer %q (%v): want the parts form", e.Meta["HTTP_X_FLAGPROXY_FLAGS"], err)
+	}
+	var text strings.Builder
+	for i := 1; i <= ptr.Parts; i++ {
+		part, ok := e.Meta[fmt.Sprintf("HTTP_X_FLAGPROXY_FLAGS_%d", i)]
+		if !ok {
+			t.Fatalf("Django did not receive part %d of %d", i, ptr.Parts)
+		}
+		text.WriteString(part)
+	}
+	zipped, err := base64.RawURLEncoding.DecodeString(text.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	zr, err := gzip.NewReader(bytes.NewReader(zipped))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(zr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum := sha256.Sum256(body); hex.EncodeToString(sum[:]) != ptr.SHA256 {
+		t.Fatal("parts do not match the digest")
+	}
+	var f flags
+	if err := json.Unmarshal(body, &f); err != nil {
+		t.Fatal(err)
+	}
+	if len(f.Switches) != n || f.State != "ok" {
+		t.Errorf("decoded %d switches, state %q; want %d, ok", len(f.Switches), f.State, n)
+	}
+	t.Logf("%d switches: %d bytes of JSON in %d parts", n, len(body), ptr.Parts)
 }
