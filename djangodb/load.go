@@ -174,13 +174,7 @@ func (l *Loader) Load(ctx context.Context) (*engine.Snapshot, error) {
 func (l *Loader) data(ctx context.Context) (engine.Data, []string, error) {
 	ctx, cancel := context.WithTimeout(ctx, l.cfg.QueryTimeout)
 	defer cancel()
-	opts := &sql.TxOptions{ReadOnly: true, Isolation: sql.LevelRepeatableRead}
-	if l.dialect == SQLite {
-		// go-sqlite3 ignores both options; the connection is read-only
-		// (mode=ro) and a deferred transaction reads one consistent state.
-		opts = nil
-	}
-	t, err := l.db.BeginTxx(ctx, opts)
+	t, err := l.begin(ctx)
 	if err != nil {
 		return engine.Data{}, nil, fmt.Errorf("begin: %w", err)
 	}
@@ -188,6 +182,17 @@ func (l *Loader) data(ctx context.Context) (engine.Data, []string, error) {
 	data, problems, err := l.read(ctx, t)
 	data.Waffle = l.cfg.Waffle
 	return data, problems, err
+}
+
+// begin starts the read-only transaction of one load: on PostgreSQL
+// READ ONLY with REPEATABLE READ, so every table is read at one moment. On
+// SQLite the connection itself is read-only (mode=ro) and go-sqlite3
+// ignores both options; a deferred transaction reads one consistent state.
+func (l *Loader) begin(ctx context.Context) (*sqlx.Tx, error) {
+	if l.dialect == SQLite {
+		return l.db.BeginTxx(ctx, nil)
+	}
+	return l.db.BeginTxx(ctx, &sql.TxOptions{ReadOnly: true, Isolation: sql.LevelRepeatableRead})
 }
 
 func (l *Loader) read(ctx context.Context, t tx) (engine.Data, []string, error) {

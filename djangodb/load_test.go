@@ -223,15 +223,18 @@ func TestLoaderSkipsRowsDjangoCannotLoad(t *testing.T) {
 	}
 }
 
-// TestLoaderIsReadOnly checks that flagproxy's handle cannot write.
+// TestLoaderIsReadOnly checks that a load cannot write: the SQLite handle
+// is opened read-only, and PostgreSQL loads run in a READ ONLY transaction.
 func TestLoaderIsReadOnly(t *testing.T) {
-	db := newSQLite(t, true)
-	h, err := Open(db.Target)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Close()
-	if _, err := h.Exec(`INSERT INTO auth_group (name) VALUES ('x')`); err == nil {
-		t.Fatal("insert through the loader's handle succeeded; want a read-only database")
-	}
+	eachDatabase(t, true, func(t *testing.T, db *testDB) {
+		l := db.Loader(t, Config{})
+		tx, err := l.begin(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tx.Rollback()
+		if _, err := tx.Exec(`INSERT INTO auth_group (name) VALUES ('x')`); err == nil {
+			t.Fatal("insert inside the loader's transaction succeeded; want it refused")
+		}
+	})
 }
