@@ -424,19 +424,7 @@ func (l *Loader) tables(ctx context.Context, t tx) (map[string]struct{}, error) 
 }
 
 func (l *Loader) columns(ctx context.Context, t tx, table string) ([]string, error) {
-	q := `SELECT name FROM pragma_table_info(?)`
-	if l.dialect == Postgres {
-		q = `SELECT a.attname FROM pg_catalog.pg_attribute a
-			WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped
-			ORDER BY a.attnum`
-	}
-	arg := table
-	if l.dialect == Postgres {
-		arg = quote(table)
-	}
-	var cols []string
-	err := t.SelectContext(ctx, &cols, q, arg)
-	return cols, err
+	return tableColumns(ctx, t, l.dialect, table)
 }
 
 // report logs the rows a load skipped, once per distinct set, and sets the

@@ -1,5 +1,7 @@
 package engine
 
+import "slices"
+
 // Reason says which rule produced a decision.
 type Reason string
 
@@ -81,10 +83,30 @@ type Subject struct {
 	// lower-case hyphenated for UUID keys. It is empty for anonymous visitors.
 	UserID        string
 	Authenticated bool
-	Staff         bool
-	Superuser     bool
+	// Active is is_active. Django's default ModelBackend never lets an
+	// inactive user log in; AllowAllUsersModelBackend does.
+	Active    bool
+	Staff     bool
+	Superuser bool
 	// Groups holds the ids of the user's auth_group rows.
 	Groups []int64
+	// Permissions holds the user's ModelBackend permissions,
+	// "app_label.codename", sorted; see HasPerm.
+	Permissions []string
+}
+
+// HasPerm answers as Django's user.has_perm(perm) with ModelBackend: an
+// active superuser has every permission, an inactive user none, anyone
+// else those in Permissions (exact, case-sensitive).
+func (s *Subject) HasPerm(perm string) bool {
+	if !s.Authenticated || !s.Active {
+		return false
+	}
+	if s.Superuser {
+		return true
+	}
+	_, ok := slices.BinarySearch(s.Permissions, perm)
+	return ok
 }
 
 // Anonymous is the subject of a visitor without a valid session.
