@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"context"
 	"io"
 	"net"
 	"net/http"
@@ -192,7 +193,9 @@ type fakeResolver struct {
 	err error
 }
 
-func (f fakeResolver) Subject(*http.Request) (engine.Subject, error) { return f.s, f.err }
+func (f fakeResolver) Subject(context.Context, engine.Values) (engine.Subject, error) {
+	return f.s, f.err
+}
 
 // mustSnapshot builds a snapshot or fails the test.
 func mustSnapshot(t testing.TB, d engine.Data) *engine.Snapshot {

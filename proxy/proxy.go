@@ -46,11 +46,11 @@ type SnapshotSource interface {
 	LoadedAt() time.Time
 }
 
-// SubjectResolver identifies the visitor of a request. It is given the
-// request as it will be forwarded: headers in flagproxy's namespace already
-// stripped, several Cookie lines joined into one (see engine.ParseCookies).
+// SubjectResolver identifies the visitor of a request from its cookies,
+// parsed as Django parses them (engine.ParseCookies over the one Cookie
+// line that is forwarded). An error makes the visitor anonymous.
 type SubjectResolver interface {
-	Subject(r *http.Request) (engine.Subject, error)
+	Subject(ctx context.Context, cookies engine.Values) (engine.Subject, error)
 }
 
 // Overrider works out a visitor's flag overrides for a request, given as
@@ -276,8 +276,16 @@ func (p *Proxy) encoder(snap *engine.Snapshot) *encoder {
 // evaluate decides every flag of snap for the outbound request r.
 func (p *Proxy) evaluate(r *http.Request, snap *engine.Snapshot) engine.Decisions {
 	req := engine.Request{Subject: engine.Anonymous}
+	query, cookies, header, _ := snap.Inputs()
+	var parsed engine.Params
+	if cookies || p.subjects != nil {
+		parsed = engine.ParseCookies(r.Header.Get("Cookie"))
+	}
+	if cookies {
+		req.Cookies = parsed
+	}
 	if p.subjects != nil {
-		s, err := p.subjects.Subject(r)
+		s, err := p.subjects.Subject(r.Context(), parsed)
 		if err != nil {
 			p.metrics.identityErrors.Inc()
 			p.logger.LogAttrs(r.Context(), slog.LevelDebug, "identity lookup failed; visitor is anonymous", slog.Any("error", err))
@@ -294,12 +302,8 @@ func (p *Proxy) evaluate(r *http.Request, snap *engine.Snapshot) engine.Decision
 			req.Overrides = o
 		}
 	}
-	query, cookies, header, _ := snap.Inputs()
 	if query {
 		req.Query = engine.ParseQuery(r.URL.RawQuery)
-	}
-	if cookies {
-		req.Cookies = engine.ParseCookies(r.Header.Get("Cookie"))
 	}
 	if header {
 		req.Header = headerValues(r.Header)
