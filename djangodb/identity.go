@@ -243,8 +243,11 @@ func (c SessionConfig) Validate() error {
 	switch c.Engine {
 	case EngineDB, EngineCachedDB, EngineSignedCookies:
 	default:
-		if c.StoreQualname == DefaultSessionStoreName || strings.HasPrefix(c.Engine, "django.contrib.sessions.backends.") {
-			errs = append(errs, fmt.Errorf("SESSION_ENGINE %q: flagproxy reads the db, cached_db and signed_cookies engines, and custom engines that store sessions in django_session (name their SessionStore class's __qualname__)", c.Engine))
+		// Django's cache and file engines keep sessions where flagproxy
+		// cannot read them. Any other engine is taken to be a db-backed
+		// custom one whose store class's __qualname__ names the salt.
+		if strings.HasPrefix(c.Engine, "django.contrib.sessions.backends.") {
+			errs = append(errs, fmt.Errorf("SESSION_ENGINE %q: flagproxy reads the db, cached_db and signed_cookies engines, and custom engines that store sessions in django_session", c.Engine))
 		}
 	}
 	if c.CookieAge < 0 {

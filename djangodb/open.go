@@ -142,9 +142,9 @@ func Open(t Target) (*sqlx.DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", t.Redacted, err)
 	}
-	// A poller needs one connection; a second one covers a slow load
-	// overlapping a health check.
-	db.SetMaxOpenConns(2)
-	db.SetMaxIdleConns(2)
+	// The poller needs one connection; identity lookups of uncached
+	// sessions (rate-limited) share the rest.
+	db.SetMaxOpenConns(8)
+	db.SetMaxIdleConns(4)
 	return db, nil
 }

@@ -298,6 +298,10 @@ type echo struct {
 	Method  string            `json:"method"`
 	Meta    map[string]string `json:"meta"`
 	Headers map[string]string `json:"headers"`
+	User    struct {
+		ID            string `json:"id"`
+		Authenticated bool   `json:"authenticated"`
+	} `json:"user"`
 }
 
 // flags is the decoded X-Flagproxy-Flags value (inline form).

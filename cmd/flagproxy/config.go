@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"errors"
 	"flag"
 	"fmt"
@@ -48,6 +49,10 @@ type Config struct {
 	Sources            string
 	TrustedProxies     string
 	SigningKey         string
+	DjangoVersion      string
+	IdentityTTL        time.Duration
+	IdentityEntries    int
+	IdentityLookups    float64
 	LogLevel           string
 	LogFormat          string
 	CheckConfig        bool
@@ -58,6 +63,7 @@ type Config struct {
 	django      DjangoSettings
 	sources     []engine.Source
 	loader      djangodb.Config
+	session     djangodb.SessionConfig
 	trusted     []netip.Prefix
 	level       slog.Level
 	// shutdownGrace is how long requests in flight may take to finish at
@@ -83,6 +89,10 @@ func newFlagSet(name string, c *Config, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&c.Sources, "sources", "auto", "flag sources to read: auto (every source whose tables exist) or a comma-separated list of waffle, featureflipper, featureflag")
 	fs.StringVar(&c.TrustedProxies, "trusted-proxies", "", "comma-separated `CIDRs` of proxies in front of flagproxy whose X-Forwarded-* headers are kept")
 	fs.StringVar(&c.SigningKey, "signing-key", "", "if set, sign the flags header with HMAC-SHA256 (X-Flagproxy-Signature)")
+	fs.StringVar(&c.DjangoVersion, "django-version", "", "the site's Django `version` (3.2 to 6.x), which decides the session formats accepted (default: DJANGO_VERSION from --django-settings, else the newest rules)")
+	fs.DurationVar(&c.IdentityTTL, "identity-cache-ttl", djangodb.DefaultIdentityTTL, "how long a visitor's identity is reused; a logout, password change, deactivation or permission change shows within this time")
+	fs.IntVar(&c.IdentityEntries, "identity-cache-entries", djangodb.DefaultIdentityEntries, "sessions kept in the identity cache (and, separately, rejected session values)")
+	fs.Float64Var(&c.IdentityLookups, "identity-lookups-per-second", djangodb.DefaultIdentityLookupsPerSec, "database lookups for sessions not in the cache; beyond it such visitors are served as anonymous")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "text or json")
 	fs.BoolVar(&c.CheckConfig, "check-config", false, "validate the configuration and exit")
@@ -171,6 +181,7 @@ func (c *Config) Validate() error {
 	if c.SecretKeyFallbacks == "" && len(c.django.SecretKeyFallbacks) > 0 {
 		c.SecretKeyFallbacks = strings.Join(c.django.SecretKeyFallbacks, ",")
 	}
+	errs = append(errs, c.validateSession()...)
 	c.loader = djangodb.Config{
 		WaffleFlagModel:   c.django.WaffleFlagModel,
 		WaffleSwitchModel: c.django.WaffleSwitchModel,
@@ -256,6 +267,50 @@ func checkListen(addr string) error {
 		return fmt.Errorf("host %q is not a valid IP address", host)
 	}
 	return nil
+}
+
+// validateSession builds the session configuration from the flags and the
+// Django settings (flag first), with Django's defaults.
+func (c *Config) validateSession() []error {
+	var errs []error
+	d := c.django
+	version := cmp.Or(c.DjangoVersion, d.DjangoVersion)
+	useTZ := d.UseTZ
+	if !d.useTZSet {
+		// global_settings: USE_TZ is False up to 4.2 and True from 5.0.
+		useTZ = version == "" || !(strings.HasPrefix(version, "3.") || strings.HasPrefix(version, "4."))
+	}
+	loc, err := time.LoadLocation(d.TimeZone)
+	if err != nil {
+		errs = append(errs, fmt.Errorf("TIME_ZONE %q: %v", d.TimeZone, err))
+		loc = time.UTC
+	}
+	qualname := d.SessionStoreQualname
+	c.session = djangodb.SessionConfig{
+		DjangoVersion:           version,
+		SecretKey:               c.SecretKey,
+		SecretKeyFallbacks:      splitList(c.SecretKeyFallbacks),
+		DefaultHashingAlgorithm: d.DefaultHashing,
+		Engine:                  d.SessionEngine,
+		StoreQualname:           qualname,
+		CookieAge:               time.Duration(d.SessionCookieAge) * time.Second,
+		UseTZ:                   useTZ,
+		TimeZone:                loc,
+		AuthUserModel:           d.AuthUserModel,
+		AuthenticationBackends:  d.AuthenticationBackends,
+	}
+	if err := c.session.Validate(); err != nil {
+		for _, e := range strings.Split(err.Error(), "\n") {
+			errs = append(errs, fmt.Errorf("sessions: %s", e))
+		}
+	}
+	if d.SessionCookieName == "" {
+		errs = append(errs, errors.New("SESSION_COOKIE_NAME is empty"))
+	}
+	if c.IdentityTTL <= 0 || c.IdentityEntries <= 0 || c.IdentityLookups <= 0 {
+		errs = append(errs, fmt.Errorf("--identity-cache-ttl, --identity-cache-entries and --identity-lookups-per-second must be positive"))
+	}
+	return errs
 }
 
 func splitList(s string) []string {

@@ -27,6 +27,7 @@ import (
 	"sync"
 	"syscall"
 	"time"
+	_ "time/tzdata" // TIME_ZONE names must resolve without the system's zoneinfo
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -39,9 +40,11 @@ import (
 
 // Interface guards: the concrete types wired together below.
 var (
-	_ proxy.SnapshotSource    = (*engine.Store)(nil)
-	_ djangodb.Sink           = (*engine.Store)(nil)
-	_ djangodb.SnapshotLoader = (*djangodb.Loader)(nil)
+	_ proxy.SnapshotSource     = (*engine.Store)(nil)
+	_ djangodb.Sink            = (*engine.Store)(nil)
+	_ djangodb.SnapshotLoader  = (*djangodb.Loader)(nil)
+	_ proxy.SubjectResolver    = (*djangodb.IdentityCache)(nil)
+	_ djangodb.SessionResolver = (*djangodb.Identities)(nil)
 )
 
 func main() {
@@ -155,9 +158,33 @@ func serve(ctx context.Context, c *Config, log *slog.Logger, ready func(proxyAdd
 	if c.SigningKey != "" {
 		signingKey = []byte(c.SigningKey)
 	}
+	var subjects proxy.SubjectResolver
+	if c.SecretKey == "" {
+		log.Warn("no SECRET_KEY (--secret-key, FLAGPROXY_SECRET_KEY or --django-settings): sessions cannot be verified, every visitor is anonymous")
+	} else {
+		sc := c.session
+		ids, err := djangodb.NewIdentities(db, c.target.Dialect, sc)
+		if err != nil {
+			return err
+		}
+		cache, err := djangodb.NewIdentityCache(djangodb.IdentityCacheConfig{
+			Resolver:         ids,
+			CookieName:       c.django.SessionCookieName,
+			TTL:              c.IdentityTTL,
+			Entries:          c.IdentityEntries,
+			LookupsPerSecond: c.IdentityLookups,
+			Logger:           log,
+			Registerer:       reg,
+		})
+		if err != nil {
+			return err
+		}
+		subjects = cache
+	}
 	p, err := proxy.New(proxy.Config{
 		Upstream:        c.upstreamURL,
 		Snapshots:       &store,
+		Subjects:        subjects,
 		TrustedProxies:  c.trusted,
 		StaleAfter:      c.StaleAfter,
 		SigningKey:      signingKey,
@@ -198,9 +225,6 @@ func serve(ctx context.Context, c *Config, log *slog.Logger, ready func(proxyAdd
 	}
 	log.Info("flagproxy serving", "listen", pln.Addr().String(), "admin", aln.Addr().String(),
 		"upstream", c.upstreamURL.Redacted(), "database", c.target.Redacted)
-	if c.SecretKey == "" {
-		log.Debug("no SECRET_KEY configured")
-	}
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return poller.Run(gctx) })

@@ -28,6 +28,16 @@ type DjangoSettings struct {
 	LanguageCookieName     string
 	UseI18N                bool
 	AnonymousURLFlipping   bool // FEATURE_FLIPPER_ANONYMOUS_URL_FLIPPING
+	UseTZ                  bool
+	TimeZone               string
+	DefaultHashing         string // DEFAULT_HASHING_ALGORITHM (3.1/3.2)
+	// DjangoVersion (key DJANGO_VERSION, written by manage.py
+	// flagproxy_settings) selects the version's session rules.
+	DjangoVersion string
+	// SessionStoreQualname (key SESSION_STORE_QUALNAME) is the
+	// __qualname__ of a custom SESSION_ENGINE's SessionStore class.
+	SessionStoreQualname string
+	useTZSet             bool
 
 	Waffle            engine.WaffleSettings
 	WaffleFlagModel   string
@@ -50,6 +60,7 @@ func defaultDjangoSettings() DjangoSettings {
 		WaffleFlagModel:        "waffle.Flag",
 		WaffleSwitchModel:      "waffle.Switch",
 		WaffleSampleModel:      "waffle.Sample",
+		TimeZone:               "America/Chicago",
 	}
 }
 
@@ -87,6 +98,11 @@ var knownSettings = map[string]struct {
 	"LANGUAGE_COOKIE_NAME":                   {kString, func(s *DjangoSettings, v any) { s.LanguageCookieName = v.(string) }},
 	"USE_I18N":                               {kBool, func(s *DjangoSettings, v any) { s.UseI18N = v.(bool) }},
 	"FEATURE_FLIPPER_ANONYMOUS_URL_FLIPPING": {kBool, func(s *DjangoSettings, v any) { s.AnonymousURLFlipping = v.(bool) }},
+	"USE_TZ":                                 {kBool, func(s *DjangoSettings, v any) { s.UseTZ, s.useTZSet = v.(bool), true }},
+	"TIME_ZONE":                              {kString, func(s *DjangoSettings, v any) { s.TimeZone = v.(string) }},
+	"DEFAULT_HASHING_ALGORITHM":              {kString, func(s *DjangoSettings, v any) { s.DefaultHashing = v.(string) }},
+	"DJANGO_VERSION":                         {kString, func(s *DjangoSettings, v any) { s.DjangoVersion = v.(string) }},
+	"SESSION_STORE_QUALNAME":                 {kString, func(s *DjangoSettings, v any) { s.SessionStoreQualname = v.(string) }},
 	"WAFFLE_FLAG_DEFAULT":                    {kBool, func(s *DjangoSettings, v any) { s.Waffle.FlagDefault = v.(bool) }},
 	"WAFFLE_SWITCH_DEFAULT":                  {kBool, func(s *DjangoSettings, v any) { s.Waffle.SwitchDefault = v.(bool) }},
 	"WAFFLE_SAMPLE_DEFAULT":                  {kBool, func(s *DjangoSettings, v any) { s.Waffle.SampleDefault = v.(bool) }},

@@ -5,4 +5,6 @@ from testsite import views
 urlpatterns = [
     path('', views.echo),
     path('echo/', views.echo),
+    path('login/', views.login_view),
+    path('logout/', views.logout_view),
 ]

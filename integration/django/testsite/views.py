@@ -1,3 +1,4 @@
+from django.contrib.auth import authenticate, login, logout
 from django.http import JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
@@ -17,4 +18,25 @@ def echo(request):
         'method': request.method,
         'meta': {k: v for k, v in request.META.items() if k.startswith(META_PREFIXES)},
         'headers': {k: v for k, v in request.headers.items() if k.lower().startswith(HEADER_PREFIX)},
+        'user': {
+            'id': str(request.user.pk) if request.user.is_authenticated else None,
+            'authenticated': request.user.is_authenticated,
+        },
     }, json_dumps_params={'sort_keys': True})
+
+
+@csrf_exempt
+def login_view(request):
+    """Log in with POSTed username and password (Django's own login())."""
+    user = authenticate(request, username=request.POST.get('username'), password=request.POST.get('password'))
+    if user is None:
+        return JsonResponse({'ok': False}, status=403)
+    login(request, user)
+    return JsonResponse({'ok': True, 'id': str(user.pk)})
+
+
+@csrf_exempt
+def logout_view(request):
+    """Log out (Django's own logout(), which flushes the session)."""
+    logout(request)
+    return JsonResponse({'ok': True})
