@@ -79,6 +79,8 @@ func demoCommand(ctx context.Context, args []string, getenv func(string) string,
 	c, err := parseConfig("serve", []string{
 		"--listen", *listen, "--admin-listen", *adminListen,
 		"--upstream", "http://" + sln.Addr().String(), "--database", "sqlite:///" + dbPath,
+		// The demo has no users; any key keeps the anonymous-only warning away.
+		"--secret-key", "flagproxy-demo-secret-key",
 	}, func(string) string { return "" }, stderr)
 	if err == nil {
 		err = c.Validate()
