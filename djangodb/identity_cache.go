@@ -21,6 +21,7 @@ const (
 	DefaultIdentityTTL           = 5 * time.Second
 	DefaultIdentityEntries       = 10000
 	DefaultIdentityLookupsPerSec = 200
+	DefaultIdentityLookupTimeout = 2 * time.Second
 )
 
 // SessionResolver resolves one session cookie value; *Identities is one.
@@ -45,8 +46,11 @@ type IdentityCacheConfig struct {
 	// budget refills, so a client spraying random session ids cannot turn
 	// its requests into database queries.
 	LookupsPerSecond float64
-	Logger           *slog.Logger
-	Registerer       prometheus.Registerer
+	// LookupTimeout bounds one resolution; past it the visitor is served
+	// as anonymous.
+	LookupTimeout time.Duration
+	Logger        *slog.Logger
+	Registerer    prometheus.Registerer
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -98,6 +102,9 @@ func NewIdentityCache(cfg IdentityCacheConfig) (*IdentityCache, error) {
 	}
 	if cfg.LookupsPerSecond == 0 {
 		cfg.LookupsPerSecond = DefaultIdentityLookupsPerSec
+	}
+	if cfg.LookupTimeout <= 0 {
+		cfg.LookupTimeout = DefaultIdentityLookupTimeout
 	}
 	c := &IdentityCache{cfg: cfg, log: cfg.Logger, now: cfg.Now}
 	if c.log == nil {
@@ -168,7 +175,11 @@ func (c *IdentityCache) Subject(ctx context.Context, cookies engine.Values) (eng
 			return cachedIdentity{subject: engine.Anonymous, reason: ReasonLookupsLimited}, nil
 		}
 		c.lookups.Inc()
-		s, reason, until, err := c.cfg.Resolver.Resolve(context.WithoutCancel(ctx), value)
+		// The lookup is shared by every request waiting for this value: it
+		// must not end with the first of them.
+		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.LookupTimeout)
+		defer cancel()
+		s, reason, until, err := c.cfg.Resolver.Resolve(lctx, value)
 		if err != nil {
 			return nil, err
 		}
