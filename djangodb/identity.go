@@ -55,10 +55,13 @@ type SessionConfig struct {
 	DefaultHashingAlgorithm string
 	Engine                  string // SESSION_ENGINE
 	// StoreQualname is the __qualname__ of the engine's SessionStore
-	// class; it names the signing salt of db-backed custom engines.
-	StoreQualname          string
-	CookieAge              time.Duration // SESSION_COOKIE_AGE
-	UseTZ                  bool          // USE_TZ: how SQLite stores expire_date
+	// class; it names the signing salt. Required for a custom engine,
+	// which must keep its sessions in django_session.
+	StoreQualname string
+	// CookieAge is SESSION_COOKIE_AGE, the signed_cookies engine's max age.
+	// It has no default: zero means what Django does with 0.
+	CookieAge              time.Duration
+	UseTZ                  bool // USE_TZ: how SQLite stores expire_date
 	TimeZone               *time.Location
 	AuthUserModel          string // AUTH_USER_MODEL, "app_label.ModelName"
 	AuthenticationBackends []string
@@ -160,13 +163,17 @@ type Identities struct {
 	tables    userTables
 	backends  map[string]bool // configured and understood
 	modelPerm bool            // a ModelBackend-like backend answers has_perm
-	now       func() time.Time
+	// permsExact is false when a configured backend is one flagproxy does
+	// not reproduce: then only the active-superuser shortcut grants.
+	permsExact bool
+	now        func() time.Time
 
 	shapeCache atomic.Pointer[userShape] // read on first use
 }
 
 type userShape struct {
 	uuid                                  bool
+	int32Key                              bool // PostgreSQL integer (not bigint) id
 	hasActive, hasStaff, hasSuper, hasGrp bool
 }
 
@@ -198,25 +205,32 @@ func NewIdentities(db *sqlx.DB, dialect Dialect, cfg SessionConfig) (*Identities
 	}
 	ids.className = cfg.StoreQualname[strings.LastIndexByte(cfg.StoreQualname, '.')+1:]
 	ids.backends = map[string]bool{}
+	ids.permsExact = true
 	for _, b := range cfg.AuthenticationBackends {
 		switch b {
 		case backendModel, backendAllowAll, backendRemote, backendAllowAllRemote:
 			ids.backends[b] = true
 			ids.modelPerm = true
+		default:
+			// Django asks every backend; one flagproxy cannot reproduce
+			// might grant or deny (PermissionDenied), so permissions fail
+			// closed.
+			ids.permsExact = false
 		}
 	}
 	return ids, nil
+}
+
+func builtinEngine(e string) bool {
+	return e == EngineDB || e == EngineCachedDB || e == EngineSignedCookies
 }
 
 func (c SessionConfig) withDefaults() SessionConfig {
 	if c.Engine == "" {
 		c.Engine = EngineDB
 	}
-	if c.StoreQualname == "" {
+	if c.StoreQualname == "" && builtinEngine(c.Engine) {
 		c.StoreQualname = DefaultSessionStoreName
-	}
-	if c.CookieAge == 0 {
-		c.CookieAge = 1209600 * time.Second
 	}
 	if c.TimeZone == nil {
 		c.TimeZone = time.UTC
@@ -240,20 +254,43 @@ func (c SessionConfig) Validate() error {
 	if _, err := userTablesFor(c.AuthUserModel); err != nil {
 		errs = append(errs, err)
 	}
-	switch c.Engine {
-	case EngineDB, EngineCachedDB, EngineSignedCookies:
-	default:
-		// Django's cache and file engines keep sessions where flagproxy
-		// cannot read them. Any other engine is taken to be a db-backed
-		// custom one whose store class's __qualname__ names the salt.
-		if strings.HasPrefix(c.Engine, "django.contrib.sessions.backends.") {
-			errs = append(errs, fmt.Errorf("SESSION_ENGINE %q: flagproxy reads the db, cached_db and signed_cookies engines, and custom engines that store sessions in django_session", c.Engine))
-		}
+	switch {
+	case builtinEngine(c.Engine):
+	case strings.HasPrefix(c.Engine, "django.contrib.sessions.backends."):
+		// The cache and file engines keep sessions out of flagproxy's reach.
+		errs = append(errs, fmt.Errorf("SESSION_ENGINE %q: flagproxy reads the db, cached_db and signed_cookies engines, and custom engines that store sessions in django_session", c.Engine))
+	case c.StoreQualname == "":
+		// Only an engine known to keep its sessions in django_session may
+		// be read there: leftover rows would otherwise log people in.
+		errs = append(errs, fmt.Errorf("SESSION_ENGINE %q is a custom engine: if it stores sessions in django_session, name its SessionStore class's __qualname__ (SESSION_STORE_QUALNAME)", c.Engine))
+	}
+	if c.DjangoVersion == "" && len(c.SecretKeyFallbacks) > 0 {
+		errs = append(errs, errors.New("SECRET_KEY_FALLBACKS is set but the Django version is not: Django honours fallbacks from 4.1 (signatures) and 4.1.8 (auth hashes), so name the version (DJANGO_VERSION or --django-version)"))
 	}
 	if c.CookieAge < 0 {
 		errs = append(errs, fmt.Errorf("SESSION_COOKIE_AGE %v is negative", c.CookieAge))
 	}
 	return errors.Join(errs...)
+}
+
+// maxSessionKey is django_session.session_key's length (varchar(40)): a
+// longer value matches no row.
+const maxSessionKey = 40
+
+// Plausible reports whether value could name a session at all, without
+// touching the database: at least 8 characters (Django ignores shorter
+// keys), and for db-backed engines at most 40 and no NUL (no row can have
+// such a key); for signed_cookies, a signature that verifies. Callers use
+// it to keep garbage from spending the lookup budget.
+func (ids *Identities) Plausible(value string) bool {
+	if utf8.RuneCountInString(value) < 8 {
+		return false
+	}
+	if ids.signed {
+		_, err := ids.sig.unsign(value, ids.salt)
+		return err == nil
+	}
+	return len(value) <= maxSessionKey && !strings.ContainsRune(value, 0) && utf8.ValidString(value)
 }
 
 // Resolve returns the visitor a session cookie value stands for, with the
@@ -269,17 +306,23 @@ func (ids *Identities) Resolve(ctx context.Context, value string) (engine.Subjec
 	if utf8.RuneCountInString(value) < 8 {
 		return engine.Anonymous, ReasonShortKey, time.Time{}, nil
 	}
+	if !ids.signed && !ids.Plausible(value) {
+		return engine.Anonymous, ReasonNoRow, time.Time{}, nil
+	}
 	now := ids.now()
 	var session map[string]any
 	var until time.Time
 	var err error
 	if ids.signed {
-		session, err = ids.sig.loads(value, ids.salt, ids.cfg.CookieAge, now)
+		var signed time.Time
+		session, signed, err = ids.sig.loadsAt(value, ids.salt, ids.cfg.CookieAge, now)
+		// Valid while now - signed <= SESSION_COOKIE_AGE.
+		until = signed.Add(ids.cfg.CookieAge).Add(time.Nanosecond)
 	} else {
 		var data string
 		data, until, err = ids.sessionRow(ctx, value, now)
 		if err == nil {
-			session, err = ids.sig.loads(data, ids.salt, 0, now)
+			session, err = ids.sig.loads(data, ids.salt, noMaxAge, now)
 			if ReasonOf(err) == ReasonBadSignature && ids.rules.legacySessionData {
 				session, err = legacyLoads(data, ids.className, ids.cfg.SecretKey)
 			}
@@ -409,7 +452,7 @@ func (ids *Identities) subject(ctx context.Context, shape *userShape, pk string,
 	if s.Groups, err = ids.groups(ctx, shape, pk); err != nil {
 		return engine.Anonymous, err
 	}
-	if ids.modelPerm && u.active {
+	if ids.modelPerm && ids.permsExact && u.active && !u.superuser {
 		if s.Permissions, err = ids.permissions(ctx, shape, pk); err != nil {
 			return engine.Anonymous, err
 		}

@@ -26,8 +26,15 @@ const (
 
 // SessionResolver resolves one session cookie value; *Identities is one.
 type SessionResolver interface {
+	// Plausible says, without a database query, whether value could name
+	// a session.
+	Plausible(value string) bool
 	Resolve(ctx context.Context, value string) (engine.Subject, Reason, time.Time, error)
 }
+
+// maxConcurrentLookups keeps identity lookups from taking every database
+// connection (Open allows 8) away from the poller.
+const maxConcurrentLookups = 4
 
 // IdentityCacheConfig configures an IdentityCache.
 type IdentityCacheConfig struct {
@@ -64,6 +71,7 @@ type IdentityCache struct {
 	known   *lru.Cache[[32]byte, cachedIdentity]
 	refused *lru.Cache[[32]byte, cachedIdentity]
 	limiter *rate.Limiter
+	slots   chan struct{} // bounds concurrent lookups
 	flight  singleflight.Group
 	now     func() time.Time
 
@@ -115,6 +123,7 @@ func NewIdentityCache(cfg IdentityCacheConfig) (*IdentityCache, error) {
 	}
 	c.known, _ = lru.New[[32]byte, cachedIdentity](cfg.Entries)
 	c.refused, _ = lru.New[[32]byte, cachedIdentity](cfg.Entries)
+	c.slots = make(chan struct{}, maxConcurrentLookups)
 	c.limiter = rate.NewLimiter(rate.Limit(cfg.LookupsPerSecond), int(2*cfg.LookupsPerSecond)+1)
 	c.hits = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "flagproxy_identity_cache_hits_total",
@@ -161,24 +170,41 @@ func (c *IdentityCache) Subject(ctx context.Context, cookies engine.Values) (eng
 	}
 	key := sha256.Sum256([]byte(value))
 	now := c.now()
-	if e, ok := c.known.Get(key); ok && now.Before(e.until) {
-		c.hits.WithLabelValues("accepted").Inc()
-		return e.subject, nil
+	// A value that was a valid login is looked up again when its answer
+	// is due, outside the budget: a spray of random ids must not log
+	// known users out.
+	revalidate := false
+	if e, ok := c.known.Get(key); ok {
+		if now.Before(e.until) {
+			c.hits.WithLabelValues("accepted").Inc()
+			return e.subject, nil
+		}
+		revalidate = true
 	}
 	if e, ok := c.refused.Get(key); ok && now.Before(e.until) {
 		c.hits.WithLabelValues("refused").Inc()
 		return engine.Anonymous, nil
 	}
 	c.misses.Inc()
+	if !revalidate && !c.cfg.Resolver.Plausible(value) {
+		c.rejected.WithLabelValues(string(ReasonImplausible)).Inc()
+		return engine.Anonymous, nil
+	}
 	v, err, _ := c.flight.Do(string(key[:]), func() (any, error) {
-		if !c.limiter.AllowN(now, 1) {
+		if !revalidate && !c.limiter.AllowN(now, 1) {
 			return cachedIdentity{subject: engine.Anonymous, reason: ReasonLookupsLimited}, nil
 		}
-		c.lookups.Inc()
 		// The lookup is shared by every request waiting for this value: it
 		// must not end with the first of them.
 		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.LookupTimeout)
 		defer cancel()
+		select {
+		case c.slots <- struct{}{}:
+			defer func() { <-c.slots }()
+		case <-lctx.Done():
+			return nil, fmt.Errorf("identity lookup: waiting for a free slot: %w", lctx.Err())
+		}
+		c.lookups.Inc()
 		s, reason, until, err := c.cfg.Resolver.Resolve(lctx, value)
 		if err != nil {
 			return nil, err

@@ -21,6 +21,8 @@ type countingResolver struct {
 	until time.Time
 }
 
+func (r *countingResolver) Plausible(v string) bool { return len(v) >= 8 }
+
 func (r *countingResolver) Resolve(_ context.Context, v string) (engine.Subject, Reason, time.Time, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -62,17 +64,20 @@ func TestIdentityCacheTTLAndExpiry(t *testing.T) {
 		t.Errorf("after the TTL: %d lookups, want 2", r.calls)
 	}
 
-	// A session row that expires before the TTL bounds the cached answer.
-	r.until = clk.t.Add(time.Second)
-	c.Subject(ctx, cookies("bobsession1"))
+	// A session that expires before the TTL bounds the cached answer.
 	r.users["bobsession1"] = alice
-	clk.advance(6 * time.Second)
-	c.Subject(ctx, cookies("alicesession"))
+	r.until = clk.t.Add(2 * time.Second)
+	c.Subject(ctx, cookies("bobsession1"))
 	calls := r.calls
 	clk.advance(1500 * time.Millisecond)
-	c.Subject(ctx, cookies("alicesession"))
+	c.Subject(ctx, cookies("bobsession1"))
+	if r.calls != calls {
+		t.Errorf("looked up again before the session's expiry")
+	}
+	clk.advance(time.Second) // 2.5 s: past the session, within the 5 s TTL
+	c.Subject(ctx, cookies("bobsession1"))
 	if r.calls != calls+1 {
-		t.Errorf("answer kept past the session's expire_date")
+		t.Errorf("answer kept past the session's expiry")
 	}
 	if s, _ := c.Subject(ctx, nil); s.Authenticated {
 		t.Error("no cookies: want anonymous")
@@ -102,8 +107,22 @@ func TestIdentityCacheBoundsSprays(t *testing.T) {
 	if n := c.known.Len() + c.refused.Len(); n > 200 {
 		t.Errorf("cache holds %d entries, want at most 2×100", n)
 	}
+	// The known session's answer falls due during a spray that has used
+	// the whole budget: it is looked up again anyway, outside the budget.
+	clk.advance(DefaultIdentityTTL)
+	for i := range 100 {
+		c.Subject(ctx, cookies(fmt.Sprintf("again-%08d", i)))
+	}
 	if s, _ := c.Subject(ctx, cookies("goodsession")); !s.Authenticated {
-		t.Error("the spray evicted or blocked a known session")
+		t.Error("a spray made a known user anonymous")
+	}
+	// Values that cannot be sessions never spend the budget.
+	before := r.calls
+	for range 1000 {
+		c.Subject(ctx, cookies("short"))
+	}
+	if r.calls != before {
+		t.Errorf("implausible values made %d lookups", r.calls-before)
 	}
 	if got := testutil.ToFloat64(c.rejected.WithLabelValues(string(ReasonLookupsLimited))); got < 9000 {
 		t.Errorf("rate-limited rejections = %v", got)

@@ -47,6 +47,7 @@ func (ids *Identities) userShape(ctx context.Context) (*userShape, error) {
 	}
 	typ = strings.ToLower(typ)
 	s.uuid = typ == "uuid" || typ == "char(32)"
+	s.int32Key = ids.dialect == Postgres && typ == "integer"
 	gcols, err := tableColumns(ctx, ids.db, ids.dialect, ids.tables.groups)
 	if err != nil {
 		return nil, fmt.Errorf("columns of %s: %w", ids.tables.groups, err)
@@ -69,7 +70,11 @@ func (ids *Identities) pkArg(shape *userShape, pk string) (any, bool) {
 		}
 		return pk, true
 	}
-	n, err := strconv.ParseInt(pk, 10, 64)
+	bits := 64
+	if shape.int32Key {
+		bits = 32 // a larger id matches no row, and must not be a database error
+	}
+	n, err := strconv.ParseInt(pk, 10, bits)
 	return n, err == nil
 }
 

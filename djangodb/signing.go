@@ -41,6 +41,7 @@ const (
 	ReasonHashMissing      Reason = "auth_hash_missing"
 	ReasonHashMismatch     Reason = "auth_hash_mismatch"
 	ReasonLookupsLimited   Reason = "lookups_rate_limited"
+	ReasonImplausible      Reason = "implausible_session_value"
 	ReasonDatabaseError    Reason = "database_error"
 	ReasonAuthenticated    Reason = "authenticated"
 	ReasonAnonymousSession Reason = "anonymous_session"
@@ -126,49 +127,59 @@ func (s signer) unsign(value, salt string) (string, error) {
 // maxSessionBytes bounds a decoded (and decompressed) session.
 const maxSessionBytes = 1 << 20
 
+// noMaxAge is the maxAge of loads without a limit (db-backed sessions).
+const noMaxAge = time.Duration(-1)
+
 // loads is signing.loads(value, salt, max_age) with the JSON serializer and
-// TimestampSigner. maxAge 0 means no limit. The result must be a JSON
-// object.
+// TimestampSigner; maxAge noMaxAge means no limit. The result must be a
+// JSON object.
 func (s signer) loads(value, salt string, maxAge time.Duration, now time.Time) (map[string]any, error) {
+	m, _, err := s.loadsAt(value, salt, maxAge, now)
+	return m, err
+}
+
+// loadsAt is loads that also returns the signing time.
+func (s signer) loadsAt(value, salt string, maxAge time.Duration, now time.Time) (map[string]any, time.Time, error) {
 	text, err := s.unsign(value, salt)
 	if err != nil {
-		return nil, err
+		return nil, time.Time{}, err
 	}
 	i := strings.LastIndexByte(text, ':')
 	if i < 0 {
-		return nil, reject(ReasonMalformed, errors.New("no timestamp"))
+		return nil, time.Time{}, reject(ReasonMalformed, errors.New("no timestamp"))
 	}
 	payload, stamp := text[:i], text[i+1:]
 	ts, ok := base62Decode(stamp)
 	if !ok {
-		return nil, reject(ReasonMalformed, errors.New("bad timestamp"))
+		return nil, time.Time{}, reject(ReasonMalformed, errors.New("bad timestamp"))
 	}
 	// Django: age = now - timestamp (float seconds); expired only if age > max_age.
-	if maxAge > 0 {
+	if maxAge >= 0 {
 		age := float64(now.UnixNano())/1e9 - float64(ts)
 		if age > maxAge.Seconds() {
-			return nil, reject(ReasonExpired, nil)
+			return nil, time.Time{}, reject(ReasonExpired, nil)
 		}
 	}
 	compressed := strings.HasPrefix(payload, ".")
 	raw, err := base64.RawURLEncoding.DecodeString(strings.TrimPrefix(payload, "."))
 	if err != nil {
-		return nil, reject(ReasonMalformed, err)
+		return nil, time.Time{}, reject(ReasonMalformed, err)
 	}
 	if compressed {
 		zr, err := zlib.NewReader(bytes.NewReader(raw))
 		if err != nil {
-			return nil, reject(ReasonMalformed, err)
+			return nil, time.Time{}, reject(ReasonMalformed, err)
 		}
 		raw, err = io.ReadAll(io.LimitReader(zr, maxSessionBytes+1))
 		if err != nil {
-			return nil, reject(ReasonMalformed, err)
+			return nil, time.Time{}, reject(ReasonMalformed, err)
 		}
 		if len(raw) > maxSessionBytes {
-			return nil, reject(ReasonMalformed, errors.New("session too large"))
+			return nil, time.Time{}, reject(ReasonMalformed, errors.New("session too large"))
 		}
 	}
-	return decodeSession(raw)
+	m, err := decodeSession(raw)
+	return m, time.Unix(ts, 0), err
 }
 
 // decodeSession parses session JSON. Django decodes the bytes as latin-1;
@@ -185,7 +196,7 @@ func decodeSession(raw []byte) (map[string]any, error) {
 	if m == nil {
 		return nil, reject(ReasonMalformed, errors.New("session is not a JSON object"))
 	}
-	if d.More() {
+	if _, err := d.Token(); err != io.EOF {
 		return nil, reject(ReasonMalformed, errors.New("trailing data"))
 	}
 	return m, nil

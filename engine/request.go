@@ -42,7 +42,7 @@ func ParseQuery(raw string) Params {
 	if !utf8.ValidString(raw) {
 		raw = latin1(raw)
 	}
-	p := make(Params, strings.Count(raw, "&")+1)
+	p := make(Params, min(strings.Count(raw, "&")+1, 16))
 	for piece := range strings.SplitSeq(raw, "&") {
 		if piece == "" {
 			continue
@@ -196,7 +196,7 @@ func ParseCookies(header string) Params {
 	if !utf8.ValidString(header) {
 		header = string(appendPyUTF8(nil, []byte(header)))
 	}
-	p := make(Params, strings.Count(header, ";")+1)
+	p := make(Params, min(strings.Count(header, ";")+1, 16))
 	for chunk := range strings.SplitSeq(header, ";") {
 		name, value, ok := strings.Cut(chunk, "=")
 		if !ok {

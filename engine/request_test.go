@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"runtime"
 	"strings"
 	"testing"
 	"unicode"
@@ -152,4 +153,21 @@ func FuzzParseCookies(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestParseBoundsMemory: a header of a million separators must not make
+// the parser reserve memory for a million entries.
+func TestParseBoundsMemory(t *testing.T) {
+	for name, parse := range map[string]func(string) Params{
+		"cookies": func(s string) Params { return ParseCookies(strings.Repeat(";", len(s))) },
+		"query":   func(s string) Params { return ParseQuery(strings.Repeat("&", len(s))) },
+	} {
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		parse(strings.Repeat("x", 1<<20))
+		runtime.ReadMemStats(&after)
+		if got := after.TotalAlloc - before.TotalAlloc; got > 8<<20 {
+			t.Errorf("%s: parsing 1 MiB of separators allocated %d MiB", name, got>>20)
+		}
+	}
 }

@@ -95,7 +95,10 @@ func TestIdentityThroughFlagproxy(t *testing.T) {
 						t.Logf("%s anonymous for flagproxy after %v", user, time.Since(start).Round(time.Millisecond))
 						break
 					}
-					if e.User.ID == "" && time.Since(start) > ttl+2*time.Second {
+					if time.Since(start) > ttl+2*time.Second {
+						if e.User.ID != "" {
+							t.Fatalf("%s: Django itself still sees user %s after the change", user, e.User.ID)
+						}
 						t.Fatalf("%s: Django sees an anonymous visitor but flagproxy still decides %v after %v (TTL %v)", user, f.Flags, time.Since(start), ttl)
 					}
 					time.Sleep(50 * time.Millisecond)

@@ -30,6 +30,7 @@ const (
 	DefaultUpstreamTimout = 60 * time.Second
 	DefaultShutdownGrace  = 10 * time.Second
 	envPrefix             = "FLAGPROXY_"
+	maxHeaderBytes        = 128 << 10
 )
 
 // Config is everything `flagproxy serve` needs, after flags, environment
@@ -178,9 +179,6 @@ func (c *Config) Validate() error {
 	if c.SecretKey == "" {
 		c.SecretKey = c.django.SecretKey
 	}
-	if c.SecretKeyFallbacks == "" && len(c.django.SecretKeyFallbacks) > 0 {
-		c.SecretKeyFallbacks = strings.Join(c.django.SecretKeyFallbacks, ",")
-	}
 	errs = append(errs, c.validateSession()...)
 	c.loader = djangodb.Config{
 		WaffleFlagModel:   c.django.WaffleFlagModel,
@@ -269,6 +267,16 @@ func checkListen(addr string) error {
 	return nil
 }
 
+// fallbacks returns SECRET_KEY_FALLBACKS: the flag's comma-separated list
+// when given, else the settings file's list exactly as written (a key may
+// contain commas or spaces).
+func (c *Config) fallbacks() []string {
+	if c.SecretKeyFallbacks != "" {
+		return splitList(c.SecretKeyFallbacks)
+	}
+	return c.django.SecretKeyFallbacks
+}
+
 // validateSession builds the session configuration from the flags and the
 // Django settings (flag first), with Django's defaults.
 func (c *Config) validateSession() []error {
@@ -289,7 +297,7 @@ func (c *Config) validateSession() []error {
 	c.session = djangodb.SessionConfig{
 		DjangoVersion:           version,
 		SecretKey:               c.SecretKey,
-		SecretKeyFallbacks:      splitList(c.SecretKeyFallbacks),
+		SecretKeyFallbacks:      c.fallbacks(),
 		DefaultHashingAlgorithm: d.DefaultHashing,
 		Engine:                  d.SessionEngine,
 		StoreQualname:           qualname,

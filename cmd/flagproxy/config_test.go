@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -171,5 +172,30 @@ func TestCheckConfigCatchesWhatServeWouldRefuse(t *testing.T) {
 		if err := checkListen(ok); err != nil {
 			t.Errorf("checkListen(%q) = %v", ok, err)
 		}
+	}
+}
+
+// TestSecretKeyFallbacksKeptWhole: a key from the settings file is used
+// exactly as written, commas and spaces included; only the flag's value is
+// a comma-separated list.
+func TestSecretKeyFallbacksKeptWhole(t *testing.T) {
+	settings := filepath.Join(t.TempDir(), "settings.json")
+	os.WriteFile(settings, []byte(`{"SECRET_KEY": "k", "SECRET_KEY_FALLBACKS": ["old-long-secret, x", " padded "], "DJANGO_VERSION": "4.2"}`), 0o600)
+	c, err := parseConfig("serve", []string{"--database", siteDB(t), "--django-settings", settings}, env(nil), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if got := c.session.SecretKeyFallbacks; len(got) != 2 || got[0] != "old-long-secret, x" || got[1] != " padded " {
+		t.Errorf("fallbacks = %q, want the file's two keys unchanged", got)
+	}
+	c, _ = parseConfig("serve", []string{"--database", siteDB(t), "--django-settings", settings, "--secret-key-fallbacks", "a,b"}, env(nil), io.Discard)
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if got := c.session.SecretKeyFallbacks; len(got) != 2 || got[0] != "a" || got[1] != "b" {
+		t.Errorf("fallbacks from the flag = %q", got)
 	}
 }

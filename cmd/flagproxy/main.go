@@ -211,6 +211,9 @@ func serve(ctx context.Context, c *Config, log *slog.Logger, ready func(proxyAdd
 		Handler:           p,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       120 * time.Second,
+		// Django's servers refuse far less (gunicorn: 8190 bytes a line,
+		// 100 lines); this bounds what one request can make us parse.
+		MaxHeaderBytes: maxHeaderBytes,
 		// No WriteTimeout: streamed responses (server-sent events,
 		// WebSockets) may last as long as the site wants.
 		ErrorLog: errorLog,
