@@ -335,7 +335,31 @@ func (ids *Identities) Resolve(ctx context.Context, value string) (engine.Subjec
 		return engine.Anonymous, ReasonOf(err), until, nil
 	}
 	s, reason, err := ids.user(ctx, session)
+	if err == nil && reason != ReasonHashMissing && reason != ReasonHashMismatch {
+		// Django flushes the session only on a missing or wrong auth hash;
+		// otherwise its data, feature-flipper's entries included, stays.
+		s.FeatureStatus = featureStatus(session)
+	}
 	return s, reason, until, err
+}
+
+// featureStatus extracts django-feature-flipper's entries from a session:
+// each key ^feature_status_(\w+)$ (one trailing newline tolerated, as
+// Python's $ does) gives name → (value == "enabled").
+func featureStatus(session map[string]any) map[string]bool {
+	var out map[string]bool
+	for k, v := range session {
+		name, ok := strings.CutPrefix(strings.TrimSuffix(k, "\n"), "feature_status_")
+		if !ok || !engine.FlippableName(name) {
+			continue
+		}
+		if out == nil {
+			out = map[string]bool{}
+		}
+		s, _ := v.(string)
+		out[name] = s == "enabled"
+	}
+	return out
 }
 
 // sessionRow reads the live django_session row for key.

@@ -183,7 +183,7 @@ func (c *IdentityCache) Subject(ctx context.Context, cookies engine.Values) (eng
 	}
 	if e, ok := c.refused.Get(key); ok && now.Before(e.until) {
 		c.hits.WithLabelValues("refused").Inc()
-		return engine.Anonymous, nil
+		return e.subject, nil // anonymous, maybe with the session's feature_status entries
 	}
 	c.misses.Inc()
 	if !revalidate && !c.cfg.Resolver.Plausible(value) {

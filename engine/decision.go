@@ -93,6 +93,30 @@ type Subject struct {
 	// Permissions holds the user's ModelBackend permissions,
 	// "app_label.codename", sorted; see HasPerm.
 	Permissions []string
+	// FeatureStatus holds django-feature-flipper's feature_status_<name>
+	// entries of the visitor's Django session (logged in or not): name →
+	// value == "enabled". Read-only once built.
+	FeatureStatus map[string]bool
+}
+
+// maxFlipName bounds a flippable name (waffle's names are at most 100
+// characters, feature-flipper's 40, FeatureFlag keys 50).
+const maxFlipName = 100
+
+// FlippableName reports whether django-feature-flipper could flip a
+// feature called name: what ^enable_(\w+)$ captures with Python 2's ASCII
+// \w, one or more letters, digits or underscores.
+func FlippableName(name string) bool {
+	if name == "" || len(name) > maxFlipName {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_') {
+			return false
+		}
+	}
+	return true
 }
 
 // HasPerm answers as Django's user.has_perm(perm) with ModelBackend: an

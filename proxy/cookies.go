@@ -20,7 +20,13 @@ func (p *Proxy) modifyResponse(res *http.Response) error {
 	if res.Request == nil {
 		return nil
 	}
-	cookies, _ := res.Request.Context().Value(cookiesKey{}).([]engine.Cookie)
+	set, _ := res.Request.Context().Value(cookiesKey{}).(responseCookies)
+	if set.override != nil {
+		if v := set.override.String(); v != "" {
+			res.Header["Set-Cookie"] = append(res.Header["Set-Cookie"], v)
+		}
+	}
+	cookies := set.waffle
 	if len(cookies) == 0 {
 		return nil
 	}

@@ -177,14 +177,15 @@ type fixedRand float64
 
 func (r fixedRand) Float64() float64 { return float64(r) }
 
-// fakeOverrider returns fixed overrides or an error.
+// fakeOverrider returns fixed overrides, cookie or error.
 type fakeOverrider struct {
-	o   engine.Overrides
-	err error
+	o      engine.Overrides
+	cookie *http.Cookie
+	err    error
 }
 
-func (f fakeOverrider) Overrides(*http.Request, engine.Subject) (engine.Overrides, error) {
-	return f.o, f.err
+func (f fakeOverrider) Overrides(context.Context, engine.Params, engine.Values, engine.Subject) (engine.Overrides, *http.Cookie, error) {
+	return f.o, f.cookie, f.err
 }
 
 // fakeResolver returns a fixed subject or an error.

@@ -31,8 +31,11 @@ type metrics struct {
 	upstreamErrors *prometheus.CounterVec
 	identityErrors prometheus.Counter
 	overrideErrors prometheus.Counter
-	cookiesSkipped prometheus.Counter
-	headerOversize prometheus.Counter
+	// overridesApplied counts flags decided by an override, by source
+	// (url, session) and state (on, off).
+	overridesApplied *prometheus.CounterVec
+	cookiesSkipped   prometheus.Counter
+	headerOversize   prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer, src SnapshotSource, now func() time.Time) (*metrics, error) {
@@ -62,6 +65,10 @@ func newMetrics(reg prometheus.Registerer, src SnapshotSource, now func() time.T
 			Name: "flagproxy_override_errors_total",
 			Help: "Override lookups that failed and fell back to no overrides.",
 		}),
+		overridesApplied: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "flagproxy_overrides_applied_total",
+			Help: "Flag decisions made by a URL or session override, by source and state.",
+		}, []string{"source", "state"}),
 		cookiesSkipped: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "flagproxy_cookies_skipped_total",
 			Help: "Waffle cookies not written because Python would refuse their name or value.",
@@ -80,7 +87,7 @@ func newMetrics(reg prometheus.Registerer, src SnapshotSource, now func() time.T
 	}
 	collectors := []prometheus.Collector{
 		m.requests, m.duration, m.inFlight, m.upstreamErrors, m.identityErrors,
-		m.overrideErrors, m.cookiesSkipped, m.headerOversize,
+		m.overrideErrors, m.overridesApplied, m.cookiesSkipped, m.headerOversize,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "flagproxy_snapshot_age_seconds",
 			Help: "Seconds since the last successful snapshot load, -1 before the first.",

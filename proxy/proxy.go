@@ -53,10 +53,11 @@ type SubjectResolver interface {
 	Subject(ctx context.Context, cookies engine.Values) (engine.Subject, error)
 }
 
-// Overrider works out a visitor's flag overrides for a request, given as
-// for SubjectResolver.
+// Overrider works out a visitor's flag overrides for a request from its
+// query string and cookies, parsed as Django parses them, and the visitor.
+// A cookie it returns is set on the response; an error means no overrides.
 type Overrider interface {
-	Overrides(r *http.Request, s engine.Subject) (engine.Overrides, error)
+	Overrides(ctx context.Context, query engine.Params, cookies engine.Values, s engine.Subject) (engine.Overrides, *http.Cookie, error)
 }
 
 // Config configures a Proxy.
@@ -227,29 +228,35 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 		out.Header["Cookie"] = []string{strings.Join(cs, "; ")}
 	}
 
-	cookies := p.decide(out)
+	set := p.decide(out)
 	if len(p.signingKey) > 0 {
 		// Sign what is sent: the pointer object for a large value.
 		out.Header[SignatureHeader] = []string{sign(p.signingKey, p.now().Unix(), out.Header[FlagsHeader][0])}
 	}
-	if len(cookies) > 0 {
-		pr.Out = out.WithContext(context.WithValue(out.Context(), cookiesKey{}, cookies))
+	if len(set.waffle) > 0 || set.override != nil {
+		pr.Out = out.WithContext(context.WithValue(out.Context(), cookiesKey{}, set))
 	}
 }
 
+// responseCookies are the cookies rewrite leaves for modifyResponse.
+type responseCookies struct {
+	waffle   []engine.Cookie // as waffle's middleware writes them
+	override *http.Cookie    // flagproxy's override cookie
+}
+
 // decide evaluates the current snapshot for the outbound request r and sets
-// the flags header on it. It returns the cookies waffle would write.
-func (p *Proxy) decide(r *http.Request) []engine.Cookie {
+// the flags header on it. It returns the cookies to set on the response.
+func (p *Proxy) decide(r *http.Request) responseCookies {
 	snap := p.snaps.Load()
 	if snap == nil {
 		r.Header[FlagsHeader] = []string{unavailableJSON}
-		return nil
+		return responseCookies{}
 	}
 	state := StateOK
 	if at := p.snaps.LoadedAt(); at.IsZero() || p.now().Sub(at) > p.staleAfter {
 		state = StateStale
 	}
-	d := p.evaluate(r, snap)
+	d, override := p.evaluate(r, snap)
 	e := p.encoder(snap)
 	value := e.encode(&d, state)
 	if err := p.setFlags(r.Header, e, value, state); err != nil {
@@ -257,9 +264,9 @@ func (p *Proxy) decide(r *http.Request) []engine.Cookie {
 		p.logger.LogAttrs(r.Context(), slog.LevelError, "flags header too large; sending state unavailable",
 			slog.String("snapshot_version", snap.Version()), slog.Int("bytes", len(value)), slog.Any("error", err))
 		r.Header[FlagsHeader] = []string{e.unavailable()}
-		return nil
+		return responseCookies{override: override}
 	}
-	return d.Cookies
+	return responseCookies{waffle: d.Cookies, override: override}
 }
 
 // encoder returns the encoder for snap, building it the first time snap is
@@ -273,13 +280,21 @@ func (p *Proxy) encoder(snap *engine.Snapshot) *encoder {
 	return e
 }
 
-// evaluate decides every flag of snap for the outbound request r.
-func (p *Proxy) evaluate(r *http.Request, snap *engine.Snapshot) engine.Decisions {
+// evaluate decides every flag of snap for the outbound request r. It
+// returns the decisions and the override cookie to set, if any.
+func (p *Proxy) evaluate(r *http.Request, snap *engine.Snapshot) (engine.Decisions, *http.Cookie) {
 	req := engine.Request{Subject: engine.Anonymous}
 	query, cookies, header, _ := snap.Inputs()
 	var parsed engine.Params
-	if cookies || p.subjects != nil {
+	if cookies || p.subjects != nil || p.overrider != nil {
 		parsed = engine.ParseCookies(r.Header.Get("Cookie"))
+	}
+	var params engine.Params
+	if query || p.overrider != nil {
+		params = engine.ParseQuery(r.URL.RawQuery)
+	}
+	if query {
+		req.Query = params
 	}
 	if cookies {
 		req.Cookies = parsed
@@ -293,23 +308,48 @@ func (p *Proxy) evaluate(r *http.Request, snap *engine.Snapshot) engine.Decision
 			req.Subject = s
 		}
 	}
+	var set *http.Cookie
 	if p.overrider != nil {
-		o, err := p.overrider.Overrides(r, req.Subject)
+		o, c, err := p.overrider.Overrides(r.Context(), params, parsed, req.Subject)
 		if err != nil {
 			p.metrics.overrideErrors.Inc()
-			p.logger.LogAttrs(r.Context(), slog.LevelDebug, "override lookup failed; no overrides", slog.Any("error", err))
+			p.logger.LogAttrs(r.Context(), slog.LevelError, "override lookup failed; no overrides", slog.Any("error", err))
 		} else {
-			req.Overrides = o
+			req.Overrides, set = o, c
 		}
-	}
-	if query {
-		req.Query = engine.ParseQuery(r.URL.RawQuery)
 	}
 	if header {
 		req.Header = headerValues(r.Header)
 	}
 	// Language stays unset until Django's LocaleMiddleware is reproduced.
-	return snap.Evaluate(&req, p.rand)
+	d := snap.Evaluate(&req, p.rand)
+	if len(req.Overrides.URL)+len(req.Overrides.Session) > 0 {
+		p.recordOverrides(r.Context(), snap, &d, req.Subject.UserID)
+	}
+	return d, set
+}
+
+// recordOverrides counts every override that decided a flag, and logs
+// those a URL asked for (the session ones are logged when stored).
+func (p *Proxy) recordOverrides(ctx context.Context, snap *engine.Snapshot, d *engine.Decisions, userID string) {
+	for i, dec := range d.Flags {
+		if dec.Reason != engine.ReasonOverrideURL && dec.Reason != engine.ReasonOverrideSession {
+			continue
+		}
+		origin := dec.Reason.Origin()
+		p.metrics.overridesApplied.WithLabelValues(origin, onOff(dec.On)).Inc()
+		if dec.Reason == engine.ReasonOverrideURL {
+			p.logger.LogAttrs(ctx, slog.LevelInfo, "flag overridden", slog.String("user_id", userID),
+				slog.String("flag", snap.FlagName(i)), slog.String("source", origin), slog.Bool("on", dec.On))
+		}
+	}
+}
+
+func onOff(on bool) string {
+	if on {
+		return "on"
+	}
+	return "off"
 }
 
 // setForwarded sets X-Forwarded-For, -Proto and -Host on the outbound

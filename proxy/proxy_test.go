@@ -295,6 +295,35 @@ func TestIdentityAndOverrides(t *testing.T) {
 	}
 }
 
+// TestOverrideCookieAndCount: the overrider's cookie reaches the client and
+// each flag an override decided is counted.
+func TestOverrideCookieAndCount(t *testing.T) {
+	snap := mustSnapshot(t, engine.Data{
+		Sources:  []engine.Source{engine.SourceFeatureFlipper},
+		Features: []engine.Feature{{Name: "a"}, {Name: "b", Enabled: true}},
+	})
+	cookie := &http.Cookie{Name: "flagproxy_overrides", Value: "v", Path: "/", HttpOnly: true, SameSite: http.SameSiteLaxMode}
+	hs := newHarness(t, Config{Overrider: fakeOverrider{
+		o:      engine.Overrides{URL: map[string]bool{"a": true, "unknown": true}, Session: map[string]bool{"b": false}},
+		cookie: cookie,
+	}}, nil)
+	hs.store.Publish(snap, testNow())
+	resp := hs.get(t, "/", nil)
+	if got := resp.Header.Values("Set-Cookie"); len(got) != 1 || got[0] != cookie.String() {
+		t.Errorf("Set-Cookie = %q, want %q", got, cookie.String())
+	}
+	p := decode(t, hs.backend.last(t).Header)
+	if diff := cmp.Diff(map[string]string{"a": "url", "b": "session"}, p.Sources); diff != "" {
+		t.Errorf("sources (-want +got):\n%s", diff)
+	}
+	if got := testutil.ToFloat64(hs.proxy.metrics.overridesApplied.WithLabelValues("url", "on")); got != 1 {
+		t.Errorf("url/on overrides counted %v, want 1", got)
+	}
+	if got := testutil.ToFloat64(hs.proxy.metrics.overridesApplied.WithLabelValues("session", "off")); got != 1 {
+		t.Errorf("session/off overrides counted %v, want 1", got)
+	}
+}
+
 func TestNewValidates(t *testing.T) {
 	good, _ := url.Parse("http://127.0.0.1:8000")
 	tests := []struct {

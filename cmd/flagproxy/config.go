@@ -2,6 +2,7 @@ package main
 
 import (
 	"cmp"
+	"crypto/sha256"
 	"errors"
 	"flag"
 	"fmt"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/flagproxy/flagproxy/djangodb"
 	"github.com/flagproxy/flagproxy/engine"
+	"github.com/flagproxy/flagproxy/overrides"
 	"github.com/flagproxy/flagproxy/proxy"
 )
 
@@ -54,6 +56,10 @@ type Config struct {
 	IdentityTTL        time.Duration
 	IdentityEntries    int
 	IdentityLookups    float64
+	FlipPermission     string
+	OverrideKeys       string
+	OverrideCookie     string
+	OverrideSecure     bool
 	LogLevel           string
 	LogFormat          string
 	CheckConfig        bool
@@ -65,6 +71,7 @@ type Config struct {
 	sources     []engine.Source
 	loader      djangodb.Config
 	session     djangodb.SessionConfig
+	overrides   overrides.Config
 	trusted     []netip.Prefix
 	level       slog.Level
 	// shutdownGrace is how long requests in flight may take to finish at
@@ -94,6 +101,10 @@ func newFlagSet(name string, c *Config, out io.Writer) *flag.FlagSet {
 	fs.DurationVar(&c.IdentityTTL, "identity-cache-ttl", djangodb.DefaultIdentityTTL, "how long a visitor's identity is reused; a logout, password change, deactivation or permission change shows within this time")
 	fs.IntVar(&c.IdentityEntries, "identity-cache-entries", djangodb.DefaultIdentityEntries, "sessions kept in the identity cache (and, separately, rejected session values)")
 	fs.Float64Var(&c.IdentityLookups, "identity-lookups-per-second", djangodb.DefaultIdentityLookupsPerSec, "database lookups for sessions not in the cache; beyond it such visitors are served as anonymous")
+	fs.StringVar(&c.FlipPermission, "flip-permission", overrides.DefaultPermission, "the Django `permission` (app_label.codename) that allows ?enable_x and ?session_enable_x")
+	fs.StringVar(&c.OverrideKeys, "override-keys", "", "comma-separated secrets (32 bytes or more) that sign and encrypt the override cookie, newest first (default: derived from SECRET_KEY and SECRET_KEY_FALLBACKS)")
+	fs.StringVar(&c.OverrideCookie, "override-cookie", overrides.DefaultCookieName, "`name` of flagproxy's override cookie")
+	fs.BoolVar(&c.OverrideSecure, "override-cookie-secure", true, "send the override cookie only over HTTPS (browsers accept it on http://localhost too)")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "text or json")
 	fs.BoolVar(&c.CheckConfig, "check-config", false, "validate the configuration and exit")
@@ -180,6 +191,7 @@ func (c *Config) Validate() error {
 		c.SecretKey = c.django.SecretKey
 	}
 	errs = append(errs, c.validateSession()...)
+	errs = append(errs, c.validateOverrides()...)
 	c.loader = djangodb.Config{
 		WaffleFlagModel:   c.django.WaffleFlagModel,
 		WaffleSwitchModel: c.django.WaffleSwitchModel,
@@ -265,6 +277,45 @@ func checkListen(addr string) error {
 		return fmt.Errorf("host %q is not a valid IP address", host)
 	}
 	return nil
+}
+
+// validateOverrides builds the override configuration: explicit keys must
+// be 32 bytes or more; without them the keys are derived from SECRET_KEY
+// and its fallbacks (none at all disables stored overrides).
+func (c *Config) validateOverrides() []error {
+	var errs []error
+	c.overrides = overrides.Config{
+		CookieName:        c.OverrideCookie,
+		Secure:            c.OverrideSecure,
+		Permission:        c.FlipPermission,
+		AnonymousFlipping: c.django.AnonymousURLFlipping,
+		MaxAge:            time.Duration(c.django.SessionCookieAge) * time.Second,
+	}
+	if c.OverrideKeys != "" {
+		for i, k := range splitList(c.OverrideKeys) {
+			if len(k) < 32 {
+				errs = append(errs, fmt.Errorf("--override-keys: key %d is %d bytes; at least 32 are needed", i+1, len(k)))
+			}
+			c.overrides.Keys = append(c.overrides.Keys, []byte(k))
+		}
+	} else if c.SecretKey != "" {
+		for _, secret := range append([]string{c.SecretKey}, c.fallbacks()...) {
+			k := sha256.Sum256([]byte("flagproxy override cookie key\x00" + secret))
+			c.overrides.Keys = append(c.overrides.Keys, k[:])
+		}
+	}
+	if app, code, ok := strings.Cut(c.FlipPermission, "."); !ok || app == "" || code == "" {
+		errs = append(errs, fmt.Errorf("--flip-permission %q: want app_label.codename", c.FlipPermission))
+	}
+	if c.overrides.MaxAge <= 0 {
+		c.overrides.MaxAge = overrides.DefaultMaxAge
+	}
+	if len(c.overrides.Keys) > 0 {
+		if _, err := overrides.New(c.overrides); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errs
 }
 
 // fallbacks returns SECRET_KEY_FALLBACKS: the flag's comma-separated list

@@ -35,6 +35,7 @@ import (
 
 	"github.com/flagproxy/flagproxy/djangodb"
 	"github.com/flagproxy/flagproxy/engine"
+	"github.com/flagproxy/flagproxy/overrides"
 	"github.com/flagproxy/flagproxy/proxy"
 )
 
@@ -45,6 +46,7 @@ var (
 	_ djangodb.SnapshotLoader  = (*djangodb.Loader)(nil)
 	_ proxy.SubjectResolver    = (*djangodb.IdentityCache)(nil)
 	_ djangodb.SessionResolver = (*djangodb.Identities)(nil)
+	_ proxy.Overrider          = (*overrides.Overrider)(nil)
 )
 
 func main() {
@@ -181,10 +183,23 @@ func serve(ctx context.Context, c *Config, log *slog.Logger, ready func(proxyAdd
 		}
 		subjects = cache
 	}
+	var overrider proxy.Overrider
+	if len(c.overrides.Keys) == 0 {
+		log.Warn("no SECRET_KEY and no --override-keys: URL and session overrides are off")
+	} else {
+		oc := c.overrides
+		oc.Logger, oc.Registerer = log, reg
+		o, err := overrides.New(oc)
+		if err != nil {
+			return err
+		}
+		overrider = o
+	}
 	p, err := proxy.New(proxy.Config{
 		Upstream:        c.upstreamURL,
 		Snapshots:       &store,
 		Subjects:        subjects,
+		Overrider:       overrider,
 		TrustedProxies:  c.trusted,
 		StaleAfter:      c.StaleAfter,
 		SigningKey:      signingKey,

@@ -7,4 +7,5 @@ urlpatterns = [
     path('echo/', views.echo),
     path('login/', views.login_view),
     path('logout/', views.logout_view),
+    path('feature_status/', views.feature_status_view),
 ]

@@ -40,3 +40,11 @@ def logout_view(request):
     """Log out (Django's own logout(), which flushes the session)."""
     logout(request)
     return JsonResponse({'ok': True})
+
+
+@csrf_exempt
+def feature_status_view(request):
+    """Store a feature-flipper session entry, as code on the site might:
+    request.session['feature_status_<name>'] = <value>."""
+    request.session['feature_status_' + request.GET['name']] = request.GET.get('value', 'enabled')
+    return JsonResponse({'ok': True})
