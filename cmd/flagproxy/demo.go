@@ -61,6 +61,14 @@ func demoCommand(ctx context.Context, args []string, getenv func(string) string,
 		return 1
 	}
 
+	// The demo has no users: let anonymous visitors flip, as a site with
+	// FEATURE_FLIPPER_ANONYMOUS_URL_FLIPPING does.
+	settingsPath := filepath.Join(*dir, "settings.json")
+	if err := os.WriteFile(settingsPath, []byte(`{"FEATURE_FLIPPER_ANONYMOUS_URL_FLIPPING": true}`), 0o600); err != nil {
+		fmt.Fprintf(stderr, "flagproxy demo: %v\n", err)
+		return 1
+	}
+
 	site, err := newDemoSite(dbPath)
 	if err != nil {
 		fmt.Fprintf(stderr, "flagproxy demo: %v\n", err)
@@ -79,8 +87,9 @@ func demoCommand(ctx context.Context, args []string, getenv func(string) string,
 	c, err := parseConfig("serve", []string{
 		"--listen", *listen, "--admin-listen", *adminListen,
 		"--upstream", "http://" + sln.Addr().String(), "--database", "sqlite:///" + dbPath,
-		// The demo has no users; any key keeps the anonymous-only warning away.
-		"--secret-key", "flagproxy-demo-secret-key",
+		// The demo has no users; the key signs the override cookie.
+		"--secret-key", "flagproxy-demo-secret-key", "--django-settings", settingsPath,
+		"--override-cookie-secure=false",
 	}, func(string) string { return "" }, stderr)
 	if err == nil {
 		err = c.Validate()
