@@ -47,6 +47,13 @@ func TestMain(m *testing.M) {
 func flagproxyBinary(t *testing.T) string {
 	t.Helper()
 	buildOnce.Do(func() {
+		// go test caches results by the files the test itself opens; the
+		// binary is built from the whole module, so open its sources too,
+		// or a changed proxy would not re-run these tests.
+		if err := readModuleSources(".."); err != nil {
+			buildErr = err
+			return
+		}
 		dir, err := os.MkdirTemp("", "flagproxy-bin-")
 		if err != nil {
 			buildErr = err
@@ -62,6 +69,23 @@ func flagproxyBinary(t *testing.T) string {
 		t.Fatal(buildErr)
 	}
 	return binPath
+}
+
+// readModuleSources reads every Go source and module file under root.
+func readModuleSources(root string) error {
+	return filepath.WalkDir(root, func(path string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && (strings.HasPrefix(d.Name(), ".") && path != root || d.Name() == "testdata") {
+			return filepath.SkipDir
+		}
+		if n := d.Name(); !d.IsDir() && (strings.HasSuffix(n, ".go") || n == "go.mod" || n == "go.sum" || strings.HasSuffix(n, ".py") || strings.HasSuffix(n, ".html") || strings.HasSuffix(n, ".sql")) {
+			_, err := os.ReadFile(path)
+			return err
+		}
+		return nil
+	})
 }
 
 // requireDjango skips without Django, or fails under CI=true.

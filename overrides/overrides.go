@@ -115,7 +115,8 @@ func New(cfg Config) (*Overrider, error) {
 	store.Options.Secure = cfg.Secure
 	for _, c := range store.Codecs {
 		if sc, ok := c.(*securecookie.SecureCookie); ok {
-			sc.MaxLength(maxCookieLength)
+			// Browsers keep name=value up to 4096 bytes.
+			sc.MaxLength(maxCookieLength - len(cfg.CookieName) - 1)
 		}
 	}
 	o.codecs, o.options = store.Codecs, *store.Options
@@ -171,26 +172,40 @@ func (o *Overrider) Overrides(ctx context.Context, query engine.Params, cookies 
 			next.on, next.off = cur.on, cur.off
 		}
 		next.on, next.off = apply(next.on, next.off, q.SessionEnable, q.SessionDisable)
-		if n := len(next.on) + len(next.off); n > o.cfg.MaxStored {
-			o.log.LogAttrs(ctx, slog.LevelWarn, "too many session overrides; keeping the newest",
-				slog.String("user_id", s.UserID), slog.Int("max", o.cfg.MaxStored))
-			next.on, next.off = trim(next.on, next.off, q.SessionEnable, q.SessionDisable, o.cfg.MaxStored)
+		max := o.cfg.MaxStored
+		for {
+			if n := len(next.on) + len(next.off); n > max {
+				o.log.LogAttrs(ctx, slog.LevelWarn, "too many session overrides; keeping the newest",
+					slog.String("user_id", s.UserID), slog.Int("max", max))
+				next.on, next.off = trim(next.on, next.off, q.SessionEnable, q.SessionDisable, max)
+			}
+			c, err := o.write(next, present)
+			if err == nil {
+				set, cur = c, next
+				break
+			}
+			if max = len(next.on) + len(next.off) - 1; max < 0 {
+				// Nothing fits: keep the other overrides of this request.
+				o.log.LogAttrs(ctx, slog.LevelWarn, "session overrides not stored", slog.Any("error", err))
+				break
+			}
+			// Too long for a cookie: drop one more (the oldest first).
 		}
-		c, err := o.write(next, present)
-		if err != nil {
-			return engine.Overrides{}, nil, err
-		}
-		set = c
-		cur = next
-		o.stored.Inc()
-		for _, n := range q.SessionEnable {
-			o.log.LogAttrs(ctx, slog.LevelInfo, "session override stored", slog.String("user_id", s.UserID), slog.String("flag", n), slog.Bool("on", true))
-		}
-		for _, n := range q.SessionDisable {
-			o.log.LogAttrs(ctx, slog.LevelInfo, "session override stored", slog.String("user_id", s.UserID), slog.String("flag", n), slog.Bool("on", false))
-		}
-		if q.SessionClear {
-			o.log.LogAttrs(ctx, slog.LevelInfo, "session overrides cleared", slog.String("user_id", s.UserID))
+		if set != nil {
+			o.stored.Inc()
+			for _, n := range cur.on {
+				if slices.Contains(q.SessionEnable, n) {
+					o.log.LogAttrs(ctx, slog.LevelInfo, "session override stored", slog.String("user_id", s.UserID), slog.String("flag", n), slog.String("source", "session"), slog.Bool("on", true))
+				}
+			}
+			for _, n := range cur.off {
+				if slices.Contains(q.SessionDisable, n) {
+					o.log.LogAttrs(ctx, slog.LevelInfo, "session override stored", slog.String("user_id", s.UserID), slog.String("flag", n), slog.String("source", "session"), slog.Bool("on", false))
+				}
+			}
+			if q.SessionClear {
+				o.log.LogAttrs(ctx, slog.LevelInfo, "session overrides cleared", slog.String("user_id", s.UserID))
+			}
 		}
 	}
 

@@ -2,6 +2,7 @@ package overrides
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -270,4 +271,47 @@ func FuzzOverrideCookie(f *testing.F) {
 			t.Fatalf("cookie %q gave %+v", v, got)
 		}
 	})
+}
+
+// TestLongNamesFitTheCookie: with the defaults and names of the longest
+// kinds (feature-flipper 40, waffle 100 characters), the stored overrides
+// are cut to what fits a browser's cookie, and the request's other
+// overrides are never lost.
+func TestLongNamesFitTheCookie(t *testing.T) {
+	for _, n := range []int{40, 100} {
+		o := newOverrider(t, Config{})
+		var q []string
+		for i := range 70 {
+			q = append(q, fmt.Sprintf("session_enable_%s%03d", strings.Repeat("n", n-3), i))
+		}
+		s := perm
+		s.FeatureStatus = map[string]bool{"fs": true}
+		got, _, set := request(t, o, strings.Join(append(q, "enable_x"), "&"), "", s)
+		if !got.URL["x"] || !got.Session["fs"] {
+			t.Errorf("%d-character names: the URL or Django-session override was lost: %+v", n, got)
+		}
+		if set == nil || len(set.Name)+1+len(set.Value) > maxCookieLength {
+			t.Fatalf("%d-character names: cookie %v", n, set)
+		}
+		stored := len(got.Session) - 1
+		if stored < 10 {
+			t.Errorf("%d-character names: only %d overrides stored", n, stored)
+		}
+		again, _, _ := request(t, o, "", set.Value, perm)
+		if len(again.Session) != stored {
+			t.Errorf("%d-character names: %d stored, %d read back", n, stored, len(again.Session))
+		}
+	}
+}
+
+func TestExpiredCookieChangesNothing(t *testing.T) {
+	o := newOverrider(t, Config{MaxAge: time.Second})
+	_, c, _ := request(t, o, "session_enable_search", "", perm)
+	if got, _, _ := request(t, o, "", c, perm); !got.Session["search"] {
+		t.Fatal("fresh cookie not read")
+	}
+	time.Sleep(2100 * time.Millisecond)
+	if got, _, _ := request(t, o, "", c, perm); len(got.Session) != 0 {
+		t.Errorf("expired cookie applied: %+v", got)
+	}
 }

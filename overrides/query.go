@@ -29,11 +29,22 @@ const (
 	paramSessionClear    = "session_clear_features"
 )
 
+// Bounds on what one query string may ask for: Django itself refuses more
+// than 1,000 fields (DATA_UPLOAD_MAX_NUMBER_FIELDS).
+const (
+	maxQueryKeys = 1000
+	maxNames     = 64
+)
+
 // FromQuery reads the override parameters of a query string parsed the
 // way Django parses it (engine.ParseQuery). The result's lists are sorted
-// and free of duplicates.
+// and free of duplicates, each at most 64 names; a query of more than
+// 1,000 parameters asks for nothing.
 func FromQuery(q engine.Params) Query {
 	var out Query
+	if len(q) > maxQueryKeys {
+		return out
+	}
 	for key := range q {
 		key = strings.TrimSuffix(key, "\n")
 		switch {
@@ -57,7 +68,7 @@ func FromQuery(q engine.Params) Query {
 }
 
 func appendName(list []string, name string) []string {
-	if engine.FlippableName(name) {
+	if len(list) < maxNames && engine.FlippableName(name) {
 		return append(list, name)
 	}
 	return list

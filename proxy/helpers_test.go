@@ -179,12 +179,16 @@ func (r fixedRand) Float64() float64 { return float64(r) }
 
 // fakeOverrider returns fixed overrides, cookie or error.
 type fakeOverrider struct {
-	o      engine.Overrides
-	cookie *http.Cookie
-	err    error
+	o        engine.Overrides
+	cookie   *http.Cookie
+	err      error
+	sawQuery *engine.Params // the query the overrider was given
 }
 
-func (f fakeOverrider) Overrides(context.Context, engine.Params, engine.Values, engine.Subject) (engine.Overrides, *http.Cookie, error) {
+func (f fakeOverrider) Overrides(_ context.Context, q engine.Params, _ engine.Values, _ engine.Subject) (engine.Overrides, *http.Cookie, error) {
+	if f.sawQuery != nil {
+		*f.sawQuery = q
+	}
 	return f.o, f.cookie, f.err
 }
 

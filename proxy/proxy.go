@@ -310,7 +310,13 @@ func (p *Proxy) evaluate(r *http.Request, snap *engine.Snapshot) (engine.Decisio
 	}
 	var set *http.Cookie
 	if p.overrider != nil {
-		o, c, err := p.overrider.Overrides(r.Context(), params, parsed, req.Subject)
+		flips := params
+		if r.Header.Get("Sec-Fetch-Site") == "cross-site" {
+			// A link on another site must not flip a permitted visitor's
+			// flags (their session cookie is sent on top-level navigation).
+			flips = nil
+		}
+		o, c, err := p.overrider.Overrides(r.Context(), flips, parsed, req.Subject)
 		if err != nil {
 			p.metrics.overrideErrors.Inc()
 			p.logger.LogAttrs(r.Context(), slog.LevelError, "override lookup failed; no overrides", slog.Any("error", err))

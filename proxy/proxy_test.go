@@ -324,6 +324,25 @@ func TestOverrideCookieAndCount(t *testing.T) {
 	}
 }
 
+// TestCrossSiteNavigationFlipsNothing: a browser's cross-site request
+// (Sec-Fetch-Site: cross-site) reaches the overrider without its query.
+func TestCrossSiteNavigationFlipsNothing(t *testing.T) {
+	var saw engine.Params
+	hs := newHarness(t, Config{Overrider: fakeOverrider{sawQuery: &saw}}, nil)
+	hs.store.Publish(mustSnapshot(t, engine.Data{}), testNow())
+	hs.get(t, "/?session_disable_x", http.Header{"Sec-Fetch-Site": {"cross-site"}})
+	if len(saw) != 0 {
+		t.Errorf("cross-site request: overrider got query %v, want none", saw)
+	}
+	hs.get(t, "/?session_disable_x", http.Header{"Sec-Fetch-Site": {"same-origin"}})
+	if _, ok := saw["session_disable_x"]; !ok {
+		t.Errorf("same-origin request: overrider got query %v", saw)
+	}
+	if got := hs.backend.last(t).URL.RawQuery; got != "session_disable_x" {
+		t.Errorf("the URL reached Django as %q", got)
+	}
+}
+
 func TestNewValidates(t *testing.T) {
 	good, _ := url.Parse("http://127.0.0.1:8000")
 	tests := []struct {
