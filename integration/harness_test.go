@@ -127,6 +127,35 @@ func postgresDSN(t *testing.T) string {
 	return dsn
 }
 
+// eachSite runs f on the test site twice: on SQLite under runserver and on
+// PostgreSQL under gunicorn, each database fresh and migrated.
+func eachSite(t *testing.T, f func(t *testing.T, db *siteDB, server string)) {
+	for _, c := range []struct {
+		name, server string
+		newDB        func(*testing.T) *siteDB
+	}{
+		{"sqlite-runserver", "runserver", newSQLiteSite},
+		{"postgres-gunicorn", "gunicorn", newPostgresSite},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			requireDjango(t, "psycopg2")
+			f(t, c.newDB(t), c.server)
+		})
+	}
+}
+
+// settingsFile writes a --django-settings file for the test site: its
+// SECRET_KEY, USE_TZ, TIME_ZONE and Django version, plus extra JSON members.
+func settingsFile(t *testing.T, extra string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "settings.json")
+	body := `{"SECRET_KEY": "` + testSecretKey + `", "USE_TZ": true, "TIME_ZONE": "UTC", "DJANGO_VERSION": "3.2"` + extra + `}`
+	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
 // siteDB is a database migrated by the Django test site.
 type siteDB struct {
 	URL string // dj-database-url form, for Django and flagproxy

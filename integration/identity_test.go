@@ -7,8 +7,6 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/url"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -23,93 +21,81 @@ const testSecretKey = "flagproxy-test-secret-key-not-for-production"
 // logout, a password change and a deactivation made in Django reach the
 // header within the identity cache's TTL.
 func TestIdentityThroughFlagproxy(t *testing.T) {
-	cases := []struct {
-		name, server string
-		newDB        func(*testing.T) *siteDB
-	}{
-		{"sqlite-runserver", "runserver", newSQLiteSite},
-		{"postgres-gunicorn", "gunicorn", newPostgresSite},
-	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			requireDjango(t, "psycopg2")
-			db := c.newDB(t)
-			ids := map[string]string{}
-			out := manage(t, db.URL, "shell", "-c", seedUsersPy)
-			if err := json.Unmarshal([]byte(lastLine(out)), &ids); err != nil {
-				t.Fatalf("seed output %q: %v", out, err)
-			}
-			upstream := django(t, c.server, db.URL)
-			settings := filepath.Join(t.TempDir(), "settings.json")
-			os.WriteFile(settings, []byte(`{"SECRET_KEY": "`+testSecretKey+`", "USE_TZ": true, "TIME_ZONE": "UTC", "DJANGO_VERSION": "3.2"}`), 0o600)
-			const ttl = time.Second
-			proxyURL, _ := flagproxy(t, upstream, db.URL, "--django-settings", settings, "--identity-cache-ttl", ttl.String())
+	eachSite(t, func(t *testing.T, db *siteDB, server string) {
+		ids := map[string]string{}
+		out := manage(t, db.URL, "shell", "-c", seedUsersPy)
+		if err := json.Unmarshal([]byte(lastLine(out)), &ids); err != nil {
+			t.Fatalf("seed output %q: %v", out, err)
+		}
+		upstream := django(t, server, db.URL)
+		settings := settingsFile(t, "")
+		const ttl = time.Second
+		proxyURL, _ := flagproxy(t, upstream, db.URL, "--django-settings", settings, "--identity-cache-ttl", ttl.String())
 
-			bucket := func(key, pk string) bool {
-				sum := sha256.Sum256([]byte(key + ":" + pk))
-				r := 0
-				for _, b := range sum {
-					r = (r*256 + int(b)) % 100
+		bucket := func(key, pk string) bool {
+			sum := sha256.Sum256([]byte(key + ":" + pk))
+			r := 0
+			for _, b := range sum {
+				r = (r*256 + int(b)) % 100
+			}
+			return r < 50
+		}
+		want := map[string]map[string]bool{
+			"": {"f_staff": false, "f_super": false, "f_users": false, "f_groups": false, "f_auth": false, "ff-allow": false, "ff-bucket": false},
+			"alice": {"f_staff": true, "f_super": false, "f_users": false, "f_groups": false, "f_auth": true, "ff-allow": false,
+				"ff-bucket": bucket("ff-bucket", ids["alice"])},
+			"bob": {"f_staff": false, "f_super": false, "f_users": false, "f_groups": true, "f_auth": true, "ff-allow": false,
+				"ff-bucket": bucket("ff-bucket", ids["bob"])},
+			"carol": {"f_staff": false, "f_super": false, "f_users": true, "f_groups": false, "f_auth": true, "ff-allow": true,
+				"ff-bucket": bucket("ff-bucket", ids["carol"])},
+			"root": {"f_staff": true, "f_super": true, "f_users": false, "f_groups": false, "f_auth": true, "ff-allow": false,
+				"ff-bucket": bucket("ff-bucket", ids["root"])},
+		}
+		cookies := map[string]string{"": ""}
+		for _, u := range []string{"alice", "bob", "carol", "root"} {
+			cookies[u] = loginThrough(t, proxyURL, u)
+		}
+		for user, flagsWant := range want {
+			e := rawGet(t, proxyURL, "/echo/", cookieLine(cookies[user]))
+			if got := e.User.ID; got != ids[user] {
+				t.Errorf("%s: Django saw user %q, want %q", orAnon(user), got, ids[user])
+			}
+			f := decodeFlags(t, e)
+			for name, w := range flagsWant {
+				if f.Flags[name] != w {
+					t.Errorf("%s: %s = %v, want %v", orAnon(user), name, f.Flags[name], w)
 				}
-				return r < 50
 			}
-			want := map[string]map[string]bool{
-				"": {"f_staff": false, "f_super": false, "f_users": false, "f_groups": false, "f_auth": false, "ff-allow": false, "ff-bucket": false},
-				"alice": {"f_staff": true, "f_super": false, "f_users": false, "f_groups": false, "f_auth": true, "ff-allow": false,
-					"ff-bucket": bucket("ff-bucket", ids["alice"])},
-				"bob": {"f_staff": false, "f_super": false, "f_users": false, "f_groups": true, "f_auth": true, "ff-allow": false,
-					"ff-bucket": bucket("ff-bucket", ids["bob"])},
-				"carol": {"f_staff": false, "f_super": false, "f_users": true, "f_groups": false, "f_auth": true, "ff-allow": true,
-					"ff-bucket": bucket("ff-bucket", ids["carol"])},
-				"root": {"f_staff": true, "f_super": true, "f_users": false, "f_groups": false, "f_auth": true, "ff-allow": false,
-					"ff-bucket": bucket("ff-bucket", ids["root"])},
-			}
-			cookies := map[string]string{"": ""}
-			for _, u := range []string{"alice", "bob", "carol", "root"} {
-				cookies[u] = loginThrough(t, proxyURL, u)
-			}
-			for user, flagsWant := range want {
+		}
+
+		// Changes made in Django: each visitor becomes anonymous, as
+		// Django then sees them, within the TTL.
+		logout(t, proxyURL, cookies["alice"])
+		manage(t, db.URL, "shell", "-c", `from django.contrib.auth.models import User; u = User.objects.get(username="bob"); u.set_password("changed"); u.save()`)
+		manage(t, db.URL, "shell", "-c", `from django.contrib.auth.models import User; User.objects.filter(username="carol").update(is_active=False)`)
+		start := time.Now()
+		for _, user := range []string{"alice", "bob", "carol"} {
+			for {
 				e := rawGet(t, proxyURL, "/echo/", cookieLine(cookies[user]))
-				if got := e.User.ID; got != ids[user] {
-					t.Errorf("%s: Django saw user %q, want %q", orAnon(user), got, ids[user])
-				}
 				f := decodeFlags(t, e)
-				for name, w := range flagsWant {
-					if f.Flags[name] != w {
-						t.Errorf("%s: %s = %v, want %v", orAnon(user), name, f.Flags[name], w)
-					}
+				if e.User.ID == "" && !f.Flags["f_auth"] && !f.Flags["ff-allow"] && !f.Flags["f_groups"] {
+					t.Logf("%s anonymous for flagproxy after %v", user, time.Since(start).Round(time.Millisecond))
+					break
 				}
-			}
-
-			// Changes made in Django: each visitor becomes anonymous, as
-			// Django then sees them, within the TTL.
-			logout(t, proxyURL, cookies["alice"])
-			manage(t, db.URL, "shell", "-c", `from django.contrib.auth.models import User; u = User.objects.get(username="bob"); u.set_password("changed"); u.save()`)
-			manage(t, db.URL, "shell", "-c", `from django.contrib.auth.models import User; User.objects.filter(username="carol").update(is_active=False)`)
-			start := time.Now()
-			for _, user := range []string{"alice", "bob", "carol"} {
-				for {
-					e := rawGet(t, proxyURL, "/echo/", cookieLine(cookies[user]))
-					f := decodeFlags(t, e)
-					if e.User.ID == "" && !f.Flags["f_auth"] && !f.Flags["ff-allow"] && !f.Flags["f_groups"] {
-						t.Logf("%s anonymous for flagproxy after %v", user, time.Since(start).Round(time.Millisecond))
-						break
+				if time.Since(start) > ttl+2*time.Second {
+					if e.User.ID != "" {
+						t.Fatalf("%s: Django itself still sees user %s after the change", user, e.User.ID)
 					}
-					if time.Since(start) > ttl+2*time.Second {
-						if e.User.ID != "" {
-							t.Fatalf("%s: Django itself still sees user %s after the change", user, e.User.ID)
-						}
-						t.Fatalf("%s: Django sees an anonymous visitor but flagproxy still decides %v after %v (TTL %v)", user, f.Flags, time.Since(start), ttl)
-					}
-					time.Sleep(50 * time.Millisecond)
+					t.Fatalf("%s: Django sees an anonymous visitor but flagproxy still decides %v after %v (TTL %v)", user, f.Flags, time.Since(start), ttl)
 				}
+				time.Sleep(50 * time.Millisecond)
 			}
-			// root is untouched and still recognised.
-			if f := decodeFlags(t, rawGet(t, proxyURL, "/echo/", cookieLine(cookies["root"]))); !f.Flags["f_super"] {
-				t.Error("root lost its superuser flag")
-			}
-		})
-	}
+		}
+		// root is untouched and still recognised.
+		if f := decodeFlags(t, rawGet(t, proxyURL, "/echo/", cookieLine(cookies["root"]))); !f.Flags["f_super"] {
+			t.Error("root lost its superuser flag")
+		}
+	})
 }
 
 const seedUsersPy = `

@@ -5,8 +5,6 @@ package integration
 import (
 	"encoding/json"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -21,92 +19,78 @@ import (
 // changes nothing; feature_status_ entries in the Django session count for
 // everyone; with FEATURE_FLIPPER_ANONYMOUS_URL_FLIPPING anyone may flip.
 func TestOverridesThroughFlagproxy(t *testing.T) {
-	cases := []struct {
-		name, server string
-		newDB        func(*testing.T) *siteDB
-	}{
-		{"sqlite-runserver", "runserver", newSQLiteSite},
-		{"postgres-gunicorn", "gunicorn", newPostgresSite},
-	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			requireDjango(t, "psycopg2")
-			db := c.newDB(t)
-			manage(t, db.URL, "shell", "-c", seedFlippersPy)
-			upstream := django(t, c.server, db.URL)
-			dir := t.TempDir()
-			settings := filepath.Join(dir, "settings.json")
-			os.WriteFile(settings, []byte(`{"SECRET_KEY": "`+testSecretKey+`", "USE_TZ": true, "TIME_ZONE": "UTC", "DJANGO_VERSION": "3.2"}`), 0o600)
-			proxyURL, _ := flagproxy(t, upstream, db.URL, "--django-settings", settings, "--override-cookie-secure=false", "--identity-cache-ttl", "1s")
+	eachSite(t, func(t *testing.T, db *siteDB, server string) {
+		manage(t, db.URL, "shell", "-c", seedFlippersPy)
+		upstream := django(t, server, db.URL)
+		settings := settingsFile(t, "")
+		proxyURL, _ := flagproxy(t, upstream, db.URL, "--django-settings", settings, "--override-cookie-secure=false", "--identity-cache-ttl", "1s")
 
-			sessions := map[string]string{"anonymous": ""}
-			for _, u := range []string{"direct", "grouped", "root", "plain", "staffer", "eve"} {
-				sessions[u] = loginThrough(t, proxyURL, u)
-			}
-			// eve is a superuser whose account is then deactivated.
-			manage(t, db.URL, "shell", "-c", `from django.contrib.auth.models import User; User.objects.filter(username="eve").update(is_active=False)`)
-			time.Sleep(1200 * time.Millisecond) // let eve's cached identity expire (TTL 1 s below)
+		sessions := map[string]string{"anonymous": ""}
+		for _, u := range []string{"direct", "grouped", "root", "plain", "staffer", "eve"} {
+			sessions[u] = loginThrough(t, proxyURL, u)
+		}
+		// eve is a superuser whose account is then deactivated.
+		manage(t, db.URL, "shell", "-c", `from django.contrib.auth.models import User; User.objects.filter(username="eve").update(is_active=False)`)
+		time.Sleep(1200 * time.Millisecond) // let eve's cached identity expire (TTL 1 s below)
 
-			for user, may := range map[string]bool{"direct": true, "grouped": true, "root": true, "plain": false, "staffer": false, "eve": false, "anonymous": false} {
-				f, _ := overrideGet(t, proxyURL, "/echo/?enable_search&enable_wf&enable_ffk", sessions[user], "")
-				for _, name := range []string{"search", "wf", "ffk"} {
-					if f.Flags[name] != may {
-						t.Errorf("%s: enable_%s gave %v, want %v", user, name, f.Flags[name], may)
-					}
-				}
-				if may && f.Sources["search"] != "url" {
-					t.Errorf("%s: source of search = %q, want url", user, f.Sources["search"])
+		for user, may := range map[string]bool{"direct": true, "grouped": true, "root": true, "plain": false, "staffer": false, "eve": false, "anonymous": false} {
+			f, _ := overrideGet(t, proxyURL, "/echo/?enable_search&enable_wf&enable_ffk", sessions[user], "")
+			for _, name := range []string{"search", "wf", "ffk"} {
+				if f.Flags[name] != may {
+					t.Errorf("%s: enable_%s gave %v, want %v", user, name, f.Flags[name], may)
 				}
 			}
+			if may && f.Sources["search"] != "url" {
+				t.Errorf("%s: source of search = %q, want url", user, f.Sources["search"])
+			}
+		}
 
-			// Session overrides last, and are cleared.
-			_, stored := overrideGet(t, proxyURL, "/echo/?session_enable_search&session_disable_on_flag", sessions["direct"], "")
-			if stored == "" {
-				t.Fatal("no override cookie after session_enable_")
+		// Session overrides last, and are cleared.
+		_, stored := overrideGet(t, proxyURL, "/echo/?session_enable_search&session_disable_on_flag", sessions["direct"], "")
+		if stored == "" {
+			t.Fatal("no override cookie after session_enable_")
+		}
+		for range 2 {
+			f, _ := overrideGet(t, proxyURL, "/echo/", sessions["direct"], stored)
+			if !f.Flags["search"] || f.Flags["on_flag"] || f.Sources["search"] != "session" {
+				t.Fatalf("stored overrides not applied: %v %v", f.Flags, f.Sources)
 			}
-			for range 2 {
-				f, _ := overrideGet(t, proxyURL, "/echo/", sessions["direct"], stored)
-				if !f.Flags["search"] || f.Flags["on_flag"] || f.Sources["search"] != "session" {
-					t.Fatalf("stored overrides not applied: %v %v", f.Flags, f.Sources)
-				}
-			}
-			// Never for another user, even a permitted one; never tampered.
-			if f, _ := overrideGet(t, proxyURL, "/echo/", sessions["grouped"], stored); f.Flags["search"] || !f.Flags["on_flag"] {
-				t.Errorf("direct's stored overrides reached grouped: %v", f.Flags)
-			}
-			if f, _ := overrideGet(t, proxyURL, "/echo/", sessions["plain"], stored); f.Flags["search"] {
-				t.Errorf("direct's stored overrides reached plain: %v", f.Flags)
-			}
-			tampered := []byte(stored)
-			tampered[len(tampered)/2] ^= 2
-			if f, _ := overrideGet(t, proxyURL, "/echo/", sessions["direct"], string(tampered)); f.Flags["search"] {
-				t.Errorf("a tampered cookie applied: %v", f.Flags)
-			}
-			f, cleared := overrideGet(t, proxyURL, "/echo/?session_clear_features", sessions["direct"], stored)
-			if f.Flags["search"] || !f.Flags["on_flag"] {
-				t.Errorf("after session_clear_features: %v", f.Flags)
-			}
-			if f, _ := overrideGet(t, proxyURL, "/echo/", sessions["direct"], cleared); f.Flags["search"] {
-				t.Errorf("cleared overrides came back: %v", f.Flags)
-			}
+		}
+		// Never for another user, even a permitted one; never tampered.
+		if f, _ := overrideGet(t, proxyURL, "/echo/", sessions["grouped"], stored); f.Flags["search"] || !f.Flags["on_flag"] {
+			t.Errorf("direct's stored overrides reached grouped: %v", f.Flags)
+		}
+		if f, _ := overrideGet(t, proxyURL, "/echo/", sessions["plain"], stored); f.Flags["search"] {
+			t.Errorf("direct's stored overrides reached plain: %v", f.Flags)
+		}
+		tampered := []byte(stored)
+		tampered[len(tampered)/2] ^= 2
+		if f, _ := overrideGet(t, proxyURL, "/echo/", sessions["direct"], string(tampered)); f.Flags["search"] {
+			t.Errorf("a tampered cookie applied: %v", f.Flags)
+		}
+		f, cleared := overrideGet(t, proxyURL, "/echo/?session_clear_features", sessions["direct"], stored)
+		if f.Flags["search"] || !f.Flags["on_flag"] {
+			t.Errorf("after session_clear_features: %v", f.Flags)
+		}
+		if f, _ := overrideGet(t, proxyURL, "/echo/", sessions["direct"], cleared); f.Flags["search"] {
+			t.Errorf("cleared overrides came back: %v", f.Flags)
+		}
 
-			// A feature_status_ entry written into the Django session by
-			// the site counts for any visitor, as in feature-flipper.
-			rawGet(t, proxyURL, "/feature_status/?name=search&value=enabled", cookieLine(sessions["plain"]))
-			time.Sleep(1200 * time.Millisecond) // the identity cache's TTL
-			if f := decodeFlags(t, rawGet(t, proxyURL, "/echo/", cookieLine(sessions["plain"]))); !f.Flags["search"] || f.Sources["search"] != "session" {
-				t.Errorf("feature_status_search in plain's Django session: %v %v", f.Flags, f.Sources)
-			}
+		// A feature_status_ entry written into the Django session by
+		// the site counts for any visitor, as in feature-flipper.
+		rawGet(t, proxyURL, "/feature_status/?name=search&value=enabled", cookieLine(sessions["plain"]))
+		time.Sleep(1200 * time.Millisecond) // the identity cache's TTL
+		if f := decodeFlags(t, rawGet(t, proxyURL, "/echo/", cookieLine(sessions["plain"]))); !f.Flags["search"] || f.Sources["search"] != "session" {
+			t.Errorf("feature_status_search in plain's Django session: %v %v", f.Flags, f.Sources)
+		}
 
-			// Anonymous flipping.
-			anonSettings := filepath.Join(dir, "anon.json")
-			os.WriteFile(anonSettings, []byte(`{"SECRET_KEY": "`+testSecretKey+`", "USE_TZ": true, "TIME_ZONE": "UTC", "DJANGO_VERSION": "3.2", "FEATURE_FLIPPER_ANONYMOUS_URL_FLIPPING": true}`), 0o600)
-			anonProxy, _ := flagproxy(t, upstream, db.URL, "--django-settings", anonSettings, "--override-cookie-secure=false")
-			if f, _ := overrideGet(t, anonProxy, "/echo/?enable_search", "", ""); !f.Flags["search"] {
-				t.Errorf("anonymous flipping on: enable_search gave %v", f.Flags["search"])
-			}
-		})
-	}
+		// Anonymous flipping.
+		anonSettings := settingsFile(t, `, "FEATURE_FLIPPER_ANONYMOUS_URL_FLIPPING": true`)
+		anonProxy, _ := flagproxy(t, upstream, db.URL, "--django-settings", anonSettings, "--override-cookie-secure=false")
+		if f, _ := overrideGet(t, anonProxy, "/echo/?enable_search", "", ""); !f.Flags["search"] {
+			t.Errorf("anonymous flipping on: enable_search gave %v", f.Flags["search"])
+		}
+	})
 }
 
 // overrideGet sends a request with a session cookie and an override

@@ -24,23 +24,12 @@ import (
 // client-supplied X-Flagproxy-* value; committed changes (SQL and waffle's
 // own management command) within two seconds.
 func TestDjangoBehindFlagproxy(t *testing.T) {
-	cases := []struct {
-		name, server string
-		newDB        func(*testing.T) *siteDB
-	}{
-		{"sqlite-runserver", "runserver", newSQLiteSite},
-		{"postgres-gunicorn", "gunicorn", newPostgresSite},
-	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			requireDjango(t, "psycopg2")
-			db := c.newDB(t)
-			seed(t, db)
-			upstream := django(t, c.server, db.URL)
-			proxyURL, adminURL := flagproxy(t, upstream, db.URL)
-			checkSkeleton(t, db, proxyURL, adminURL)
-		})
-	}
+	eachSite(t, func(t *testing.T, db *siteDB, server string) {
+		seed(t, db)
+		upstream := django(t, server, db.URL)
+		proxyURL, adminURL := flagproxy(t, upstream, db.URL)
+		checkSkeleton(t, db, proxyURL, adminURL)
+	})
 }
 
 func seed(t *testing.T, db *siteDB) {
