@@ -89,7 +89,7 @@ func newFlagSet(name string, c *Config, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&c.AdminListen, "admin-listen", DefaultAdminListen, "`address` for /healthz, /readyz and /metrics")
 	fs.StringVar(&c.SecretKey, "secret-key", "", "Django's SECRET_KEY (prefer the environment variable; default: SECRET_KEY from --django-settings)")
 	fs.StringVar(&c.SecretKeyFallbacks, "secret-key-fallbacks", "", "comma-separated SECRET_KEY_FALLBACKS (default: from --django-settings)")
-	fs.StringVar(&c.DjangoSettingsFile, "django-settings", "", "JSON `file` of Django settings, as written by manage.py flagproxy_settings (default: Django's defaults)")
+	fs.StringVar(&c.DjangoSettingsFile, "django-settings", "", "JSON `file` of the site's Django settings, keyed by setting name (default: Django's defaults)")
 	fs.DurationVar(&c.PollInterval, "poll-interval", DefaultPollInterval, "how often to reload the flag tables")
 	fs.DurationVar(&c.StaleAfter, "stale-after", DefaultStaleAfter, "report the flags as \"stale\" when the last successful load is older than this")
 	fs.DurationVar(&c.UpstreamTimeout, "upstream-timeout", DefaultUpstreamTimout, "how long to wait for the Django site's response headers (then 504)")

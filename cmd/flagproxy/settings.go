@@ -31,8 +31,8 @@ type DjangoSettings struct {
 	UseTZ                  bool
 	TimeZone               string
 	DefaultHashing         string // DEFAULT_HASHING_ALGORITHM (3.1/3.2)
-	// DjangoVersion (key DJANGO_VERSION, written by manage.py
-	// flagproxy_settings) selects the version's session rules.
+	// DjangoVersion (key DJANGO_VERSION: django.get_version()) selects the
+	// version's session rules.
 	DjangoVersion string
 	// SessionStoreQualname (key SESSION_STORE_QUALNAME) is the
 	// __qualname__ of a custom SESSION_ENGINE's SessionStore class.
