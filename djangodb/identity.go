@@ -84,19 +84,19 @@ func parseVersion(v string) (major, minor, patch int, err error) {
 	}
 	parts := strings.Split(v, ".")
 	if len(parts) < 2 || len(parts) > 3 {
-		return 0, 0, 0, fmt.Errorf("Django version %q: want major.minor[.patch]", v)
+		return 0, 0, 0, fmt.Errorf("version %q of Django: want major.minor[.patch]", v)
 	}
 	nums := make([]int, 3)
 	for i, p := range parts {
 		n, err := strconv.Atoi(p)
 		if err != nil || n < 0 {
-			return 0, 0, 0, fmt.Errorf("Django version %q: want major.minor[.patch]", v)
+			return 0, 0, 0, fmt.Errorf("version %q of Django: want major.minor[.patch]", v)
 		}
 		nums[i] = n
 	}
 	major, minor, patch = nums[0], nums[1], nums[2]
 	if major < 3 || major == 3 && minor < 2 || major > 6 {
-		return 0, 0, 0, fmt.Errorf("Django version %q: flagproxy follows Django 3.2 to 6.x", v)
+		return 0, 0, 0, fmt.Errorf("version %q of Django: flagproxy follows Django 3.2 to 6.x", v)
 	}
 	return major, minor, patch, nil
 }

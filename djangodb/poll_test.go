@@ -105,8 +105,8 @@ func TestPollerJitterIsDeterministicAndBounded(t *testing.T) {
 		}
 		return p.offset
 	}
-	if mk("a:8080") != mk("a:8080") {
-		t.Error("same key, different offsets")
+	if first, second := mk("a:8080"), mk("a:8080"); first != second {
+		t.Errorf("same key, different offsets: %v and %v", first, second)
 	}
 	seen := map[time.Duration]bool{}
 	for _, k := range []string{"a", "b", "c", "d", "e"} {
