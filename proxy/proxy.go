@@ -71,6 +71,10 @@ type Config struct {
 	Subjects SubjectResolver
 	// Overrider supplies overrides; nil means none.
 	Overrider Overrider
+	// Locale derives request.LANGUAGE_CODE as Django's LocaleMiddleware
+	// would, for waffle's languages column; nil when the site does not use
+	// that middleware (the column then never matches, as in Django).
+	Locale *engine.Locale
 	// TrustedProxies are the peers whose X-Forwarded-For chain, and
 	// X-Forwarded-Proto, X-Forwarded-Host and Forwarded headers, are kept
 	// (the chain extended with the peer). From any other peer they are
@@ -103,6 +107,7 @@ type Proxy struct {
 	snaps      SnapshotSource
 	subjects   SubjectResolver
 	overrider  Overrider
+	locale     *engine.Locale
 	trusted    []netip.Prefix
 	staleAfter time.Duration
 	signingKey []byte
@@ -145,6 +150,7 @@ func New(cfg Config) (*Proxy, error) {
 		snaps:      cfg.Snapshots,
 		subjects:   cfg.Subjects,
 		overrider:  cfg.Overrider,
+		locale:     cfg.Locale,
 		trusted:    slices.Clone(cfg.TrustedProxies),
 		staleAfter: cmp.Or(cfg.StaleAfter, DefaultStaleAfter),
 		signingKey: slices.Clone(cfg.SigningKey),
@@ -284,9 +290,9 @@ func (p *Proxy) encoder(snap *engine.Snapshot) *encoder {
 // returns the decisions and the override cookie to set, if any.
 func (p *Proxy) evaluate(r *http.Request, snap *engine.Snapshot) (engine.Decisions, *http.Cookie) {
 	req := engine.Request{Subject: engine.Anonymous}
-	query, cookies, header, _ := snap.Inputs()
+	query, cookies, header, language := snap.Inputs()
 	var parsed engine.Params
-	if cookies || p.subjects != nil || p.overrider != nil {
+	if cookies || p.subjects != nil || p.overrider != nil || (language && p.locale != nil) {
 		parsed = engine.ParseCookies(r.Header.Get("Cookie"))
 	}
 	var params engine.Params
@@ -327,7 +333,11 @@ func (p *Proxy) evaluate(r *http.Request, snap *engine.Snapshot) (engine.Decisio
 	if header {
 		req.Header = headerValues(r.Header)
 	}
-	// Language stays unset until Django's LocaleMiddleware is reproduced.
+	if language && p.locale != nil {
+		accept, _ := headerValues(r.Header).Get("Accept-Language")
+		req.Language = p.locale.Language(r.URL.Path, parsed, accept)
+		req.HasLanguage = true
+	}
 	d := snap.Evaluate(&req, p.rand)
 	if len(req.Overrides.URL)+len(req.Overrides.Session) > 0 {
 		p.recordOverrides(r.Context(), snap, &d, req.Subject.UserID)

@@ -200,6 +200,7 @@ func serve(ctx context.Context, c *Config, log *slog.Logger, ready func(proxyAdd
 		Snapshots:       &store,
 		Subjects:        subjects,
 		Overrider:       overrider,
+		Locale:          c.django.Locale(),
 		TrustedProxies:  c.trusted,
 		StaleAfter:      c.StaleAfter,
 		SigningKey:      signingKey,

@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"sort"
+	"strings"
 
 	"github.com/flagproxy/flagproxy/engine"
 )
@@ -27,10 +29,25 @@ type DjangoSettings struct {
 	Languages              [][2]string
 	LanguageCookieName     string
 	UseI18N                bool
-	AnonymousURLFlipping   bool // FEATURE_FLIPPER_ANONYMOUS_URL_FLIPPING
-	UseTZ                  bool
-	TimeZone               string
-	DefaultHashing         string // DEFAULT_HASHING_ALGORITHM (3.1/3.2)
+	// Middleware is MIDDLEWARE; LocaleMiddleware (key
+	// FLAGPROXY_LOCALE_MIDDLEWARE, written by manage.py flagproxy_settings)
+	// reports that it holds django.middleware.locale.LocaleMiddleware or a
+	// subclass. Without that key, only the class itself is recognised.
+	Middleware       []string
+	LocaleMiddleware bool
+	localeMiddleware bool // the key was present
+	// AvailableLanguages (FLAGPROXY_AVAILABLE_LANGUAGES) are the codes of
+	// LANGUAGES that have a translation catalog; nil means all of them.
+	AvailableLanguages []string
+	// I18NPatterns and PrefixDefaultLanguage (FLAGPROXY_I18N_PATTERNS,
+	// FLAGPROXY_PREFIX_DEFAULT_LANGUAGE) describe the root URLconf's use of
+	// i18n_patterns.
+	I18NPatterns          bool
+	PrefixDefaultLanguage bool
+	AnonymousURLFlipping  bool // FEATURE_FLIPPER_ANONYMOUS_URL_FLIPPING
+	UseTZ                 bool
+	TimeZone              string
+	DefaultHashing        string // DEFAULT_HASHING_ALGORITHM (3.1/3.2)
 	// DjangoVersion (key DJANGO_VERSION: django.get_version()) selects the
 	// version's session rules.
 	DjangoVersion string
@@ -56,6 +73,8 @@ func defaultDjangoSettings() DjangoSettings {
 		LanguageCode:           "en-us",
 		LanguageCookieName:     "django_language",
 		UseI18N:                true,
+		Languages:              djangoLanguages(),
+		PrefixDefaultLanguage:  true,
 		Waffle:                 engine.DefaultWaffleSettings(),
 		WaffleFlagModel:        "waffle.Flag",
 		WaffleSwitchModel:      "waffle.Switch",
@@ -97,6 +116,11 @@ var knownSettings = map[string]struct {
 	"LANGUAGES":                              {kPairs, func(s *DjangoSettings, v any) { s.Languages = v.([][2]string) }},
 	"LANGUAGE_COOKIE_NAME":                   {kString, func(s *DjangoSettings, v any) { s.LanguageCookieName = v.(string) }},
 	"USE_I18N":                               {kBool, func(s *DjangoSettings, v any) { s.UseI18N = v.(bool) }},
+	"MIDDLEWARE":                             {kStrings, func(s *DjangoSettings, v any) { s.Middleware = v.([]string) }},
+	"FLAGPROXY_LOCALE_MIDDLEWARE":            {kBool, func(s *DjangoSettings, v any) { s.LocaleMiddleware, s.localeMiddleware = v.(bool), true }},
+	"FLAGPROXY_AVAILABLE_LANGUAGES":          {kStrings, func(s *DjangoSettings, v any) { s.AvailableLanguages = v.([]string) }},
+	"FLAGPROXY_I18N_PATTERNS":                {kBool, func(s *DjangoSettings, v any) { s.I18NPatterns = v.(bool) }},
+	"FLAGPROXY_PREFIX_DEFAULT_LANGUAGE":      {kBool, func(s *DjangoSettings, v any) { s.PrefixDefaultLanguage = v.(bool) }},
 	"FEATURE_FLIPPER_ANONYMOUS_URL_FLIPPING": {kBool, func(s *DjangoSettings, v any) { s.AnonymousURLFlipping = v.(bool) }},
 	"USE_TZ":                                 {kBool, func(s *DjangoSettings, v any) { s.UseTZ, s.useTZSet = v.(bool), true }},
 	"TIME_ZONE":                              {kString, func(s *DjangoSettings, v any) { s.TimeZone = v.(string) }},
@@ -226,4 +250,47 @@ func decodeSetting(m json.RawMessage, k settingKind) (any, error) {
 		return out, nil
 	}
 	return nil, bad
+}
+
+// localeMiddlewarePath is Django's LocaleMiddleware.
+const localeMiddlewarePath = "django.middleware.locale.LocaleMiddleware"
+
+// Locale returns the derivation of request.LANGUAGE_CODE these settings
+// describe, or nil when the site does not install LocaleMiddleware (Django
+// then sets no LANGUAGE_CODE, and waffle's languages column never matches).
+func (s *DjangoSettings) Locale() *engine.Locale {
+	on := s.LocaleMiddleware
+	if !s.localeMiddleware {
+		on = slices.Contains(s.Middleware, localeMiddlewarePath)
+	}
+	if !on {
+		return nil
+	}
+	codes := make([]string, len(s.Languages))
+	for i, l := range s.Languages {
+		codes[i] = l[0]
+	}
+	return engine.NewLocale(engine.LocaleSettings{
+		I18N:                  s.UseI18N,
+		LanguageCode:          s.LanguageCode,
+		Languages:             codes,
+		Available:             s.AvailableLanguages,
+		CookieName:            s.LanguageCookieName,
+		Patterns:              s.I18NPatterns,
+		PrefixDefaultLanguage: s.PrefixDefaultLanguage,
+	})
+}
+
+// djangoLanguages returns the default of Django's LANGUAGES setting
+// (django.conf.global_settings of 3.2), names left out.
+func djangoLanguages() [][2]string {
+	codes := strings.Fields(`af ar ar-dz ast az bg be bn br bs ca cs cy da de dsb el en en-au en-gb eo es
+		es-ar es-co es-mx es-ni es-ve et eu fa fi fr fy ga gd gl he hi hr hsb hu hy ia id ig io is it ja ka
+		kab kk km kn ko ky lb lt lv mk ml mn mr my nb ne nl nn os pa pl pt pt-br ro ru sk sl sq sr sr-latn
+		sv sw ta te tg th tk tr tt udm uk ur uz vi zh-hans zh-hant`)
+	out := make([][2]string, len(codes))
+	for i, c := range codes {
+		out[i] = [2]string{c, ""}
+	}
+	return out
 }
