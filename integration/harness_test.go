@@ -301,11 +301,12 @@ func start(t *testing.T, name, dir string, env []string, prog string, args ...st
 	return p
 }
 
-// django starts the test site with runserver or gunicorn.
-func django(t *testing.T, server, dbURL string) string {
+// django starts the test site with runserver or gunicorn, with extra
+// environment variables (such as FLAGPROXY_DJANGO_SETTINGS) if given.
+func django(t *testing.T, server, dbURL string, extraEnv ...string) string {
 	t.Helper()
 	addr := freeAddr(t)
-	env := []string{"FLAGPROXY_DJANGO_DATABASE=" + dbURL, "PYTHONDONTWRITEBYTECODE=1", "PYTHONUNBUFFERED=1"}
+	env := append([]string{"FLAGPROXY_DJANGO_DATABASE=" + dbURL, "PYTHONDONTWRITEBYTECODE=1", "PYTHONUNBUFFERED=1"}, extraEnv...)
 	switch server {
 	case "gunicorn":
 		requireCommand(t, "gunicorn")

@@ -4,7 +4,10 @@ Environment:
   FLAGPROXY_DJANGO_DATABASE    dj-database-url style URL (default sqlite:///db.sqlite3)
   FLAGPROXY_DJANGO_SECRET_KEY  SECRET_KEY (default: a fixed key for tests)
   FLAGPROXY_DJANGO_DEBUG       "1" turns DEBUG on
+  FLAGPROXY_DJANGO_SETTINGS    a JSON object of further settings (WAFFLE_*, LANGUAGES, ...)
+                               applied last, so a test can run the site under other settings
 """
+import json
 import os
 from pathlib import Path
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -54,9 +57,15 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     'django.contrib.sessions.middleware.SessionMiddleware',
+    'django.middleware.locale.LocaleMiddleware',
     'django.middleware.common.CommonMiddleware',
     'django.contrib.auth.middleware.AuthenticationMiddleware',
+    'waffle.middleware.WaffleMiddleware',
 ]
+
+# No cache: waffle then reads every flag from the database on every request,
+# so the site never answers from rows the tests have since changed.
+CACHES = {'default': {'BACKEND': 'django.core.cache.backends.dummy.DummyCache'}}
 
 ROOT_URLCONF = 'testsite.urls'
 WSGI_APPLICATION = 'testsite.wsgi.application'
@@ -70,3 +79,5 @@ LANGUAGE_CODE = 'en-us'
 TIME_ZONE = 'UTC'
 USE_I18N = True
 USE_TZ = True
+
+globals().update(json.loads(os.environ.get('FLAGPROXY_DJANGO_SETTINGS') or '{}'))

@@ -8,4 +8,6 @@ urlpatterns = [
     path('login/', views.login_view),
     path('logout/', views.logout_view),
     path('feature_status/', views.feature_status_view),
+    path('waffle/', views.waffle_view),
+    path('session/', views.session_view),
 ]

@@ -1,3 +1,5 @@
+import json
+
 from django.contrib.auth import authenticate, login, logout
 from django.http import JsonResponse
 from django.views.decorators.csrf import csrf_exempt
@@ -48,3 +50,75 @@ def feature_status_view(request):
     request.session['feature_status_<name>'] = <value>."""
     request.session['feature_status_' + request.GET['name']] = request.GET.get('value', 'enabled')
     return JsonResponse({'ok': True})
+
+
+@csrf_exempt
+def waffle_view(request):
+    """Ask django-waffle itself: evaluate every flag, switch and sample in the
+    database in-process, as waffle's /wafflejs view does, and report the
+    results, the cookies waffle's middleware would write, and what flagproxy
+    sent. The header X-Diff-Missing (a JSON list) names flags to evaluate
+    that have no row.
+
+    The cookies are rendered one by one by WaffleMiddleware itself, so that a
+    name Python refuses shows up as an error for that cookie alone; they are
+    then withheld from the real response, which carries flagproxy's.
+    """
+    from http.cookies import CookieError
+
+    from django.http import HttpResponse
+    from waffle import (flag_is_active, get_waffle_flag_model, get_waffle_sample_model,
+                        get_waffle_switch_model, sample_is_active, switch_is_active)
+    from waffle.middleware import WaffleMiddleware
+    from waffle.utils import get_setting
+
+    names = sorted(get_waffle_flag_model().objects.values_list('name', flat=True))
+    names += json.loads(request.headers.get('X-Diff-Missing') or '[]')
+    flags = {name: bool(flag_is_active(request, name)) for name in names}
+    switches = {name: switch_is_active(name)
+                for name in get_waffle_switch_model().objects.values_list('name', flat=True)}
+    samples = {name: sample_is_active(name)
+               for name in get_waffle_sample_model().objects.values_list('name', flat=True)}
+
+    waffles = getattr(request, 'waffles', {})
+    tests = getattr(request, 'waffle_tests', {})
+    rolled = sorted(name for name in waffles if get_setting('COOKIE') % name not in request.COOKIES)
+    cookies = {}
+    middleware = WaffleMiddleware(lambda r: HttpResponse())
+    for attr, items in (('waffles', waffles), ('waffle_tests', tests)):
+        for name, value in items.items():
+            for a in ('waffles', 'waffle_tests'):
+                if hasattr(request, a):
+                    delattr(request, a)
+            setattr(request, attr, {name: value})
+            response = HttpResponse()
+            try:
+                middleware.process_response(request, response)
+            except CookieError as e:
+                cookies[f'{attr}:{name}'] = f'error: {e}'
+                continue
+            for key, morsel in response.cookies.items():
+                cookies[key] = morsel.OutputString()
+    for a in ('waffles', 'waffle_tests'):
+        if hasattr(request, a):
+            delattr(request, a)
+    return JsonResponse({
+        'flags': flags,
+        'switches': switches,
+        'samples': samples,
+        'rolled': rolled,
+        'cookies': cookies,
+        'language': getattr(request, 'LANGUAGE_CODE', None),
+        'user': str(request.user.pk) if request.user.is_authenticated else None,
+        'meta': {k: v for k, v in request.META.items() if k.startswith('HTTP_X_FLAGPROXY')},
+    })
+
+
+@csrf_exempt
+def session_view(request):
+    """Log in the user with primary key ?user=, active or not, without a
+    password (a test's shortcut to a real Django session)."""
+    from django.contrib.auth import get_user_model
+    user = get_user_model().objects.get(pk=request.GET['user'])
+    login(request, user, backend='django.contrib.auth.backends.ModelBackend')
+    return JsonResponse({'ok': True, 'id': str(user.pk)})
