@@ -194,6 +194,7 @@ func (c *Config) Validate() error {
 	errs = append(errs, c.validateOverrides()...)
 	c.loader = djangodb.Config{
 		WaffleFlagModel:   c.django.WaffleFlagModel,
+		WaffleFlagTable:   c.django.WaffleFlagTable,
 		WaffleSwitchModel: c.django.WaffleSwitchModel,
 		WaffleSampleModel: c.django.WaffleSampleModel,
 		FeatureFlagApp:    c.FeatureFlagApp,

@@ -56,8 +56,11 @@ type DjangoSettings struct {
 	SessionStoreQualname string
 	useTZSet             bool
 
-	Waffle            engine.WaffleSettings
-	WaffleFlagModel   string
+	Waffle          engine.WaffleSettings
+	WaffleFlagModel string
+	// WaffleFlagTable (FLAGPROXY_WAFFLE_FLAG_TABLE) is the flag model's
+	// Meta.db_table, when it differs from <app_label>_<modelname>.
+	WaffleFlagTable   string
 	WaffleSwitchModel string
 	WaffleSampleModel string
 }
@@ -136,6 +139,7 @@ var knownSettings = map[string]struct {
 	"WAFFLE_SECURE":                          {kBool, func(s *DjangoSettings, v any) { s.Waffle.Secure = v.(bool) }},
 	"WAFFLE_MAX_AGE":                         {kInt, func(s *DjangoSettings, v any) { s.Waffle.MaxAge = int(v.(int64)) }},
 	"WAFFLE_FLAG_MODEL":                      {kString, func(s *DjangoSettings, v any) { s.WaffleFlagModel = v.(string) }},
+	"FLAGPROXY_WAFFLE_FLAG_TABLE":            {kString, func(s *DjangoSettings, v any) { s.WaffleFlagTable = v.(string) }},
 	"WAFFLE_SWITCH_MODEL":                    {kString, func(s *DjangoSettings, v any) { s.WaffleSwitchModel = v.(string) }},
 	"WAFFLE_SAMPLE_MODEL":                    {kString, func(s *DjangoSettings, v any) { s.WaffleSampleModel = v.(string) }},
 	"WAFFLE_CREATE_MISSING_FLAGS":            {kBool, nil},

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -101,5 +102,19 @@ func TestLocaleSettingsTypes(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), k) {
 			t.Errorf("error %v does not name %s", err, k)
 		}
+	}
+}
+
+func TestCustomFlagModelTable(t *testing.T) {
+	file := writeSettings(t, `{"WAFFLE_FLAG_MODEL": "myapp.Flag", "FLAGPROXY_WAFFLE_FLAG_TABLE": "custom_flags"}`)
+	c, err := parseConfig("serve", []string{"--database", siteDB(t), "--django-settings", file}, env(nil), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if c.loader.WaffleFlagModel != "myapp.Flag" || c.loader.WaffleFlagTable != "custom_flags" {
+		t.Errorf("loader config: model %q, table %q", c.loader.WaffleFlagModel, c.loader.WaffleFlagTable)
 	}
 }
