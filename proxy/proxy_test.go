@@ -217,6 +217,43 @@ func TestTestingHeader(t *testing.T) {
 	}
 }
 
+// TestLanguage checks that Config.Locale's LANGUAGE_CODE reaches waffle's
+// languages column, from the outbound path, the cookies and every
+// Accept-Language line; and that without a Locale the column never matches.
+func TestLanguage(t *testing.T) {
+	snap := mustSnapshot(t, engine.Data{
+		Sources:     []engine.Source{engine.SourceWaffle},
+		WaffleFlags: []engine.WaffleFlag{{Name: "fr_only", Languages: "fr"}, {Name: "de_only", Languages: "de"}},
+	})
+	locale := engine.NewLocale(engine.LocaleSettings{I18N: true, LanguageCode: "en", Languages: []string{"en", "fr", "de"},
+		CookieName: "django_language", Patterns: true, PrefixDefaultLanguage: true})
+	tests := []struct {
+		name   string
+		locale *engine.Locale
+		target string
+		lines  []string
+		fr, de bool
+	}{
+		{"no LocaleMiddleware", nil, "/", []string{"Accept-Language: fr"}, false, false},
+		{"Accept-Language", locale, "/", []string{"Accept-Language: fr-CA"}, true, false},
+		{"two Accept-Language lines", locale, "/", []string{"Accept-Language: xx", "Accept-Language: de;q=0.9"}, false, true},
+		{"cookie", locale, "/", []string{"Cookie: django_language=de", "Accept-Language: fr"}, false, true},
+		{"path prefix", locale, "/de/page", []string{"Accept-Language: fr"}, false, true},
+		{"default", locale, "/", nil, false, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			hs := newHarness(t, Config{Locale: tt.locale}, nil)
+			hs.store.Publish(snap, testNow())
+			hs.raw(t, rawRequest(tt.target, tt.lines...))
+			p := decode(t, hs.backend.last(t).Header)
+			if p.Flags["fr_only"] != tt.fr || p.Flags["de_only"] != tt.de {
+				t.Errorf("fr_only %v, de_only %v; want %v, %v", p.Flags["fr_only"], p.Flags["de_only"], tt.fr, tt.de)
+			}
+		})
+	}
+}
+
 func TestHeaderValues(t *testing.T) {
 	h := headerValues(http.Header{
 		"Dwft-X":       {"1", "1"},
