@@ -5,6 +5,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"unicode/utf8"
 )
 
@@ -36,7 +38,17 @@ type Locale struct {
 	s         LocaleSettings
 	supported map[string]bool // keys of LANGUAGES, as written
 	available map[string]bool // lower-cased; nil: every supported code
+	// accepted remembers what short Accept-Language values choose (a code,
+	// or "" for none), as Django's lru_cache does; bounded by acceptCacheSize.
+	accepted     sync.Map
+	acceptedSize atomic.Int32
 }
+
+// acceptCacheSize and acceptCacheKeyLen bound the memory accepted may take.
+const (
+	acceptCacheSize   = 1024
+	acceptCacheKeyLen = 256
+)
 
 // NewLocale prepares s for Language.
 func NewLocale(s LocaleSettings) *Locale {
@@ -90,7 +102,26 @@ func (l *Locale) fromRequest(cookies Values, acceptLanguage string) string {
 			return v
 		}
 	}
-	for _, accept := range parseAcceptLanguage(acceptLanguage) {
+	if v := l.fromAccept(acceptLanguage); v != "" {
+		return v
+	}
+	if v, found := l.variant(l.s.LanguageCode); found {
+		return v
+	}
+	return l.s.LanguageCode
+}
+
+// fromAccept is the Accept-Language step of get_language_from_request: the
+// first supported variant of the preferred ranges, or "".
+func (l *Locale) fromAccept(value string) string {
+	if value == "" {
+		return ""
+	}
+	if v, ok := l.accepted.Load(value); ok {
+		return v.(string)
+	}
+	chosen := ""
+	for _, accept := range parseAcceptLanguage(value) {
 		if accept == "*" {
 			break
 		}
@@ -98,13 +129,16 @@ func (l *Locale) fromRequest(cookies Values, acceptLanguage string) string {
 			continue
 		}
 		if v, found := l.variant(accept); found {
-			return v
+			chosen = v
+			break
 		}
 	}
-	if v, found := l.variant(l.s.LanguageCode); found {
-		return v
+	if len(value) <= acceptCacheKeyLen && l.acceptedSize.Load() < acceptCacheSize {
+		if _, loaded := l.accepted.LoadOrStore(value, chosen); !loaded {
+			l.acceptedSize.Add(1)
+		}
 	}
-	return l.s.LanguageCode
+	return chosen
 }
 
 // maxLanguageCodeLength is Django's LANGUAGE_CODE_MAX_LENGTH: longer codes

@@ -89,3 +89,15 @@ func quoteOrNone(s *string) string {
 	b, _ := json.Marshal(*s)
 	return string(b)
 }
+
+func BenchmarkLocale(b *testing.B) {
+	l := engine.NewLocale(engine.LocaleSettings{I18N: true, LanguageCode: "en-us",
+		Languages: []string{"en", "en-us", "fr", "fr-ca", "de", "pt-br", "zh-hans"}, CookieName: "django_language"})
+	cookies := engine.Params{"sessionid": "x"}
+	b.ReportAllocs()
+	for b.Loop() {
+		if l.Language("/page/", cookies, "fr-CA,fr;q=0.9,en-US;q=0.8,en;q=0.7") != "fr-ca" {
+			b.Fatal("wrong language")
+		}
+	}
+}
