@@ -1,0 +1,90 @@
+"""FlagproxyMiddleware: reads the flags header for every request."""
+import logging
+
+from django.core.exceptions import ImproperlyConfigured
+
+from . import conf
+from .decisions import (
+    STATE_STALE, STATE_UNAVAILABLE, Decisions, FeatureDict, FeaturesPanel, activate, deactivate, forcing,
+    with_forced,
+)
+from .header import HeaderError, MissingHeader, read_flags
+
+logger = logging.getLogger('flagproxy')
+
+_DEFAULTS = 'every flag, switch and sample takes its default'
+_MAX_PATH = 200
+
+
+class FlagproxyMiddleware:
+    """Set ``request.flagproxy``, ``request.features`` and ``request.features_panel``.
+
+    ``request.flagproxy`` is the :class:`~flagproxy_django.decisions.Decisions`
+    read from X-Flagproxy-Flags (checked against X-Flagproxy-Signature when
+    FLAGPROXY_SIGNING_KEY is set), ``request.features`` a FeatureDict of its
+    flags and ``request.features_panel`` a FeaturesPanel. For the duration
+    of the request they are also the current decisions, which
+    ``switch_is_active()`` and ``sample_is_active()`` use.
+
+    A missing, malformed, badly signed or "unavailable" header is logged
+    once on the ``flagproxy`` logger and gives empty decisions, so every
+    name takes its library default; this middleware never raises for a
+    header.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        decisions = with_forced(read_request(request))
+        request.flagproxy = decisions
+        request.features = FeatureDict(decisions.flags)
+        request.features_panel = FeaturesPanel.from_decisions(decisions)
+        token = activate(decisions)
+        try:
+            return self.get_response(request)
+        finally:
+            deactivate(token)
+
+
+def read_request(request):
+    """The decisions the request's header carries, or empty ones, logged."""
+    try:
+        keys, max_age = conf.signing_keys(), conf.signature_max_age()
+    except ImproperlyConfigured as e:
+        _log(logging.ERROR, request, 'cannot check the flags header: %s; %s', e)
+        return Decisions.empty(str(e))
+    try:
+        decisions = read_flags(request.META, keys, max_age)
+    except MissingHeader as e:
+        # Under override_flags (a site's own tests) no header is expected.
+        _log(logging.DEBUG if forcing() else logging.WARNING, request, '%s; %s', e)
+        return Decisions.empty(str(e))
+    except HeaderError as e:
+        _log(logging.WARNING, request, 'flags header rejected: %s; %s', e)
+        return Decisions.empty(str(e))
+    except Exception as e:  # never let a header break the site
+        logger.exception('unexpected error reading the flags header for %s; %s', _describe(request), _DEFAULTS,
+                         extra={'request': request})
+        return Decisions.empty(f'unexpected error: {e!r}')
+    if decisions.state == STATE_UNAVAILABLE:
+        reason = ('flagproxy sent state "unavailable" (it has no flag snapshot yet, or the decisions did not fit '
+                  f'in the header; snapshot version {decisions.version!r})')
+        _log(logging.WARNING, request, '%s; %s', reason)
+        return Decisions.empty(reason, version=decisions.version)
+    if decisions.state == STATE_STALE:
+        logger.info('flagproxy sent state "stale" for %s: its flag snapshot %r is out of date (is the database '
+                    'reachable?); using it', _describe(request), decisions.version, extra={'request': request})
+    return decisions
+
+
+def _log(level, request, message, reason):
+    logger.log(level, '%s: ' + message, _describe(request), reason, _DEFAULTS, extra={'request': request})
+
+
+def _describe(request):
+    """'GET /path' for a log message, the path cut to a sensible length."""
+    path = request.path
+    if len(path) > _MAX_PATH:
+        path = path[:_MAX_PATH] + '…'
+    return f'{request.method} {path}'

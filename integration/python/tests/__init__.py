@@ -1,0 +1,1 @@
+"""Tests of flagproxy_django; run them with runtests.py."""

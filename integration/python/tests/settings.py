@@ -1,0 +1,40 @@
+"""Minimal settings for flagproxy_django's tests (see runtests.py)."""
+import importlib.util
+
+SECRET_KEY = 'flagproxy-django-tests'
+DEBUG = False
+ALLOWED_HOSTS = ['testserver']
+USE_TZ = True
+
+#: Whether the real django-waffle is importable; it is then installed too,
+#: to show that the waffle_tags mapping below wins over its library.
+HAVE_WAFFLE = importlib.util.find_spec('waffle') is not None
+
+INSTALLED_APPS = [
+    'django.contrib.contenttypes',
+    'django.contrib.auth',
+    *(['waffle'] if HAVE_WAFFLE else []),
+    'flagproxy_django',
+    'tests',
+]
+
+MIDDLEWARE = [
+    'flagproxy_django.middleware.FlagproxyMiddleware',
+]
+
+ROOT_URLCONF = 'tests.urls'
+
+DATABASES = {'default': {'ENGINE': 'django.db.backends.sqlite3', 'NAME': ':memory:'}}
+DEFAULT_AUTO_FIELD = 'django.db.models.AutoField'
+
+TEMPLATES = [{
+    'BACKEND': 'django.template.backends.django.DjangoTemplates',
+    'APP_DIRS': True,
+    'OPTIONS': {
+        'context_processors': [
+            'django.template.context_processors.request',
+            'flagproxy_django.context_processors.features',
+        ],
+        'libraries': {'waffle_tags': 'flagproxy_django.templatetags.flagproxy_waffle'},
+    },
+}]
