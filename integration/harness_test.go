@@ -230,9 +230,15 @@ func newPostgresSite(t *testing.T) *siteDB {
 // manage runs the test site's manage.py against a database.
 func manage(t *testing.T, dbURL string, args ...string) string {
 	t.Helper()
+	return manageEnv(t, dbURL, nil, args...)
+}
+
+// manageEnv runs manage.py with extra environment variables.
+func manageEnv(t *testing.T, dbURL string, env []string, args ...string) string {
+	t.Helper()
 	cmd := exec.Command(python, append([]string{"manage.py"}, args...)...)
 	cmd.Dir = "django"
-	cmd.Env = append(os.Environ(), "FLAGPROXY_DJANGO_DATABASE="+dbURL, "PYTHONDONTWRITEBYTECODE=1")
+	cmd.Env = append(append(os.Environ(), "FLAGPROXY_DJANGO_DATABASE="+dbURL, "PYTHONDONTWRITEBYTECODE=1"), env...)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("manage.py %s: %v\n%s", strings.Join(args, " "), err, out)

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strconv"
@@ -135,12 +136,11 @@ func runDifferential(t *testing.T, db *siteDB, server string, p diffProfile, see
 	if err != nil {
 		t.Fatal(err)
 	}
-	upstream := django(t, server, db.URL, "FLAGPROXY_DJANGO_SETTINGS="+string(settingsJSON))
-	extra := string(settingsJSON[1 : len(settingsJSON)-1])
-	if extra != "" {
-		extra = ", " + extra
-	}
-	file := settingsFile(t, `, "FLAGPROXY_LOCALE_MIDDLEWARE": true`+extra)
+	env := "FLAGPROXY_DJANGO_SETTINGS=" + string(settingsJSON)
+	upstream := django(t, server, db.URL, env)
+	// flagproxy reads the settings the site itself reports.
+	file := filepath.Join(t.TempDir(), "settings.json")
+	manageEnv(t, db.URL, []string{env}, "flagproxy_settings", "-o", file)
 	proxyURL, _ := flagproxy(t, upstream, db.URL, "--django-settings", file, "--poll-interval", "100ms")
 
 	d := &differ{t: t, db: db, p: p, w: p.waffleSettings(), upstream: upstream, proxy: proxyURL,
@@ -292,14 +292,15 @@ func (d *differ) newWorld(n int) {
 		d.db.Exec(t, `INSERT INTO waffle_switch (name, active, note, created, modified) VALUES (?, ?, '', '2026-11-21 00:00:00', '2026-11-21 00:00:00')`,
 			name, w.switches[name])
 	}
-	// A world's sentinel switch changes the snapshot's version.
-	w.sentinel = fmt.Sprintf("diff_world_%d", n)
-	d.db.Exec(t, `INSERT INTO waffle_switch (name, active, note, created, modified) VALUES (?, ?, '', '2026-11-21 00:00:00', '2026-11-21 00:00:00')`, w.sentinel, true)
 	for i, pct := range []string{"100.0", "150.0", "-5.0"} {
 		name := fmt.Sprintf("sample_%d", i)
 		w.samples[name] = pct
 		d.db.Exec(t, `INSERT INTO waffle_sample (name, percent, note, created, modified) VALUES (?, ?, '', '2026-11-21 00:00:00', '2026-11-21 00:00:00')`, name, pct)
 	}
+	// The world's sentinel switch, written last, tells flagproxy's
+	// snapshot of the whole world from one caught half-way.
+	w.sentinel = fmt.Sprintf("diff_world_%d", n)
+	d.db.Exec(t, `INSERT INTO waffle_switch (name, active, note, created, modified) VALUES (?, ?, '', '2026-11-21 00:00:00', '2026-11-21 00:00:00')`, w.sentinel, true)
 	w.missing = []string{"missing_flag", fmt.Sprintf("missing_%d", n)}
 	d.world = w
 	d.waitForWorld()

@@ -9,6 +9,7 @@ Environment:
 """
 import json
 import os
+import sys
 from pathlib import Path
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -46,6 +47,9 @@ SECRET_KEY = os.environ.get('FLAGPROXY_DJANGO_SECRET_KEY', 'flagproxy-test-secre
 DEBUG = os.environ.get('FLAGPROXY_DJANGO_DEBUG') == '1'
 ALLOWED_HOSTS = ['*']
 
+# The flagproxy_django package, for its flagproxy_settings command.
+sys.path.insert(0, str(BASE_DIR.parent / 'python'))
+
 INSTALLED_APPS = [
     'django.contrib.contenttypes',
     'django.contrib.auth',
@@ -53,6 +57,7 @@ INSTALLED_APPS = [
     'waffle',
     'featureflipper',
     'flags',
+    'flagproxy_django',
 ]
 
 MIDDLEWARE = [
