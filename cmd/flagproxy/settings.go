@@ -56,7 +56,11 @@ type DjangoSettings struct {
 	SessionStoreQualname string
 	useTZSet             bool
 
-	Waffle          engine.WaffleSettings
+	Waffle engine.WaffleSettings
+	// SigningKey (FLAGPROXY_SIGNING_KEY, the setting flagproxy_django
+	// verifies with; its first key when a list) signs the flags header.
+	SigningKey string
+
 	WaffleFlagModel string
 	// WaffleFlagTable (FLAGPROXY_WAFFLE_FLAG_TABLE) is the flag model's
 	// Meta.db_table, when it differs from <app_label>_<modelname>.
@@ -95,11 +99,13 @@ const (
 	kBool
 	kInt
 	kPairs
-	kAny // known and accepted, not used by flagproxy
+	kKeys // a string, or a non-empty list of strings (newest first)
+	kAny  // known and accepted, not used by flagproxy
 )
 
 func (k settingKind) String() string {
-	return [...]string{"a string", "a list of strings", "true or false", "an integer", "a list of [code, name] pairs", "any value"}[k]
+	return [...]string{"a string", "a list of strings", "true or false", "an integer", "a list of [code, name] pairs",
+		"a non-empty string or a non-empty list of them", "any value"}[k]
 }
 
 // knownSettings maps each setting flagproxy knows to its type and the field
@@ -139,6 +145,7 @@ var knownSettings = map[string]struct {
 	"WAFFLE_SECURE":                          {kBool, func(s *DjangoSettings, v any) { s.Waffle.Secure = v.(bool) }},
 	"WAFFLE_MAX_AGE":                         {kInt, func(s *DjangoSettings, v any) { s.Waffle.MaxAge = int(v.(int64)) }},
 	"WAFFLE_FLAG_MODEL":                      {kString, func(s *DjangoSettings, v any) { s.WaffleFlagModel = v.(string) }},
+	"FLAGPROXY_SIGNING_KEY":                  {kKeys, func(s *DjangoSettings, v any) { s.SigningKey = v.([]string)[0] }},
 	"FLAGPROXY_WAFFLE_FLAG_TABLE":            {kString, func(s *DjangoSettings, v any) { s.WaffleFlagTable = v.(string) }},
 	"WAFFLE_SWITCH_MODEL":                    {kString, func(s *DjangoSettings, v any) { s.WaffleSwitchModel = v.(string) }},
 	"WAFFLE_SAMPLE_MODEL":                    {kString, func(s *DjangoSettings, v any) { s.WaffleSampleModel = v.(string) }},
@@ -219,6 +226,23 @@ func decodeSetting(m json.RawMessage, k settingKind) (any, error) {
 				return i, nil
 			}
 		}
+	case kKeys:
+		if s, ok := v.(string); ok {
+			v = []any{s}
+		}
+		list, ok := v.([]any)
+		if !ok || len(list) == 0 {
+			return nil, bad
+		}
+		keys := make([]string, 0, len(list))
+		for _, x := range list {
+			s, ok := x.(string)
+			if !ok || s == "" {
+				return nil, bad
+			}
+			keys = append(keys, s)
+		}
+		return keys, nil
 	case kStrings:
 		list, ok := v.([]any)
 		if !ok {

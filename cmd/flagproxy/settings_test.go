@@ -118,3 +118,33 @@ func TestCustomFlagModelTable(t *testing.T) {
 		t.Errorf("loader config: model %q, table %q", c.loader.WaffleFlagModel, c.loader.WaffleFlagTable)
 	}
 }
+
+func TestSigningKeyFromSettings(t *testing.T) {
+	for _, tc := range []struct{ file, flag, want string }{
+		{`{"FLAGPROXY_SIGNING_KEY": "k1"}`, "", "k1"},
+		{`{"FLAGPROXY_SIGNING_KEY": ["new", "old"]}`, "", "new"},
+		{`{"FLAGPROXY_SIGNING_KEY": "k1"}`, "from-flag", "from-flag"},
+		{`{}`, "", ""},
+	} {
+		args := []string{"--database", siteDB(t), "--django-settings", writeSettings(t, tc.file)}
+		if tc.flag != "" {
+			args = append(args, "--signing-key", tc.flag)
+		}
+		c, err := parseConfig("serve", args, env(nil), io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Validate(); err != nil {
+			t.Fatal(err)
+		}
+		if c.SigningKey != tc.want {
+			t.Errorf("%s with --signing-key %q: key %q, want %q", tc.file, tc.flag, c.SigningKey, tc.want)
+		}
+	}
+	for _, bad := range []string{`""`, `[]`, `[""]`, `["a", 1]`, `1`} {
+		if _, err := loadDjangoSettings(writeSettings(t, `{"FLAGPROXY_SIGNING_KEY": `+bad+`}`)); err == nil ||
+			!strings.Contains(err.Error(), "FLAGPROXY_SIGNING_KEY") {
+			t.Errorf("FLAGPROXY_SIGNING_KEY %s: error %v", bad, err)
+		}
+	}
+}

@@ -20,6 +20,9 @@ or library default), plus facts that only the running site knows:
 ``FLAGPROXY_I18N_PATTERNS``, ``FLAGPROXY_PREFIX_DEFAULT_LANGUAGE``
     whether the root URLconf uses i18n_patterns, and with which
     prefix_default_language.
+``FLAGPROXY_SIGNING_KEY``
+    this package's own setting, when set: flagproxy signs the header with
+    it (with the first key of a list, so list the newest first).
 """
 import importlib
 
@@ -31,7 +34,7 @@ from django.middleware.locale import LocaleMiddleware
 from django.utils.functional import Promise
 from django.utils.translation import check_for_language
 
-from .conf import middleware_installed
+from .conf import middleware_installed, signing_keys
 
 # The JSON type of each setting, as flagproxy checks it.
 STR = 'a string'
@@ -127,6 +130,14 @@ def collect():
         if hasattr(settings, 'WAFFLE_FLAG_MODEL'):
             notes.append(f'WAFFLE_FLAG_MODEL {data["WAFFLE_FLAG_MODEL"]!r} is not an installed model: '
                          'FLAGPROXY_WAFFLE_FLAG_TABLE is left out')
+
+    keys = getattr(settings, 'FLAGPROXY_SIGNING_KEY', None)
+    if keys is not None:
+        try:
+            data['FLAGPROXY_SIGNING_KEY'] = [k.decode('utf-8') if isinstance(k, bytes) else k for k in signing_keys()]
+        except UnicodeDecodeError:
+            notes.append('FLAGPROXY_SIGNING_KEY holds bytes that are not UTF-8 and is left out: '
+                         'give flagproxy the key with --signing-key')
 
     data['FLAGPROXY_LOCALE_MIDDLEWARE'] = middleware_installed(LocaleMiddleware)
     if settings.USE_I18N:

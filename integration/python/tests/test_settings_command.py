@@ -30,6 +30,8 @@ GO_KINDS = {
     'kInt': lambda v: isinstance(v, int) and not isinstance(v, bool),
     'kPairs': lambda v: isinstance(v, list) and all(
         isinstance(p, list) and len(p) == 2 and all(isinstance(s, str) for s in p) for p in v),
+    'kKeys': lambda v: isinstance(v, str) and v or isinstance(v, list) and v and all(
+        isinstance(s, str) and s for s in v),
     'kAny': lambda v: True,
 }
 
@@ -82,6 +84,7 @@ class OutputTests(SimpleTestCase):
             optional.add('DEFAULT_HASHING_ALGORITHM')
         if not settings.HAVE_WAFFLE:
             optional.add('FLAGPROXY_WAFFLE_FLAG_TABLE')
+        optional.add('FLAGPROXY_SIGNING_KEY')  # written when the site sets it
         self.assertEqual(sorted(set(known) - set(data) - optional), [])
         for key, kind in known.items():
             if key in data:
@@ -119,6 +122,20 @@ class OutputTests(SimpleTestCase):
         self.assertEqual(data['SESSION_STORE_QUALNAME'], 'SessionStore')
 
     @unittest.skipUnless(settings.HAVE_WAFFLE, 'django-waffle is not installed')
+    @override_settings(FLAGPROXY_SIGNING_KEY=['new', b'old'])
+    def test_signing_keys(self):
+        data = json.loads(run_command()[0])
+        self.assertEqual(data['FLAGPROXY_SIGNING_KEY'], ['new', 'old'])
+
+    @override_settings(FLAGPROXY_SIGNING_KEY=b'\xff\xfe')
+    def test_signing_key_that_json_cannot_hold(self):
+        out, err = run_command()
+        self.assertNotIn('FLAGPROXY_SIGNING_KEY', json.loads(out))
+        self.assertIn('FLAGPROXY_SIGNING_KEY', err)
+
+    def test_no_signing_key(self):
+        self.assertNotIn('FLAGPROXY_SIGNING_KEY', json.loads(run_command()[0]))
+
     def test_waffle_flag_table(self):
         self.assertEqual(json.loads(run_command()[0])['FLAGPROXY_WAFFLE_FLAG_TABLE'], 'waffle_flag')
 
