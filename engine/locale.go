@@ -30,10 +30,19 @@ type LocaleSettings struct {
 	// PrefixDefaultLanguage is its prefix_default_language argument.
 	Patterns              bool
 	PrefixDefaultLanguage bool
+	// ThreePartPrefixes is Django 4.1's language_code_prefix_re: a URL
+	// prefix may name a language, a script and a region (/zh-hant-tw/).
+	// Before 4.1 a prefix has at most two parts.
+	ThreePartPrefixes bool
 }
 
-// Locale reproduces Django's LocaleMiddleware.process_request (3.2 to 5.x):
-// the language a request activates, as request.LANGUAGE_CODE.
+// Locale reproduces Django's LocaleMiddleware.process_request: the
+// language a request activates, as request.LANGUAGE_CODE. It follows
+// Django 3.2.25 as Debian ships it (with its security backports), against
+// which it is tested, and Django 4.1's longer URL prefixes when
+// ThreePartPrefixes is set. Django's \w is that of Python's Unicode
+// database, which may be older than Go's: a path prefix with letters new
+// in Go's version can match here and not in Django.
 type Locale struct {
 	s         LocaleSettings
 	supported map[string]bool // keys of LANGUAGES, as written
@@ -187,7 +196,11 @@ func (l *Locale) hasCatalog(code string) bool {
 
 // fromPath is get_language_from_path(path).
 func (l *Locale) fromPath(path string) (string, bool) {
-	m := languagePrefixRE.FindStringSubmatch(path)
+	re := languagePrefixRE
+	if l.s.ThreePartPrefixes {
+		re = languagePrefix3RE
+	}
+	m := re.FindStringSubmatch(path)
 	if m == nil {
 		return "", false
 	}
@@ -209,7 +222,8 @@ var (
 	// "$" also matches before a final newline).
 	languageCodeRE = regexp.MustCompile(`(?i)^[a-z]{1,8}(?:-[a-z0-9]{1,8})*(?:@[a-z0-9]{1,20})?\n?$`)
 	// languagePrefixRE is language_code_prefix_re, with Python's Unicode \w.
-	languagePrefixRE = regexp.MustCompile(`^/([\p{L}\p{N}_]+(?:[@-][\p{L}\p{N}_]+)?)(?:/|\n?$)`)
+	languagePrefixRE  = regexp.MustCompile(`^/([\p{L}\p{N}_]+(?:[@-][\p{L}\p{N}_]+)?)(?:/|\n?$)`)
+	languagePrefix3RE = regexp.MustCompile(`^/([\p{L}\p{N}_]+(?:[@-][\p{L}\p{N}_]+){0,2})(?:/|\n?$)`)
 	// acceptLanguageRE is accept_language_re; the header has been
 	// lower-cased and decoded as Latin-1, and \s is Python's whitespace.
 	acceptLanguageRE = regexp.MustCompile(`([A-Za-z]{1,8}(?:-[A-Za-z0-9]{1,8})*|\*)` +

@@ -101,3 +101,19 @@ func BenchmarkLocale(b *testing.B) {
 		}
 	}
 }
+
+// TestThreePartPrefixes checks Django 4.1's URL prefixes with a script and
+// a region, which earlier versions do not read as a language.
+func TestThreePartPrefixes(t *testing.T) {
+	s := engine.LocaleSettings{I18N: true, LanguageCode: "en", Languages: []string{"en", "zh-hant"},
+		CookieName: "django_language", Patterns: true, PrefixDefaultLanguage: true}
+	if got := engine.NewLocale(s).Language("/zh-hant-tw/page/", nil, ""); got != "en" {
+		t.Errorf("before 4.1: %q, want the default en", got)
+	}
+	s.ThreePartPrefixes = true
+	for path, want := range map[string]string{"/zh-hant-tw/page/": "zh-hant", "/zh-hant/": "zh-hant", "/zh-hant-tw-x/": "en"} {
+		if got := engine.NewLocale(s).Language(path, nil, ""); got != want {
+			t.Errorf("4.1, %s: %q, want %q", path, got, want)
+		}
+	}
+}

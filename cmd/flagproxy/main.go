@@ -200,7 +200,7 @@ func serve(ctx context.Context, c *Config, log *slog.Logger, ready func(proxyAdd
 		Snapshots:       &store,
 		Subjects:        subjects,
 		Overrider:       overrider,
-		Locale:          c.django.Locale(),
+		Locale:          c.django.Locale(cmp.Or(c.DjangoVersion, c.django.DjangoVersion)),
 		TrustedProxies:  c.trusted,
 		StaleAfter:      c.StaleAfter,
 		SigningKey:      signingKey,

@@ -9,6 +9,7 @@ import (
 	"os"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/flagproxy/flagproxy/engine"
@@ -284,9 +285,10 @@ func decodeSetting(m json.RawMessage, k settingKind) (any, error) {
 const localeMiddlewarePath = "django.middleware.locale.LocaleMiddleware"
 
 // Locale returns the derivation of request.LANGUAGE_CODE these settings
-// describe, or nil when the site does not install LocaleMiddleware (Django
-// then sets no LANGUAGE_CODE, and waffle's languages column never matches).
-func (s *DjangoSettings) Locale() *engine.Locale {
+// describe for the given Django version ("" for the newest), or nil when
+// the site does not install LocaleMiddleware (Django then sets no
+// LANGUAGE_CODE, and waffle's languages column never matches).
+func (s *DjangoSettings) Locale(djangoVersion string) *engine.Locale {
 	on := s.LocaleMiddleware
 	if !s.localeMiddleware {
 		on = slices.Contains(s.Middleware, localeMiddlewarePath)
@@ -306,7 +308,24 @@ func (s *DjangoSettings) Locale() *engine.Locale {
 		CookieName:            s.LanguageCookieName,
 		Patterns:              s.I18NPatterns,
 		PrefixDefaultLanguage: s.PrefixDefaultLanguage,
+		ThreePartPrefixes:     djangoAtLeast(djangoVersion, 4, 1),
 	})
+}
+
+// djangoAtLeast reports whether version ("major.minor[.patch]") is at least
+// major.minor. An empty or unreadable version counts as the newest: the
+// session checks report a bad one.
+func djangoAtLeast(version string, major, minor int) bool {
+	parts := strings.SplitN(version, ".", 3)
+	if len(parts) < 2 {
+		return true
+	}
+	ma, err1 := strconv.Atoi(parts[0])
+	mi, err2 := strconv.Atoi(parts[1])
+	if err1 != nil || err2 != nil {
+		return true
+	}
+	return ma > major || ma == major && mi >= minor
 }
 
 // djangoLanguages returns the default of Django's LANGUAGES setting

@@ -77,7 +77,7 @@ func TestLocaleFromSettings(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			l := s.Locale()
+			l := s.Locale("3.2")
 			if tc.want == "" {
 				if l != nil {
 					t.Errorf("Locale() = %v, want nil", l)
@@ -145,6 +145,14 @@ func TestSigningKeyFromSettings(t *testing.T) {
 		if _, err := loadDjangoSettings(writeSettings(t, `{"FLAGPROXY_SIGNING_KEY": `+bad+`}`)); err == nil ||
 			!strings.Contains(err.Error(), "FLAGPROXY_SIGNING_KEY") {
 			t.Errorf("FLAGPROXY_SIGNING_KEY %s: error %v", bad, err)
+		}
+	}
+}
+
+func TestDjangoAtLeast(t *testing.T) {
+	for v, want := range map[string]bool{"3.2.25": false, "4.0": false, "4.1": true, "4.2.7": true, "5.0": true, "": true, "x.y": true} {
+		if got := djangoAtLeast(v, 4, 1); got != want {
+			t.Errorf("djangoAtLeast(%q, 4, 1) = %v", v, got)
 		}
 	}
 }
