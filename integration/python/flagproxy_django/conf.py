@@ -51,8 +51,9 @@ def signature_max_age():
     return value
 
 
-def middleware_installed(base):
-    """Whether some MIDDLEWARE entry is the class ``base`` or a subclass.
+def middleware_installed(base, overriding=None):
+    """Whether some MIDDLEWARE entry is the class ``base`` or a subclass; with
+    ``overriding``, only a subclass that overrides that method counts.
 
     Entries that cannot be imported are skipped: Django reports them.
     """
@@ -61,6 +62,8 @@ def middleware_installed(base):
             cls = import_string(path)
         except ImportError:
             continue
-        if isinstance(cls, type) and issubclass(cls, base):
+        if not (isinstance(cls, type) and issubclass(cls, base)):
+            continue
+        if overriding is None or getattr(cls, overriding) is not getattr(base, overriding):
             return True
     return False

@@ -16,9 +16,9 @@ The contract (flagproxy's ``proxy`` package documentation) in short:
   hex is HMAC-SHA256(key, ``"<t>.<X-Flagproxy-Flags value>"``). In the large
   form the pointer object is what is signed; its digest covers the parts.
 
-:func:`read_flags` checks all of this, as flagproxy's Go reader
-(``proxy.Decode``) does, and raises :class:`HeaderError` saying why a
-header is not accepted.
+:func:`read_flags` checks all of this (flagproxy's Go reader,
+``proxy.Decode``, makes the same checks except the signature's) and raises
+:class:`HeaderError` saying why a header is not accepted.
 """
 import base64
 import gzip

@@ -140,6 +140,9 @@ def collect():
                          'give flagproxy the key with --signing-key')
 
     data['FLAGPROXY_LOCALE_MIDDLEWARE'] = middleware_installed(LocaleMiddleware)
+    if middleware_installed(LocaleMiddleware, overriding='process_request'):
+        notes.append('a subclass of LocaleMiddleware in MIDDLEWARE overrides process_request: flagproxy '
+                     'derives LANGUAGE_CODE with the stock rules, so waffle\'s languages column may differ')
     if settings.USE_I18N:
         data['FLAGPROXY_AVAILABLE_LANGUAGES'] = [code for code, _ in data['LANGUAGES'] if check_for_language(code)]
     urlconf = getattr(settings, 'ROOT_URLCONF', None)

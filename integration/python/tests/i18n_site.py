@@ -10,4 +10,11 @@ class SiteLocaleMiddleware(LocaleMiddleware):
     """A site's own LocaleMiddleware."""
 
 
+class RulesLocaleMiddleware(LocaleMiddleware):
+    """A LocaleMiddleware with its own rules for the language."""
+
+    def process_request(self, request):
+        super().process_request(request)
+
+
 urlpatterns = i18n_patterns(path('report/', views.report), prefix_default_language=False)

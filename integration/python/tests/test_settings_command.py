@@ -169,6 +169,16 @@ class OutputTests(SimpleTestCase):
         self.assertIs(data['FLAGPROXY_I18N_PATTERNS'], True)
         self.assertIs(data['FLAGPROXY_PREFIX_DEFAULT_LANGUAGE'], False)
 
+    @override_settings(MIDDLEWARE=['tests.i18n_site.RulesLocaleMiddleware'])
+    def test_locale_middleware_with_its_own_rules(self):
+        out, err = run_command()
+        self.assertIs(json.loads(out)['FLAGPROXY_LOCALE_MIDDLEWARE'], True)
+        self.assertIn('overrides process_request', err)
+
+    @override_settings(MIDDLEWARE=['tests.i18n_site.SiteLocaleMiddleware'])
+    def test_locale_middleware_subclass_without_rules_of_its_own(self):
+        self.assertNotIn('overrides process_request', run_command()[1])
+
     @override_settings(MIDDLEWARE=['django.middleware.locale.LocaleMiddleware'])
     def test_locale_middleware(self):
         self.assertIs(json.loads(run_command()[0])['FLAGPROXY_LOCALE_MIDDLEWARE'], True)

@@ -7,8 +7,8 @@ from django.core.management.base import BaseCommand, CommandError
 
 from flagproxy_django.proxy_settings import SettingsError, collect
 
-SECRET_NOTE = ('The flagproxy settings file holds SECRET_KEY (and SECRET_KEY_FALLBACKS): keep it as private '
-               'as the site\'s settings.')
+SECRET_NOTE = ('The flagproxy settings file holds SECRET_KEY (and SECRET_KEY_FALLBACKS, FLAGPROXY_SIGNING_KEY): '
+               'keep it as private as the site\'s settings.')
 
 
 class Command(BaseCommand):
