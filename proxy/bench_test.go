@@ -13,9 +13,9 @@ import (
 	"github.com/flagproxy/flagproxy/engine"
 )
 
-// benchSnapshot has 50 flags of every source (waffle percentages, testing
-// flags and plain ones, feature-flipper features, FeatureFlag keys), 10
-// switches and 5 samples.
+// benchSnapshot has 50 flags of every source (waffle percentages, some
+// with languages, testing flags and plain ones, feature-flipper features,
+// FeatureFlag keys), 10 switches and 5 samples.
 func benchSnapshot(tb testing.TB) *engine.Snapshot {
 	d := engine.Data{Sources: []engine.Source{engine.SourceWaffle, engine.SourceFeatureFlipper, engine.SourceFeatureFlag}}
 	for i := range 30 {
@@ -23,6 +23,9 @@ func benchSnapshot(tb testing.TB) *engine.Snapshot {
 		switch i % 3 {
 		case 0:
 			f.Percent = engine.PercentOf(int32(100 + 10*i))
+			if i%9 == 0 {
+				f.Languages = "fr, de"
+			}
 		case 1:
 			f.Testing = true
 		case 2:
@@ -62,14 +65,16 @@ func (w *discardWriter) WriteHeader(int)             {}
 // BenchmarkServeHTTP measures one proxied request against an in-process
 // upstream: "reverseproxy" is a bare httputil.ReverseProxy (with the same
 // buffer pool), "flagproxy" the whole Proxy with metrics, so the difference
-// is flagproxy's overhead. The request sets a waffle testing parameter and
-// a dwf_ cookie; the response gets 11 Set-Cookie lines.
+// is flagproxy's overhead. The request sets a waffle testing parameter, a
+// dwf_ cookie and Accept-Language (the site has LocaleMiddleware); the
+// response gets 11 Set-Cookie lines.
 func BenchmarkServeHTTP(b *testing.B) {
 	upstream, _ := url.Parse("http://django.test")
 	req := httptest.NewRequest(http.MethodGet, "http://django.test/page?dwft_waffle_flag_01=1&q=x", nil)
 	req.Header.Set("Cookie", "sessionid=abcdefgh12345678; dwf_waffle_flag_00=True; csrftoken=x")
 	req.Header.Set("User-Agent", "bench")
 	req.Header.Set("Accept", "text/html")
+	req.Header.Set("Accept-Language", "fr-CA,fr;q=0.9,en-US;q=0.8,en;q=0.7")
 	run := func(b *testing.B, h http.Handler) {
 		w := &discardWriter{h: http.Header{}}
 		b.ReportAllocs()
@@ -90,6 +95,8 @@ func BenchmarkServeHTTP(b *testing.B) {
 		p, err := New(Config{
 			Upstream: upstream, Snapshots: store, Transport: stubTransport{},
 			Registerer: prometheus.NewRegistry(), Rand: fixedRand(0.5), Now: testNow,
+			Locale: engine.NewLocale(engine.LocaleSettings{I18N: true, LanguageCode: "en-us",
+				Languages: []string{"en", "en-us", "fr", "de"}, CookieName: "django_language"}),
 		})
 		if err != nil {
 			b.Fatal(err)
