@@ -82,18 +82,16 @@ func (l *Locale) Language(path string, cookies Values, acceptLanguage string) st
 	if !l.s.I18N {
 		return l.s.LanguageCode
 	}
-	fromPath, pathOK := l.fromPath(path)
-	var lang string
-	switch {
-	case l.s.Patterns && pathOK:
-		lang = fromPath
-	case l.s.Patterns && !l.s.PrefixDefaultLanguage:
-		// No prefix in the path: the default language wins outright.
-		lang = l.s.LanguageCode
-	default:
-		lang = l.fromRequest(cookies, acceptLanguage)
+	if l.s.Patterns {
+		if lang, ok := l.fromPath(path); ok {
+			return toLanguage(lang)
+		}
+		if !l.s.PrefixDefaultLanguage {
+			// No prefix in the path: the default language wins outright.
+			return toLanguage(l.s.LanguageCode)
+		}
 	}
-	return toLanguage(lang)
+	return toLanguage(l.fromRequest(cookies, acceptLanguage))
 }
 
 // fromRequest is get_language_from_request after its path check.
