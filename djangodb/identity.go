@@ -78,7 +78,9 @@ type versionRules struct {
 	legacySessionData bool
 }
 
-func parseVersion(v string) (major, minor, patch int, err error) {
+// ParseVersion reads a Django version, "major.minor[.patch]", of 3.2 to
+// 6.x; "" means the newest rules flagproxy knows (6.1).
+func ParseVersion(v string) (major, minor, patch int, err error) {
 	if v == "" {
 		return 6, 1, 0, nil
 	}
@@ -102,7 +104,7 @@ func parseVersion(v string) (major, minor, patch int, err error) {
 }
 
 func rulesFor(c SessionConfig) (versionRules, error) {
-	major, minor, patch, err := parseVersion(c.DjangoVersion)
+	major, minor, patch, err := ParseVersion(c.DjangoVersion)
 	if err != nil {
 		return versionRules{}, err
 	}

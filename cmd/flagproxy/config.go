@@ -97,7 +97,7 @@ func newFlagSet(name string, c *Config, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&c.Sources, "sources", "auto", "flag sources to read: auto (every source whose tables exist) or a comma-separated list of waffle, featureflipper, featureflag")
 	fs.StringVar(&c.TrustedProxies, "trusted-proxies", "", "comma-separated `CIDRs` of proxies in front of flagproxy whose X-Forwarded-* headers are kept")
 	fs.StringVar(&c.SigningKey, "signing-key", "", "if set, sign the flags header with HMAC-SHA256 (X-Flagproxy-Signature) (default: FLAGPROXY_SIGNING_KEY from --django-settings)")
-	fs.StringVar(&c.DjangoVersion, "django-version", "", "the site's Django `version` (3.2 to 6.x), which decides the session formats accepted (default: DJANGO_VERSION from --django-settings, else the newest rules)")
+	fs.StringVar(&c.DjangoVersion, "django-version", "", "the site's Django `version` (3.2 to 6.x), which decides the session formats accepted and, from 4.1, three-part language prefixes in URLs (default: DJANGO_VERSION from --django-settings, else the newest rules)")
 	fs.DurationVar(&c.IdentityTTL, "identity-cache-ttl", djangodb.DefaultIdentityTTL, "how long a visitor's identity is reused; a logout, password change, deactivation or permission change shows within this time")
 	fs.IntVar(&c.IdentityEntries, "identity-cache-entries", djangodb.DefaultIdentityEntries, "sessions kept in the identity cache (and, separately, rejected session values)")
 	fs.Float64Var(&c.IdentityLookups, "identity-lookups-per-second", djangodb.DefaultIdentityLookupsPerSec, "database lookups for sessions not in the cache; beyond it such visitors are served as anonymous")

@@ -9,9 +9,9 @@ import (
 	"os"
 	"slices"
 	"sort"
-	"strconv"
 	"strings"
 
+	"github.com/flagproxy/flagproxy/djangodb"
 	"github.com/flagproxy/flagproxy/engine"
 )
 
@@ -312,20 +312,12 @@ func (s *DjangoSettings) Locale(djangoVersion string) *engine.Locale {
 	})
 }
 
-// djangoAtLeast reports whether version ("major.minor[.patch]") is at least
-// major.minor. An empty or unreadable version counts as the newest: the
-// session checks report a bad one.
+// djangoAtLeast reports whether version is at least major.minor. An empty
+// or unreadable version counts as the newest: the session checks report a
+// bad one.
 func djangoAtLeast(version string, major, minor int) bool {
-	parts := strings.SplitN(version, ".", 3)
-	if len(parts) < 2 {
-		return true
-	}
-	ma, err1 := strconv.Atoi(parts[0])
-	mi, err2 := strconv.Atoi(parts[1])
-	if err1 != nil || err2 != nil {
-		return true
-	}
-	return ma > major || ma == major && mi >= minor
+	ma, mi, _, err := djangodb.ParseVersion(version)
+	return err != nil || ma > major || ma == major && mi >= minor
 }
 
 // djangoLanguages returns the default of Django's LANGUAGES setting
