@@ -64,6 +64,9 @@ type SessionConfig struct {
 	UseTZ                  bool // USE_TZ: how SQLite stores expire_date
 	TimeZone               *time.Location
 	AuthUserModel          string // AUTH_USER_MODEL, "app_label.ModelName"
+	// UsernameField is the user model's USERNAME_FIELD column; its value
+	// becomes Subject.Username. Default "username".
+	UsernameField          string
 	AuthenticationBackends []string
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
@@ -177,6 +180,7 @@ type userShape struct {
 	uuid                                  bool
 	int32Key                              bool // PostgreSQL integer (not bigint) id
 	hasActive, hasStaff, hasSuper, hasGrp bool
+	hasUsername                           bool
 }
 
 // NewIdentities checks cfg (see SessionConfig) and returns an Identities.
@@ -240,6 +244,9 @@ func (c SessionConfig) withDefaults() SessionConfig {
 	if c.AuthUserModel == "" {
 		c.AuthUserModel = "auth.User"
 	}
+	if c.UsernameField == "" {
+		c.UsernameField = "username"
+	}
 	if c.AuthenticationBackends == nil {
 		c.AuthenticationBackends = []string{backendModel}
 	}
@@ -271,6 +278,9 @@ func (c SessionConfig) Validate() error {
 	}
 	if c.CookieAge < 0 {
 		errs = append(errs, fmt.Errorf("SESSION_COOKIE_AGE %v is negative", c.CookieAge))
+	}
+	if !identifier.MatchString(c.UsernameField) {
+		errs = append(errs, fmt.Errorf("FLAGPROXY_USERNAME_FIELD %q is not a plain column name", c.UsernameField))
 	}
 	return errors.Join(errs...)
 }
@@ -473,7 +483,7 @@ func (ids *Identities) user(ctx context.Context, session map[string]any) (engine
 // subject builds the logged-in subject of user pk: its flags, groups and
 // (when a ModelBackend-like backend is configured) permissions.
 func (ids *Identities) subject(ctx context.Context, shape *userShape, pk string, u userRow) (engine.Subject, error) {
-	s := engine.Subject{UserID: pk, Authenticated: true, Active: u.active, Staff: u.staff, Superuser: u.superuser}
+	s := engine.Subject{UserID: pk, Username: u.username, Authenticated: true, Active: u.active, Staff: u.staff, Superuser: u.superuser}
 	var err error
 	if s.Groups, err = ids.groups(ctx, shape, pk); err != nil {
 		return engine.Anonymous, err
@@ -484,6 +494,30 @@ func (ids *Identities) subject(ctx context.Context, shape *userShape, pk string,
 		}
 	}
 	return s, nil
+}
+
+// User returns the subject of the user whose primary key is pk, as a
+// session of that user would make it (callers that name a user rather than
+// send a cookie: explain, OFREP). An unknown user, or an inactive one where
+// the ModelBackend would refuse it, is anonymous.
+func (ids *Identities) User(ctx context.Context, pk string) (engine.Subject, error) {
+	shape, err := ids.userShape(ctx)
+	if err != nil {
+		return engine.Anonymous, err
+	}
+	pk, ok := toPK(pk, shape.uuid)
+	if !ok {
+		return engine.Anonymous, nil
+	}
+	u, found, err := ids.userRow(ctx, shape, pk)
+	if err != nil || !found {
+		return engine.Anonymous, err
+	}
+	if !u.active && (ids.backends[backendModel] || ids.backends[backendRemote]) &&
+		!ids.backends[backendAllowAll] && !ids.backends[backendAllowAllRemote] {
+		return engine.Anonymous, nil
+	}
+	return ids.subject(ctx, shape, pk, u)
 }
 
 func (ids *Identities) hashMatches(h, password string) bool {

@@ -32,6 +32,7 @@ func (ids *Identities) userShape(ctx context.Context) (*userShape, error) {
 		hasStaff:  slices.Contains(cols, "is_staff"),
 		hasSuper:  slices.Contains(cols, "is_superuser"),
 	}
+	s.hasUsername = slices.Contains(cols, ids.cfg.UsernameField)
 	if !slices.Contains(cols, "id") || !slices.Contains(cols, "password") {
 		return nil, fmt.Errorf("%w: user table %s lacks id or password", ErrSchema, ids.tables.user)
 	}
@@ -59,6 +60,7 @@ func (ids *Identities) userShape(ctx context.Context) (*userShape, error) {
 
 type userRow struct {
 	password                 string
+	username                 string
 	active, staff, superuser bool
 }
 
@@ -89,11 +91,16 @@ func (ids *Identities) userRow(ctx context.Context, shape *userShape, pk string)
 		}
 		return absent + " AS " + name
 	}
-	q := fmt.Sprintf(`SELECT password, %s, %s, %s FROM %s WHERE id = ?`,
-		col(shape.hasActive, "is_active", "1"), col(shape.hasStaff, "is_staff", "0"), col(shape.hasSuper, "is_superuser", "0"),
+	username := "''"
+	if shape.hasUsername {
+		username = quote(ids.cfg.UsernameField)
+	}
+	q := fmt.Sprintf(`SELECT password, %s AS flagproxy_username, %s, %s, %s FROM %s WHERE id = ?`,
+		username, col(shape.hasActive, "is_active", "1"), col(shape.hasStaff, "is_staff", "0"), col(shape.hasSuper, "is_superuser", "0"),
 		quote(ids.tables.user))
 	var r struct {
 		Password  text   `db:"password"`
+		Username  text   `db:"flagproxy_username"`
 		Active    pyBool `db:"is_active"`
 		Staff     pyBool `db:"is_staff"`
 		Superuser pyBool `db:"is_superuser"`
@@ -108,7 +115,8 @@ func (ids *Identities) userRow(ctx context.Context, shape *userShape, pk string)
 	if r.Password.Invalid != "" {
 		return userRow{}, false, nil
 	}
-	return userRow{password: r.Password.String, active: r.Active.Bool, staff: r.Staff.Bool, superuser: r.Superuser.Bool}, true, nil
+	return userRow{password: r.Password.String, username: r.Username.String,
+		active: r.Active.Bool, staff: r.Staff.Bool, superuser: r.Superuser.Bool}, true, nil
 }
 
 func (ids *Identities) groups(ctx context.Context, shape *userShape, pk string) ([]int64, error) {

@@ -50,6 +50,10 @@ type Config struct {
 	FeatureFlagApp string
 	// Waffle holds the WAFFLE_* settings that go into every snapshot.
 	Waffle engine.WaffleSettings
+	// DjangoFlags holds django-flags' FLAGS and the settings its
+	// conditions depend on; the zero value means
+	// engine.DefaultDjangoFlagsSettings.
+	DjangoFlags engine.DjangoFlagsSettings
 	// QueryTimeout bounds one whole load.
 	QueryTimeout time.Duration
 	Logger       *slog.Logger
@@ -76,6 +80,9 @@ func (c *Config) resolve() (tables, error) {
 	if c.Waffle == (engine.WaffleSettings{}) {
 		c.Waffle = engine.DefaultWaffleSettings()
 	}
+	if c.DjangoFlags.IsZero() {
+		c.DjangoFlags = engine.DefaultDjangoFlagsSettings()
+	}
 	var errs []error
 	model := func(setting, v string) (table, name string) {
 		app, name, ok := strings.Cut(v, ".")
@@ -99,13 +106,11 @@ func (c *Config) resolve() (tables, error) {
 		}
 	}
 	for _, s := range c.Sources {
-		switch s {
-		case engine.SourceWaffle, engine.SourceFeatureFlipper, engine.SourceFeatureFlag:
-		default:
-			errs = append(errs, fmt.Errorf("unknown source %q (known: waffle, featureflipper, featureflag)", s))
+		if !engine.IsKnownSource(s) {
+			errs = append(errs, fmt.Errorf("unknown source %q (known: %s)", s, knownSources()))
 		}
 	}
-	if _, err := engine.NewSnapshot(engine.Data{Waffle: c.Waffle}); err != nil {
+	if _, err := engine.NewSnapshot(engine.Data{Sources: engine.KnownSources(), Waffle: c.Waffle, DjangoFlags: c.DjangoFlags}); err != nil {
 		errs = append(errs, err)
 	}
 	return t, errors.Join(errs...)
@@ -158,16 +163,16 @@ type tx interface {
 	SelectContext(ctx context.Context, dest any, query string, args ...any) error
 }
 
-// Load reads every source in one read-only transaction and builds a
-// snapshot. Rows that Django itself could not load are left out and logged
-// (once per distinct set of problems).
-func (l *Loader) Load(ctx context.Context) (*engine.Snapshot, error) {
+// Load reads every source in one read-only transaction and returns its
+// rows with the configured settings. Rows that Django itself could not load
+// are left out and logged (once per distinct set of problems).
+func (l *Loader) Load(ctx context.Context) (engine.Data, error) {
 	data, problems, err := l.data(ctx)
 	if err != nil {
-		return nil, err
+		return engine.Data{}, err
 	}
 	l.report(problems)
-	return engine.NewSnapshot(data)
+	return data, nil
 }
 
 // data reads the rows of every source in one read-only transaction.
@@ -180,7 +185,7 @@ func (l *Loader) data(ctx context.Context) (engine.Data, []string, error) {
 	}
 	defer t.Rollback() //nolint:errcheck // read-only: nothing to keep
 	data, problems, err := l.read(ctx, t)
-	data.Waffle = l.cfg.Waffle
+	data.Waffle, data.DjangoFlags = l.cfg.Waffle, l.cfg.DjangoFlags
 	return data, problems, err
 }
 
@@ -250,7 +255,54 @@ func (l *Loader) read(ctx context.Context, t tx) (engine.Data, []string, error) 
 		}
 		problems = append(problems, p...)
 	}
+	if ok, err := want(engine.SourceDjangoFlags, flagStateTable); err != nil {
+		return d, nil, err
+	} else if ok {
+		p, err := readFlagStates(ctx, t, &d)
+		if err != nil {
+			return d, nil, err
+		}
+		problems = append(problems, p...)
+	}
 	return d, problems, nil
+}
+
+// flagStateTable is django-flags' FlagState table.
+const flagStateTable = "flags_flagstate"
+
+// readFlagStates reads flags_flagstate whole, as django-flags does on every
+// check. The library does not order the rows; ordering by id keeps the
+// snapshot version steady, and no decision depends on the order.
+func readFlagStates(ctx context.Context, t tx, d *engine.Data) ([]string, error) {
+	var rows []flagStateRow
+	q := `SELECT id, name, "condition", "value", required FROM ` + flagStateTable + ` ORDER BY id`
+	if err := t.SelectContext(ctx, &rows, q); err != nil {
+		return nil, readErr(flagStateTable, err)
+	}
+	var problems []string
+	for _, r := range rows {
+		bad := cmp.Or(r.Name.Invalid, r.Condition.Invalid, r.Value.Invalid)
+		if bad == "" && !r.Required.Valid {
+			bad = "NULL required"
+		}
+		if bad != "" {
+			problems = append(problems, fmt.Sprintf("%s id %d: %s", flagStateTable, r.ID, bad))
+			continue
+		}
+		d.FlagStates = append(d.FlagStates, engine.FlagState{
+			Name: r.Name.String, Condition: r.Condition.String, Value: r.Value.String, Required: r.Required.Bool,
+		})
+	}
+	return problems, nil
+}
+
+// knownSources lists the sources a Config may name.
+func knownSources() string {
+	var names []string
+	for _, s := range engine.KnownSources() {
+		names = append(names, string(s))
+	}
+	return strings.Join(names, ", ")
 }
 
 func (l *Loader) readWaffle(ctx context.Context, t tx, tables map[string]struct{}, d *engine.Data) ([]string, error) {

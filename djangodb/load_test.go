@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
@@ -52,7 +53,7 @@ func runLoaderContract(t *testing.T, db *testDB) {
 	}
 	a, b := strconv.FormatInt(alice, 10), strconv.FormatInt(bob, 10)
 	want := engine.Data{
-		Sources: []engine.Source{engine.SourceWaffle, engine.SourceFeatureFlipper, engine.SourceFeatureFlag},
+		Sources: []engine.Source{engine.SourceWaffle, engine.SourceFeatureFlipper, engine.SourceFeatureFlag, engine.SourceDjangoFlags},
 		WaffleFlags: []engine.WaffleFlag{
 			{Name: "f_everyone", Everyone: engine.Yes, Superusers: true},
 			{Name: "f_default", Superusers: true},
@@ -64,29 +65,21 @@ func runLoaderContract(t *testing.T, db *testDB) {
 		Features:     []engine.Feature{{Name: "search", Enabled: true}, {Name: "beta-ui"}},
 		FeatureFlags: []engine.FeatureFlag{{Key: "new-checkout", Enabled: true, RolloutPercent: 30, AllowedUsers: []string{a}}, {Key: "off-flag", RolloutPercent: 150}},
 		Waffle:       engine.DefaultWaffleSettings(),
+		DjangoFlags:  engine.DefaultDjangoFlagsSettings(),
 	}
-	if diff := cmp.Diff(want, got, cmpopts.EquateEmpty()); diff != "" {
+	if diff := cmp.Diff(want, got, cmpopts.EquateEmpty(), cmp.Comparer(sameLocation)); diff != "" {
 		t.Errorf("loaded data mismatch (-want +got):\n%s", diff)
 	}
 
 	// The snapshot version follows the content: the same rows give the
 	// same version, a committed UPDATE a new one.
-	s1, err := l.Load(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s2, err := l.Load(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s1 := loadSnapshot(t, l)
+	s2 := loadSnapshot(t, l)
 	if s1.Version() != s2.Version() {
 		t.Errorf("unchanged rows: version %s then %s", s1.Version(), s2.Version())
 	}
 	db.Exec(t, `UPDATE waffle_flag SET everyone = ? WHERE id = ?`, false, everyone)
-	s3, err := l.Load(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s3 := loadSnapshot(t, l)
 	if s3.Version() == s1.Version() {
 		t.Errorf("after UPDATE the version is still %s", s3.Version())
 	}
@@ -107,6 +100,20 @@ func runLoaderContract(t *testing.T, db *testDB) {
 	if diff := cmp.Diff([]string{a}, got.WaffleFlags[3].Users); diff != "" {
 		t.Errorf("users after delete (-want +got):\n%s", diff)
 	}
+}
+
+// loadSnapshot loads through l and builds the snapshot, as the poller does.
+func loadSnapshot(t *testing.T, l *Loader) *engine.Snapshot {
+	t.Helper()
+	data, err := l.Load(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := engine.NewSnapshot(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }
 
 func sortedIDs(ids ...string) []string {
@@ -238,3 +245,5 @@ func TestLoaderIsReadOnly(t *testing.T) {
 		}
 	})
 }
+
+func sameLocation(a, b *time.Location) bool { return a.String() == b.String() }

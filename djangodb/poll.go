@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -25,14 +26,29 @@ type Sink interface {
 	Publish(s *engine.Snapshot, at time.Time)
 }
 
-// SnapshotLoader loads one snapshot; *Loader is one.
-type SnapshotLoader interface {
-	Load(ctx context.Context) (*engine.Snapshot, error)
+// DataLoader reads the rows and settings of one snapshot; *Loader is one.
+type DataLoader interface {
+	Load(ctx context.Context) (engine.Data, error)
+}
+
+// Status is what a Poller has seen, for the status page.
+type Status struct {
+	// LastSuccess is when the last load succeeded; zero before the first.
+	LastSuccess time.Time
+	// LastError is the last failed load's error, and LastErrorAt its time;
+	// they stay set after a recovery.
+	LastError   string
+	LastErrorAt time.Time
+	// FailingSince is when the current run of failures began; zero while
+	// loads succeed.
+	FailingSince time.Time
+	// Version is the version of the last snapshot published.
+	Version string
 }
 
 // PollerConfig configures a Poller.
 type PollerConfig struct {
-	Loader   SnapshotLoader
+	Loader   DataLoader
 	Sink     Sink
 	Interval time.Duration
 	// JitterKey (for example the host name and listen address) sets a
@@ -52,6 +68,10 @@ type Poller struct {
 	loads    prometheus.Counter
 	failures prometheus.Counter
 	duration prometheus.Histogram
+	problems prometheus.Gauge
+
+	mu     sync.Mutex
+	status Status
 }
 
 // NewPoller checks cfg and returns a Poller.
@@ -94,8 +114,12 @@ func NewPoller(cfg PollerConfig) (*Poller, error) {
 		Help:    "Time taken by one snapshot load.",
 		Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
 	})
+	p.problems = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "flagproxy_snapshot_flag_problems",
+		Help: "Flags of the current snapshot whose library would raise when they are checked (they are decided off).",
+	})
 	if r := cfg.Registerer; r != nil {
-		for _, c := range []prometheus.Collector{p.loads, p.failures, p.duration} {
+		for _, c := range []prometheus.Collector{p.loads, p.failures, p.duration, p.problems} {
 			if err := r.Register(c); err != nil {
 				return nil, fmt.Errorf("register metrics: %w", err)
 			}
@@ -104,53 +128,18 @@ func NewPoller(cfg PollerConfig) (*Poller, error) {
 	return p, nil
 }
 
+// Status returns what the poller has seen so far.
+func (p *Poller) Status() Status {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.status
+}
+
 // Run loads a snapshot at once, then once per interval, until ctx is done.
 // It returns nil when ctx is canceled; load errors never stop it.
 func (p *Poller) Run(ctx context.Context) error {
-	var failingSince, lastLogged time.Time
-	var version string
-	poll := func() {
-		start := time.Now()
-		snap, err := p.cfg.Loader.Load(ctx)
-		p.loads.Inc()
-		p.duration.Observe(time.Since(start).Seconds())
-		if err != nil {
-			if ctx.Err() != nil {
-				return
-			}
-			p.failures.Inc()
-			now := time.Now()
-			if failingSince.IsZero() {
-				failingSince = now
-			}
-			if lastLogged.IsZero() || now.Sub(lastLogged) >= failureLogEvery {
-				lastLogged = now
-				p.log.Error("snapshot load failed; keeping the last good snapshot",
-					"error", err, "failing_for", now.Sub(failingSince).Round(time.Millisecond))
-			}
-			return
-		}
-		if !failingSince.IsZero() {
-			p.log.Info("snapshot loads recovered", "failed_for", time.Since(failingSince).Round(time.Millisecond))
-			failingSince, lastLogged = time.Time{}, time.Time{}
-		}
-		p.cfg.Sink.Publish(snap, time.Now())
-		if snap.Version() != version {
-			version = snap.Version()
-			p.log.Info("snapshot loaded", "snapshot_version", version,
-				"flags", snap.NumFlags(), "switches", snap.NumSwitches(), "samples", snap.NumSamples(),
-				"conflicts", len(snap.Conflicts()))
-			if len(snap.Sources()) == 0 {
-				p.log.Warn("no flag tables found (waffle_flag, featureflipper_feature, <app>_featureflag): is --database the site's database, and are the apps migrated?")
-			}
-			for _, c := range snap.Conflicts() {
-				p.log.Warn("flag defined by more than one source; it is off until one is removed",
-					"flag", c.Name, "sources", c.Sources)
-			}
-		}
-	}
-
-	poll()
+	var lastLogged time.Time
+	p.poll(ctx, &lastLogged)
 	timer := time.NewTimer(p.offset + p.cfg.Interval)
 	defer timer.Stop()
 	for {
@@ -158,8 +147,89 @@ func (p *Poller) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-timer.C:
-			poll()
+			p.poll(ctx, &lastLogged)
 			timer.Reset(p.cfg.Interval)
 		}
 	}
+}
+
+// poll loads and builds one snapshot and publishes it.
+func (p *Poller) poll(ctx context.Context, lastLogged *time.Time) {
+	start := time.Now()
+	snap, err := p.load(ctx)
+	p.loads.Inc()
+	p.duration.Observe(time.Since(start).Seconds())
+	if err != nil {
+		if ctx.Err() == nil {
+			p.failed(err, lastLogged)
+		}
+		return
+	}
+	now := time.Now()
+	p.mu.Lock()
+	failingSince, prev := p.status.FailingSince, p.status.Version
+	p.status.LastSuccess, p.status.FailingSince, p.status.Version = now, time.Time{}, snap.Version()
+	p.mu.Unlock()
+	if !failingSince.IsZero() {
+		p.log.Info("snapshot loads recovered", "failed_for", now.Sub(failingSince).Round(time.Millisecond))
+		*lastLogged = time.Time{}
+	}
+	p.cfg.Sink.Publish(snap, now)
+	if snap.Version() != prev {
+		p.announce(snap)
+	}
+}
+
+// load reads the data and builds the snapshot from it.
+func (p *Poller) load(ctx context.Context) (*engine.Snapshot, error) {
+	data, err := p.cfg.Loader.Load(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return engine.NewSnapshot(data)
+}
+
+// failed records a failed load and logs it at most once per
+// failureLogEvery.
+func (p *Poller) failed(err error, lastLogged *time.Time) {
+	p.failures.Inc()
+	now := time.Now()
+	p.mu.Lock()
+	if p.status.FailingSince.IsZero() {
+		p.status.FailingSince = now
+	}
+	p.status.LastError, p.status.LastErrorAt = err.Error(), now
+	since := p.status.FailingSince
+	p.mu.Unlock()
+	if lastLogged.IsZero() || now.Sub(*lastLogged) >= failureLogEvery {
+		*lastLogged = now
+		p.log.Error("snapshot load failed; keeping the last good snapshot",
+			"error", err, "failing_for", now.Sub(since).Round(time.Millisecond))
+	}
+}
+
+// announce logs a snapshot with a new version, its conflicts and the
+// problems of its rows, once.
+func (p *Poller) announce(snap *engine.Snapshot) {
+	p.log.Info("snapshot loaded", "snapshot_version", snap.Version(),
+		"flags", snap.NumFlags(), "switches", snap.NumSwitches(), "samples", snap.NumSamples(),
+		"conflicts", len(snap.Conflicts()))
+	if len(snap.Sources()) == 0 {
+		p.log.Warn("no flag tables found (waffle_flag, featureflipper_feature, <app>_featureflag, flags_flagstate): is --database the site's database, and are the apps migrated?")
+	}
+	for _, c := range snap.Conflicts() {
+		p.log.Warn("flag defined by more than one source; it is off until one is removed",
+			"flag", c.Name, "sources", c.Sources)
+	}
+	raising := 0
+	for _, pr := range snap.Problems() {
+		if pr.Raises {
+			raising++
+			p.log.Warn("the library would raise when this flag is checked; it is decided off",
+				"flag", pr.Flag, "source", pr.Source, "error", pr.Error)
+		} else {
+			p.log.Warn("flag rule flagproxy cannot reproduce", "flag", pr.Flag, "source", pr.Source, "problem", pr.Error)
+		}
+	}
+	p.problems.Set(float64(raising))
 }

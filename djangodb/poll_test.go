@@ -14,8 +14,8 @@ import (
 	"github.com/flagproxy/flagproxy/engine"
 )
 
-// fakeLoader returns the snapshots and errors queued in it, in order; the
-// last entry repeats.
+// fakeLoader returns the data and errors queued in it, in order; the last
+// entry repeats.
 type fakeLoader struct {
 	mu    sync.Mutex
 	steps []loadStep
@@ -23,29 +23,37 @@ type fakeLoader struct {
 }
 
 type loadStep struct {
-	snap *engine.Snapshot
+	data engine.Data
 	err  error
 }
 
-func (f *fakeLoader) Load(context.Context) (*engine.Snapshot, error) {
+func (f *fakeLoader) Load(context.Context) (engine.Data, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	s := f.steps[min(f.calls, len(f.steps)-1)]
 	f.calls++
-	return s.snap, s.err
+	return s.data, s.err
 }
 
-func snapshotWith(t *testing.T, on bool) *engine.Snapshot {
+// dataWith is a snapshot's data with one switch, on or off, and its version.
+func dataWith(t *testing.T, on bool) (engine.Data, string) {
 	t.Helper()
-	s, err := engine.NewSnapshot(engine.Data{
-		Sources:  []engine.Source{engine.SourceWaffle},
-		Switches: []engine.Switch{{Name: "s", Active: on}},
-		Waffle:   engine.DefaultWaffleSettings(),
-	})
+	d := engine.DefaultData()
+	d.Sources = []engine.Source{engine.SourceWaffle}
+	d.Switches = []engine.Switch{{Name: "s", Active: on}}
+	s, err := engine.NewSnapshot(d)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return s
+	return d, s.Version()
+}
+
+// version returns the published snapshot's version, "" for none.
+func version(st *engine.Store) string {
+	if s := st.Load(); s != nil {
+		return s.Version()
+	}
+	return ""
 }
 
 // TestPollerKeepsLastGoodSnapshot runs the poller in a synctest bubble: it
@@ -54,9 +62,10 @@ func snapshotWith(t *testing.T, on bool) *engine.Snapshot {
 // leaves no goroutine behind (synctest fails on a leak).
 func TestPollerKeepsLastGoodSnapshot(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		on, off := snapshotWith(t, true), snapshotWith(t, false)
+		on, onVersion := dataWith(t, true)
+		off, offVersion := dataWith(t, false)
 		boom := errors.New("database is down")
-		loader := &fakeLoader{steps: []loadStep{{snap: on}, {err: boom}, {err: boom}, {snap: off}}}
+		loader := &fakeLoader{steps: []loadStep{{data: on}, {err: boom}, {err: boom}, {data: off}}}
 		var store engine.Store
 		reg := prometheus.NewRegistry()
 		p, err := NewPoller(PollerConfig{Loader: loader, Sink: &store, Interval: time.Second, Registerer: reg})
@@ -68,24 +77,34 @@ func TestPollerKeepsLastGoodSnapshot(t *testing.T) {
 		go func() { done <- p.Run(ctx) }()
 
 		synctest.Wait()
-		if store.Load() != on {
+		if version(&store) != onVersion {
 			t.Fatal("first snapshot not published at start")
+		}
+		if st := p.Status(); st.LastSuccess.IsZero() || !st.FailingSince.IsZero() || st.Version != onVersion {
+			t.Errorf("status after the first load = %+v", st)
 		}
 		firstLoad := store.LoadedAt()
 		time.Sleep(p.offset + time.Second)
 		synctest.Wait()
 		time.Sleep(time.Second)
 		synctest.Wait()
-		if store.Load() != on || !store.LoadedAt().Equal(firstLoad) {
+		if version(&store) != onVersion || !store.LoadedAt().Equal(firstLoad) {
 			t.Errorf("after two failed loads: snapshot %p loaded at %v, want the first one kept", store.Load(), store.LoadedAt())
 		}
 		if got := testutil.ToFloat64(p.failures); got != 2 {
 			t.Errorf("load errors = %v, want 2", got)
 		}
+		st := p.Status()
+		if st.LastError != boom.Error() || st.FailingSince.IsZero() || st.LastErrorAt.Before(st.FailingSince) {
+			t.Errorf("status while failing = %+v", st)
+		}
 		time.Sleep(time.Second)
 		synctest.Wait()
-		if store.Load() != off {
+		if version(&store) != offVersion {
 			t.Error("recovered load not published")
+		}
+		if st := p.Status(); !st.FailingSince.IsZero() || st.LastError != boom.Error() || st.Version != offVersion {
+			t.Errorf("status after recovery = %+v", st)
 		}
 		if got := testutil.ToFloat64(p.loads); got != 4 {
 			t.Errorf("loads = %v, want 4", got)

@@ -57,6 +57,15 @@ type featureFlagRow struct {
 	RolloutPercent integer `db:"rollout_percent"`
 }
 
+// flagStateRow is a row of django-flags' flags_flagstate.
+type flagStateRow struct {
+	ID        int64  `db:"id"`
+	Name      text   `db:"name"`
+	Condition text   `db:"condition"`
+	Value     text   `db:"value"`
+	Required  pyBool `db:"required"`
+}
+
 // linkRow is a row of an M2M table, with its columns renamed by the query.
 type linkRow struct {
 	Owner  int64   `db:"owner"`

@@ -1,6 +1,9 @@
 package engine
 
-import "slices"
+import (
+	"slices"
+	"time"
+)
 
 // Reason says which rule produced a decision.
 type Reason string
@@ -29,6 +32,9 @@ const (
 	ReasonRollout         Reason = "rollout"        // FeatureFlag rollout_percent >= 100
 	ReasonBucket          Reason = "bucket"         // FeatureFlag deterministic bucket
 	ReasonConflict        Reason = "conflict"       // the name is defined by two sources
+	ReasonConditions      Reason = "conditions"     // django-flags conditions met
+	ReasonParameter       Reason = "parameter"      // django-flags conditions met, a parameter condition among them
+	ReasonError           Reason = "error"          // the library would raise: off (fail closed)
 	ReasonOverrideURL     Reason = "url"            // flagproxy URL override
 	ReasonOverrideSession Reason = "session"        // flagproxy session override
 )
@@ -41,7 +47,7 @@ func (r Reason) Origin() string {
 		return "url"
 	case ReasonOverrideSession:
 		return "session"
-	case ReasonOverride, ReasonTestingQuery:
+	case ReasonOverride, ReasonTestingQuery, ReasonParameter:
 		return "query"
 	case ReasonTestingHeader:
 		return "header"
@@ -81,7 +87,11 @@ type Decisions struct {
 type Subject struct {
 	// UserID is the user's primary key as text: decimal for integer keys,
 	// lower-case hyphenated for UUID keys. It is empty for anonymous visitors.
-	UserID        string
+	UserID string
+	// Username is the value of the user model's USERNAME_FIELD, as text
+	// (django-flags' user condition compares it); empty for anonymous
+	// visitors.
+	Username      string
 	Authenticated bool
 	// Active is is_active. Django's default ModelBackend never lets an
 	// inactive user log in; AllowAllUsersModelBackend does.
@@ -173,7 +183,15 @@ type Request struct {
 	// LocaleMiddleware would not set it.
 	Language    string
 	HasLanguage bool
-	Overrides   Overrides
+	// Path is request.path: the URL path percent-decoded as Django decodes
+	// it (see DjangoPath).
+	Path string
+	// RawQuery is the query string as sent, for Django's limit on the
+	// number of fields.
+	RawQuery string
+	// Now is the time of the request (django.utils.timezone.now()).
+	Now       time.Time
+	Overrides Overrides
 }
 
 // Rand is a source of uniform random numbers in [0, 1), such as

@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -48,74 +49,19 @@ const goldenDir = "testdata/evaluate"
 
 type goldenFile struct {
 	Description string                   `json:"description"`
-	Snapshot    *goldenSnapshot          `json:"snapshot,omitempty"`
+	Snapshot    goldenSnapshot           `json:"snapshot,omitempty"`
 	Subjects    map[string]goldenSubject `json:"subjects"`
 	Cases       []*goldenCase            `json:"cases"`
 }
 
-type goldenSnapshot struct {
-	Sources      []engine.Source     `json:"sources"`
-	Settings     *goldenSettings     `json:"settings,omitempty"`
-	WaffleFlags  []goldenWaffleFlag  `json:"waffle_flags,omitempty"`
-	Switches     []goldenSwitch      `json:"switches,omitempty"`
-	Samples      []goldenSample      `json:"samples,omitempty"`
-	Features     []goldenFeature     `json:"features,omitempty"`
-	FeatureFlags []goldenFeatureFlag `json:"feature_flags,omitempty"`
-}
-
-// goldenSettings names the Django settings; an absent one keeps waffle's
-// default (engine.DefaultWaffleSettings).
-type goldenSettings struct {
-	FlagDefault   *bool   `json:"WAFFLE_FLAG_DEFAULT,omitempty"`
-	SwitchDefault *bool   `json:"WAFFLE_SWITCH_DEFAULT,omitempty"`
-	SampleDefault *bool   `json:"WAFFLE_SAMPLE_DEFAULT,omitempty"`
-	Override      *bool   `json:"WAFFLE_OVERRIDE,omitempty"`
-	Cookie        *string `json:"WAFFLE_COOKIE,omitempty"`
-	TestCookie    *string `json:"WAFFLE_TEST_COOKIE,omitempty"`
-	Secure        *bool   `json:"WAFFLE_SECURE,omitempty"`
-	MaxAge        *int    `json:"WAFFLE_MAX_AGE,omitempty"`
-}
-
-// goldenWaffleFlag is a waffle_flag row. Absent columns are FALSE, NULL or
-// empty (not Django's defaults: superusers must be written when TRUE).
-type goldenWaffleFlag struct {
-	Name          string   `json:"name"`
-	Everyone      *bool    `json:"everyone,omitempty"`
-	Percent       string   `json:"percent,omitempty"`
-	Testing       bool     `json:"testing,omitempty"`
-	Superusers    bool     `json:"superusers,omitempty"`
-	Staff         bool     `json:"staff,omitempty"`
-	Authenticated bool     `json:"authenticated,omitempty"`
-	Rollout       bool     `json:"rollout,omitempty"`
-	Languages     string   `json:"languages,omitempty"`
-	Users         []string `json:"users,omitempty"`
-	Groups        []int64  `json:"groups,omitempty"`
-}
-
-type goldenSwitch struct {
-	Name   string `json:"name"`
-	Active bool   `json:"active"`
-}
-
-type goldenSample struct {
-	Name    string `json:"name"`
-	Percent string `json:"percent"`
-}
-
-type goldenFeature struct {
-	Name    string `json:"name"`
-	Enabled bool   `json:"enabled"`
-}
-
-type goldenFeatureFlag struct {
-	Key            string   `json:"key"`
-	Enabled        bool     `json:"enabled"`
-	RolloutPercent int64    `json:"rollout_percent"`
-	AllowedUsers   []string `json:"allowed_users,omitempty"`
-}
+// goldenSnapshot is engine.Data in its JSON form (see
+// testdata/evaluate/README.md). It is kept as written, so -update leaves it
+// alone.
+type goldenSnapshot = json.RawMessage
 
 type goldenSubject struct {
 	UserID        string  `json:"user_id,omitempty"`
+	Username      string  `json:"username,omitempty"`
 	Authenticated bool    `json:"authenticated,omitempty"`
 	Staff         bool    `json:"staff,omitempty"`
 	Superuser     bool    `json:"superuser,omitempty"`
@@ -127,15 +73,20 @@ type goldenCase struct {
 	Spec string `json:"spec"`
 	Note string `json:"note,omitempty"`
 	// Snapshot, when set, replaces the file's snapshot for this case.
-	Snapshot  *goldenSnapshot   `json:"snapshot,omitempty"`
-	Subject   string            `json:"subject"`
-	Query     map[string]string `json:"query,omitempty"`
-	Cookies   map[string]string `json:"cookies,omitempty"`
-	Header    map[string]string `json:"header,omitempty"`
-	Language  *string           `json:"language,omitempty"`
-	Overrides *goldenOverrides  `json:"overrides,omitempty"`
-	Rolls     []float64         `json:"rolls,omitempty"`
-	Expect    goldenExpect      `json:"expect"`
+	Snapshot goldenSnapshot    `json:"snapshot,omitempty"`
+	Subject  string            `json:"subject"`
+	Query    map[string]string `json:"query,omitempty"`
+	Cookies  map[string]string `json:"cookies,omitempty"`
+	Header   map[string]string `json:"header,omitempty"`
+	Language *string           `json:"language,omitempty"`
+	// Target is a raw request target ("/path?query"): it sets the path as
+	// Django decodes it, and the query (over Query).
+	Target string `json:"target,omitempty"`
+	// Now is the request's time, RFC 3339.
+	Now       string           `json:"now,omitempty"`
+	Overrides *goldenOverrides `json:"overrides,omitempty"`
+	Rolls     []float64        `json:"rolls,omitempty"`
+	Expect    goldenExpect     `json:"expect"`
 }
 
 type goldenOverrides struct {
@@ -187,7 +138,7 @@ func runGoldenFile(t *testing.T, path string) {
 	}
 	var fileSnap *engine.Snapshot
 	if gf.Snapshot != nil {
-		if fileSnap, err = gf.Snapshot.build(); err != nil {
+		if fileSnap, err = buildGolden(gf.Snapshot); err != nil {
 			t.Fatalf("file snapshot: %v", err)
 		}
 	}
@@ -200,7 +151,7 @@ func runGoldenFile(t *testing.T, path string) {
 		t.Run(c.Name, func(t *testing.T) {
 			snap := fileSnap
 			if c.Snapshot != nil {
-				if snap, err = c.Snapshot.build(); err != nil {
+				if snap, err = buildGolden(c.Snapshot); err != nil {
 					t.Fatalf("case snapshot: %v", err)
 				}
 			}
@@ -316,25 +267,30 @@ func runGoldenCase(t *testing.T, snap *engine.Snapshot, subj engine.Subject, c *
 
 	// The proxy leaves unparsed (nil) the inputs the snapshot says no rule
 	// reads; the decisions must not change when it does.
-	query, cookies, header, language := snap.Inputs()
-	if !query {
-		req.Query = nil
+	uses := snap.Inputs()
+	if !uses.Has(engine.InputQuery) {
+		req.Query, req.RawQuery = nil, ""
 	}
-	if !cookies {
+	if !uses.Has(engine.InputCookies) {
 		req.Cookies = nil
 	}
-	if !header {
+	if !uses.Has(engine.InputHeader) {
 		req.Header = nil
 	}
-	if !language {
+	if !uses.Has(engine.InputLanguage) {
 		req.Language, req.HasLanguage = "", false
+	}
+	if !uses.Has(engine.InputPath) {
+		req.Path = ""
+	}
+	if !uses.Has(engine.InputTime) {
+		req.Now = time.Time{}
 	}
 	rolls2 := &goldenRand{t: t, rolls: c.Rolls}
 	got2 := snap.Evaluate(req, rolls2)
 	rolls2.done()
 	if diff := cmp.Diff(got, got2); diff != "" {
-		t.Errorf("Inputs() = query %v, cookies %v, header %v, language %v, but leaving the others out changes the result (-all inputs +reported inputs):\n%s",
-			query, cookies, header, language, diff)
+		t.Errorf("Inputs() = %b, but leaving the others out changes the result (-all inputs +reported inputs):\n%s", uses, diff)
 	}
 }
 
@@ -415,97 +371,30 @@ func formatGoldenCookie(c engine.Cookie) string {
 	return s
 }
 
-func (gs *goldenSnapshot) build() (*engine.Snapshot, error) {
-	d := engine.Data{Sources: gs.Sources, Waffle: engine.DefaultWaffleSettings()}
-	if s := gs.Settings; s != nil {
-		setIf(&d.Waffle.FlagDefault, s.FlagDefault)
-		setIf(&d.Waffle.SwitchDefault, s.SwitchDefault)
-		setIf(&d.Waffle.SampleDefault, s.SampleDefault)
-		setIf(&d.Waffle.Override, s.Override)
-		setIf(&d.Waffle.Cookie, s.Cookie)
-		setIf(&d.Waffle.TestCookie, s.TestCookie)
-		setIf(&d.Waffle.Secure, s.Secure)
-		setIf(&d.Waffle.MaxAge, s.MaxAge)
-	}
-	for _, f := range gs.WaffleFlags {
-		wf := engine.WaffleFlag{
-			Name:          f.Name,
-			Testing:       f.Testing,
-			Superusers:    f.Superusers,
-			Staff:         f.Staff,
-			Authenticated: f.Authenticated,
-			Rollout:       f.Rollout,
-			Languages:     f.Languages,
-			Users:         f.Users,
-			Groups:        f.Groups,
-		}
-		if f.Everyone != nil {
-			wf.Everyone = engine.TristateOf(*f.Everyone)
-		}
-		if f.Percent != "" {
-			p, err := parseGoldenPercent(f.Percent)
-			if err != nil {
-				return nil, fmt.Errorf("waffle flag %q: %w", f.Name, err)
-			}
-			wf.Percent = p
-		}
-		d.WaffleFlags = append(d.WaffleFlags, wf)
-	}
-	for _, s := range gs.Switches {
-		d.Switches = append(d.Switches, engine.Switch{Name: s.Name, Active: s.Active})
-	}
-	for _, s := range gs.Samples {
-		p, err := parseGoldenPercent(s.Percent)
-		if err != nil {
-			return nil, fmt.Errorf("sample %q: %w", s.Name, err)
-		}
-		d.Samples = append(d.Samples, engine.Sample{Name: s.Name, Percent: p})
-	}
-	for _, f := range gs.Features {
-		d.Features = append(d.Features, engine.Feature{Name: f.Name, Enabled: f.Enabled})
-	}
-	for _, f := range gs.FeatureFlags {
-		d.FeatureFlags = append(d.FeatureFlags, engine.FeatureFlag{
-			Key: f.Key, Enabled: f.Enabled, RolloutPercent: f.RolloutPercent, AllowedUsers: f.AllowedUsers,
-		})
+// buildGolden decodes a golden snapshot into engine.Data, strictly, over
+// every library's defaults, and builds it.
+func buildGolden(raw goldenSnapshot) (*engine.Snapshot, error) {
+	d := engine.DefaultData()
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&d); err != nil {
+		return nil, fmt.Errorf("snapshot: %w", err)
 	}
 	if len(d.Sources) == 0 {
 		return nil, errors.New(`"sources" is empty`)
 	}
-	return engine.NewSnapshot(d)
-}
-
-func setIf[T any](dst *T, v *T) {
-	if v != nil {
-		*dst = *v
-	}
-}
-
-// parseGoldenPercent reads a decimal with at most one fractional digit
-// ("50", "12.5", "-5.0") into tenths, exactly.
-func parseGoldenPercent(s string) (engine.Percent, error) {
-	neg := strings.HasPrefix(s, "-")
-	whole, frac, _ := strings.Cut(strings.TrimPrefix(s, "-"), ".")
-	if whole == "" || len(frac) > 1 || strings.Trim(whole+frac, "0123456789") != "" {
-		return engine.Percent{}, fmt.Errorf("percent %q: want a decimal with at most one fractional digit", s)
-	}
-	w, err := strconv.ParseInt(whole, 10, 32)
+	loc, err := time.LoadLocation(d.DjangoFlags.TimeZone)
 	if err != nil {
-		return engine.Percent{}, fmt.Errorf("percent %q: %w", s, err)
+		return nil, err
 	}
-	tenths := w * 10
-	if frac != "" {
-		tenths += int64(frac[0] - '0')
-	}
-	if neg {
-		tenths = -tenths
-	}
-	return engine.PercentOf(int32(tenths)), nil
+	d.DjangoFlags.Location = loc
+	return engine.NewSnapshot(d)
 }
 
 func (s goldenSubject) subject() engine.Subject {
 	return engine.Subject{
 		UserID:        s.UserID,
+		Username:      s.Username,
 		Authenticated: s.Authenticated,
 		Staff:         s.Staff,
 		Superuser:     s.Superuser,
@@ -529,6 +418,13 @@ func (c *goldenCase) request(subj engine.Subject) *engine.Request {
 	}
 	if c.Overrides != nil {
 		r.Overrides = engine.Overrides{URL: c.Overrides.URL, Session: c.Overrides.Session}
+	}
+	if c.Target != "" {
+		path, query, _ := strings.Cut(c.Target, "?")
+		r.Path, r.RawQuery, r.Query = engine.DjangoPath(path), query, engine.ParseQuery(query)
+	}
+	if c.Now != "" {
+		r.Now, _ = time.Parse(time.RFC3339Nano, c.Now)
 	}
 	return r
 }

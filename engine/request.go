@@ -261,3 +261,44 @@ func cookieUnquote(s string) string {
 }
 
 func isOctal(c byte) bool { return '0' <= c && c <= '7' }
+
+// DjangoPath returns request.path for a request whose target path, as
+// sent, is raw (still percent-encoded): valid %XX escapes become bytes
+// (invalid ones stay as written), the bytes are decoded as UTF-8, and each
+// byte of an invalid sequence is percent-encoded again, as Django's
+// repercent_broken_unicode does. The site is assumed to be mounted at "/".
+func DjangoPath(raw string) string {
+	if !strings.Contains(raw, "%") && utf8.ValidString(raw) {
+		return raw
+	}
+	b := make([]byte, 0, len(raw))
+	for i := 0; i < len(raw); i++ {
+		if raw[i] == '%' && i+2 < len(raw) && isHex(raw[i+1]) && isHex(raw[i+2]) {
+			b = append(b, unhex(raw[i+1])<<4|unhex(raw[i+2]))
+			i += 2
+			continue
+		}
+		b = append(b, raw[i])
+	}
+	return string(repercent(b))
+}
+
+// repercent keeps the valid UTF-8 sequences of b and writes every byte
+// that is not part of one as %XX (upper-case hex), as Django's
+// repercent_broken_unicode does.
+func repercent(b []byte) []byte {
+	if utf8.Valid(b) {
+		return b
+	}
+	out := make([]byte, 0, len(b)+8)
+	for len(b) > 0 {
+		r, n := utf8.DecodeRune(b)
+		if r == utf8.RuneError && n == 1 {
+			out = append(out, '%', "0123456789ABCDEF"[b[0]>>4], "0123456789ABCDEF"[b[0]&15])
+		} else {
+			out = append(out, b[:n]...)
+		}
+		b = b[n:]
+	}
+	return out
+}

@@ -171,3 +171,32 @@ func TestParseBoundsMemory(t *testing.T) {
 		}
 	}
 }
+
+// TestDjangoPath checks request.path as Django 3.2 under gunicorn computes
+// it (spec/django-flags.md §5; each expectation seen in the vectors'
+// "django.path" or run through Django's get_path_info).
+func TestDjangoPath(t *testing.T) {
+	for raw, want := range map[string]string{
+		"/":                 "/",
+		"/caf%C3%A9":        "/café",
+		"/caf%c3%a9":        "/café",
+		"/caf%E9":           "/caf%E9",
+		"/caf%FF":           "/caf%FF",
+		"/caf%25FF":         "/caf%FF",
+		"/a%zz":             "/a%zz",
+		"/a%":               "/a%",
+		"/a%2":              "/a%2",
+		"/a%2Fb":            "/a/b",
+		"/a%0A":             "/a\n",
+		"/a+b":              "/a+b",
+		"/%ED%A0%80":        "/%ED%A0%80",
+		"/%F0%9F%98%80":     "/😀",
+		"/%F0%9F%98":        "/%F0%9F%98",
+		"/%EF%BF%BD":        "/\uFFFD",
+		"/x%C3%A9%FF%C3%A9": "/xé%FFé",
+	} {
+		if got := DjangoPath(raw); got != want {
+			t.Errorf("DjangoPath(%q) = %q, want %q", raw, got, want)
+		}
+	}
+}

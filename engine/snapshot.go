@@ -2,13 +2,10 @@ package engine
 
 import (
 	"cmp"
-	"crypto/sha256"
-	"encoding/binary"
-	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
-	"strings"
 	"unicode/utf8"
 )
 
@@ -16,24 +13,35 @@ import (
 var ErrInvalidSnapshot = errors.New("invalid snapshot")
 
 // Data is everything a snapshot is built from: the rows of each source that
-// was found, and the settings that shape decisions.
+// was found, and the settings that shape decisions. It is the one format of
+// flag data: loaders return it, the persisted snapshot and the file source
+// store it as JSON, and the golden tests are written in it.
 type Data struct {
 	// Sources lists the sources that were found, even when their tables
 	// are empty.
-	Sources      []Source
-	WaffleFlags  []WaffleFlag
-	Switches     []Switch
-	Samples      []Sample
-	Features     []Feature
-	FeatureFlags []FeatureFlag
-	Waffle       WaffleSettings
+	Sources      []Source      `json:"sources"`
+	WaffleFlags  []WaffleFlag  `json:"waffle_flags,omitempty"`
+	Switches     []Switch      `json:"switches,omitempty"`
+	Samples      []Sample      `json:"samples,omitempty"`
+	Features     []Feature     `json:"features,omitempty"`
+	FeatureFlags []FeatureFlag `json:"feature_flags,omitempty"`
+	// FlagStates are the rows of django-flags' flags_flagstate, in the
+	// order the database returned them.
+	FlagStates  []FlagState         `json:"flag_states,omitempty"`
+	Waffle      WaffleSettings      `json:"waffle"`
+	DjangoFlags DjangoFlagsSettings `json:"django_flags"`
+}
+
+// DefaultData returns empty Data with every library's default settings.
+func DefaultData() Data {
+	return Data{Waffle: DefaultWaffleSettings(), DjangoFlags: DefaultDjangoFlagsSettings()}
 }
 
 // Conflict is a flag name defined by more than one source. Its decision is
 // off (ReasonConflict) unless a URL or session override says otherwise.
 type Conflict struct {
-	Name    string
-	Sources []Source
+	Name    string   `json:"name"`
+	Sources []Source `json:"sources"`
 }
 
 // Snapshot is an immutable, indexed view of every flag, switch and sample at
@@ -46,117 +54,52 @@ type Snapshot struct {
 	switches  []Switch // sorted by name
 	samples   []Sample // sorted by name
 	conflicts []Conflict
+	problems  []Problem
 	counts    map[Source]int
 	waffle    WaffleSettings
-	// usesQuery and friends say whether any rule reads these inputs, so
-	// callers can skip parsing them.
-	usesQuery, usesCookies, usesHeader, usesLanguage bool
+	flagsSet  DjangoFlagsSettings
+	inputs    Inputs // what any rule reads
 }
 
+// flagRule is one flag name and the rule of the source that defines it; a
+// nil rule marks a conflict.
 type flagRule struct {
-	name    string
-	source  Source // "" for a conflict
-	waffle  *waffleRule
-	feature *Feature
-	model   *modelRule
+	name   string
+	source Source // "" for a conflict
+	rule   rule
 }
 
-type waffleRule struct {
-	WaffleFlag
-	languages  []string // nil when the column is empty
-	users      map[string]struct{}
-	groups     map[int64]struct{}
-	cookie     string // WAFFLE_COOKIE % name
-	testCookie string // WAFFLE_TEST_COOKIE % name
-	testHeader string // testCookie with '_' turned into '-'
-}
-
-type modelRule struct {
-	FeatureFlag
-	allowed map[string]struct{}
-}
-
-// NewSnapshot validates d, copies it into indexed form and computes the
+// NewSnapshot validates d, builds every source's rules and computes the
 // snapshot's version, a digest of its content. Two snapshots built from the
 // same rows and settings have the same version.
 func NewSnapshot(d Data) (*Snapshot, error) {
-	if err := checkPattern("WAFFLE_COOKIE", d.Waffle.Cookie); err != nil {
+	if err := d.Waffle.check(); err != nil {
 		return nil, err
 	}
-	if err := checkPattern("WAFFLE_TEST_COOKIE", d.Waffle.TestCookie); err != nil {
-		return nil, err
-	}
-	if d.Waffle.MaxAge <= 0 {
-		return nil, fmt.Errorf("%w: WAFFLE_MAX_AGE %d: only a positive number of seconds is supported", ErrInvalidSnapshot, d.Waffle.MaxAge)
+	if slices.Contains(d.Sources, SourceDjangoFlags) {
+		if err := d.DjangoFlags.check(); err != nil {
+			return nil, err
+		}
 	}
 	s := &Snapshot{
 		sources:   slices.Clone(d.Sources),
 		flagIndex: make(map[string]int),
 		counts:    make(map[Source]int),
 		waffle:    d.Waffle,
+		flagsSet:  d.DjangoFlags,
+	}
+	for _, src := range s.sources {
+		if !IsKnownSource(src) {
+			return nil, fmt.Errorf("%w: unknown source %q", ErrInvalidSnapshot, src)
+		}
 	}
 	slices.Sort(s.sources)
 	s.sources = slices.Compact(s.sources)
-
-	byName := make(map[string][]flagRule)
-	add := func(src Source, name string, r flagRule) error {
-		if !utf8.ValidString(name) {
-			return fmt.Errorf("%w: %s flag name %q is not valid UTF-8", ErrInvalidSnapshot, src, name)
-		}
-		for _, prev := range byName[name] {
-			if prev.source == src {
-				return fmt.Errorf("%w: %s flag %q defined twice", ErrInvalidSnapshot, src, name)
-			}
-		}
-		r.name, r.source = name, src
-		byName[name] = append(byName[name], r)
-		s.counts[src]++
-		return nil
+	byName, err := s.buildSources(&d)
+	if err != nil {
+		return nil, err
 	}
-	for _, f := range d.WaffleFlags {
-		if err := add(SourceWaffle, f.Name, flagRule{waffle: newWaffleRule(f, d.Waffle)}); err != nil {
-			return nil, err
-		}
-		s.usesQuery = s.usesQuery || d.Waffle.Override || f.Testing
-		s.usesHeader = s.usesHeader || f.Testing
-		s.usesCookies = s.usesCookies || f.Testing || (f.Percent.Valid && f.Percent.Tenths > 0)
-		s.usesLanguage = s.usesLanguage || f.Languages != ""
-	}
-	for _, f := range d.Features {
-		if err := add(SourceFeatureFlipper, f.Name, flagRule{feature: &f}); err != nil {
-			return nil, err
-		}
-	}
-	for _, f := range d.FeatureFlags {
-		m := &modelRule{FeatureFlag: f, allowed: set(f.AllowedUsers)}
-		m.AllowedUsers = slices.Clone(f.AllowedUsers)
-		if err := add(SourceFeatureFlag, f.Key, flagRule{model: m}); err != nil {
-			return nil, err
-		}
-	}
-	names := make([]string, 0, len(byName))
-	for n := range byName {
-		names = append(names, n)
-	}
-	slices.Sort(names)
-	s.flags = make([]flagRule, len(names))
-	for i, n := range names {
-		rules := byName[n]
-		if len(rules) == 1 {
-			s.flags[i] = rules[0]
-		} else {
-			c := Conflict{Name: n}
-			for _, r := range rules {
-				c.Sources = append(c.Sources, r.source)
-			}
-			slices.Sort(c.Sources)
-			s.conflicts = append(s.conflicts, c)
-			s.flags[i] = flagRule{name: n}
-		}
-		s.flagIndex[n] = i
-	}
-
-	var err error
+	s.index(byName)
 	if s.switches, err = sortedUnique(d.Switches, func(x Switch) string { return x.Name }, "switch"); err != nil {
 		return nil, err
 	}
@@ -167,18 +110,52 @@ func NewSnapshot(d Data) (*Snapshot, error) {
 	return s, nil
 }
 
-func newWaffleRule(f WaffleFlag, ws WaffleSettings) *waffleRule {
-	w := &waffleRule{WaffleFlag: f, users: set(f.Users), groups: set(f.Groups)}
-	w.Users, w.Groups = slices.Clone(f.Users), slices.Clone(f.Groups)
-	if f.Languages != "" {
-		for _, l := range strings.Split(f.Languages, ",") {
-			w.languages = append(w.languages, pyStrip(l))
+// buildSources runs every known source's builder and groups the rules by
+// flag name.
+func (s *Snapshot) buildSources(d *Data) (map[string][]flagRule, error) {
+	byName := make(map[string][]flagRule)
+	for _, src := range sources {
+		b, err := src.build(d)
+		if err != nil {
+			return nil, err
+		}
+		s.problems = append(s.problems, b.problems...)
+		for _, r := range b.rules {
+			if !utf8.ValidString(r.name) {
+				return nil, fmt.Errorf("%w: %s flag name %q is not valid UTF-8", ErrInvalidSnapshot, src.name, r.name)
+			}
+			for _, prev := range byName[r.name] {
+				if prev.source == src.name {
+					return nil, fmt.Errorf("%w: %s flag %q defined twice", ErrInvalidSnapshot, src.name, r.name)
+				}
+			}
+			byName[r.name] = append(byName[r.name], flagRule{name: r.name, source: src.name, rule: r.rule})
+			s.counts[src.name]++
+			s.inputs |= r.rule.inputs()
 		}
 	}
-	w.cookie = pyFormat(ws.Cookie, f.Name)
-	w.testCookie = pyFormat(ws.TestCookie, f.Name)
-	w.testHeader = strings.ReplaceAll(w.testCookie, "_", "-")
-	return w
+	return byName, nil
+}
+
+// index sorts the flag names and turns names defined twice into conflicts.
+func (s *Snapshot) index(byName map[string][]flagRule) {
+	names := slices.Sorted(maps.Keys(byName))
+	s.flags = make([]flagRule, len(names))
+	for i, n := range names {
+		rules := byName[n]
+		s.flagIndex[n] = i
+		if len(rules) == 1 {
+			s.flags[i] = rules[0]
+			continue
+		}
+		c := Conflict{Name: n}
+		for _, r := range rules {
+			c.Sources = append(c.Sources, r.source)
+		}
+		slices.Sort(c.Sources)
+		s.conflicts = append(s.conflicts, c)
+		s.flags[i] = flagRule{name: n}
+	}
 }
 
 func set[T comparable](xs []T) map[T]struct{} {
@@ -206,137 +183,38 @@ func sortedUnique[T any](xs []T, name func(T) string, kind string) ([]T, error) 
 	return out, nil
 }
 
-// checkPattern accepts what Python's "pattern % name" accepts for a str name:
-// exactly one %s, and %% for a literal percent sign.
-func checkPattern(setting, p string) error {
-	n := 0
-	for i := 0; i < len(p); i++ {
-		if p[i] != '%' {
-			continue
-		}
-		if i+1 < len(p) && p[i+1] == '%' {
-			i++
-			continue
-		}
-		if i+1 < len(p) && p[i+1] == 's' {
-			n++
-			i++
-			continue
-		}
-		return fmt.Errorf("%w: %s %q: only %%s and %%%% may follow %%", ErrInvalidSnapshot, setting, p)
-	}
-	if n != 1 {
-		return fmt.Errorf("%w: %s %q must contain %%s exactly once", ErrInvalidSnapshot, setting, p)
-	}
-	return nil
-}
-
-// pyFormat renders a pattern accepted by checkPattern with name.
-func pyFormat(p, name string) string {
-	var b strings.Builder
-	for i := 0; i < len(p); i++ {
-		if p[i] == '%' && i+1 < len(p) {
-			i++
-			if p[i] == 's' {
-				b.WriteString(name)
-				continue
-			}
-		}
-		b.WriteByte(p[i])
-	}
-	return b.String()
-}
-
 // digest hashes the snapshot's content in a canonical order.
 func (s *Snapshot) digest() string {
-	h := sha256.New()
-	str := func(v string) {
-		var n [8]byte
-		binary.BigEndian.PutUint64(n[:], uint64(len(v)))
-		h.Write(n[:])
-		h.Write([]byte(v))
-	}
-	num := func(v int64) {
-		var n [8]byte
-		binary.BigEndian.PutUint64(n[:], uint64(v))
-		h.Write(n[:])
-	}
-	flag := func(b bool) {
-		if b {
-			num(1)
-		} else {
-			num(0)
-		}
-	}
-	ws := s.waffle
-	flag(ws.FlagDefault)
-	flag(ws.SwitchDefault)
-	flag(ws.SampleDefault)
-	flag(ws.Override)
-	flag(ws.Secure)
-	str(ws.Cookie)
-	str(ws.TestCookie)
-	num(int64(ws.MaxAge))
+	h := newDigester()
+	s.waffle.digest(h)
+	s.flagsSet.digest(h)
 	for _, src := range s.sources {
-		str(string(src))
+		h.str(string(src))
 	}
 	for _, r := range s.flags {
-		str(r.name)
-		str(string(r.source))
-		switch {
-		case r.waffle != nil:
-			w := r.waffle
-			num(int64(w.Everyone))
-			flag(w.Percent.Valid)
-			num(int64(w.Percent.Tenths))
-			flag(w.Testing)
-			flag(w.Superusers)
-			flag(w.Staff)
-			flag(w.Authenticated)
-			flag(w.Rollout)
-			str(w.Languages)
-			users := slices.Clone(w.Users)
-			slices.Sort(users)
-			num(int64(len(users)))
-			for _, u := range users {
-				str(u)
-			}
-			groups := slices.Clone(w.Groups)
-			slices.Sort(groups)
-			num(int64(len(groups)))
-			for _, g := range groups {
-				num(g)
-			}
-		case r.feature != nil:
-			flag(r.feature.Enabled)
-		case r.model != nil:
-			flag(r.model.Enabled)
-			num(r.model.RolloutPercent)
-			users := slices.Clone(r.model.AllowedUsers)
-			slices.Sort(users)
-			num(int64(len(users)))
-			for _, u := range users {
-				str(u)
-			}
+		h.str(r.name)
+		h.str(string(r.source))
+		if r.rule != nil {
+			r.rule.digest(h)
 		}
 	}
 	for _, c := range s.conflicts {
-		str(c.Name)
+		h.str(c.Name)
 		for _, src := range c.Sources {
-			str(string(src))
+			h.str(string(src))
 		}
 	}
-	num(-1)
+	h.num(-1)
 	for _, x := range s.switches {
-		str(x.Name)
-		flag(x.Active)
+		h.str(x.Name)
+		h.flag(x.Active)
 	}
-	num(-1)
+	h.num(-1)
 	for _, x := range s.samples {
-		str(x.Name)
-		num(int64(x.Percent.Tenths))
+		h.str(x.Name)
+		h.num(int64(x.Percent.Tenths))
 	}
-	return hex.EncodeToString(h.Sum(nil)[:8])
+	return h.sum()
 }
 
 // Version identifies the snapshot's content: 16 hex digits of a digest.
@@ -387,7 +265,12 @@ func (s *Snapshot) NumSamples() int { return len(s.samples) }
 func (s *Snapshot) SampleName(i int) string { return s.samples[i].Name }
 
 // Inputs reports which request inputs any rule of the snapshot reads, so a
-// caller can leave the others unparsed (nil in Request).
-func (s *Snapshot) Inputs() (query, cookies, header, language bool) {
-	return s.usesQuery, s.usesCookies, s.usesHeader, s.usesLanguage
-}
+// caller can leave the others unparsed (nil or zero in Request).
+func (s *Snapshot) Inputs() Inputs { return s.inputs }
+
+// Problems returns what the snapshot's rows or settings hold that the
+// library would raise on; the flags concerned are always off (ReasonError).
+func (s *Snapshot) Problems() []Problem { return slices.Clone(s.problems) }
+
+// WaffleSettings returns the WAFFLE_* settings the snapshot was built with.
+func (s *Snapshot) WaffleSettings() WaffleSettings { return s.waffle }

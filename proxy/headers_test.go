@@ -160,7 +160,7 @@ func TestLargeValueRoundTrips(t *testing.T) {
 
 func TestOversizeValueIsRefused(t *testing.T) {
 	snap, _ := bigSnapshot(t, 50)
-	hs := newHarness(t, Config{}, nil, func(p *Proxy) { p.limits = limits{inline: 100, part: 10, maxParts: 2} })
+	hs := newHarness(t, Config{}, nil, func(p *Proxy) { p.pipe.limits = limits{inline: 100, part: 10, maxParts: 2} })
 	hs.store.Publish(snap, testNow())
 	hs.get(t, "/", nil)
 	h := hs.backend.last(t).Header
@@ -296,12 +296,12 @@ func FuzzHeaderEncoding(f *testing.F) {
 		dec := snap.Evaluate(&engine.Request{Overrides: engine.Overrides{URL: urlOverrides}}, fixedRand(0.5))
 		e := newEncoder(snap)
 		value := e.encode(&dec, StateOK)
-		p := &Proxy{limits: defaultLimits()}
+		p := &Proxy{pipe: &Pipeline{limits: defaultLimits()}}
 		if large {
-			p.limits = limits{inline: 32, part: 16, maxParts: MaxParts}
+			p.pipe.limits = limits{inline: 32, part: 16, maxParts: MaxParts}
 		}
 		h := http.Header{}
-		if err := p.setFlags(h, e, value, StateOK); errors.Is(err, errTooLarge) && large {
+		if err := p.pipe.setFlags(h, e, value, StateOK); errors.Is(err, errTooLarge) && large {
 			if len(h) != 0 {
 				t.Fatalf("refused value left headers: %q", h)
 			}

@@ -36,6 +36,9 @@ type metrics struct {
 	overridesApplied *prometheus.CounterVec
 	cookiesSkipped   prometheus.Counter
 	headerOversize   prometheus.Counter
+	// decisionErrors counts flags decided off because their library would
+	// have raised, by source.
+	decisionErrors *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer, src SnapshotSource, now func() time.Time) (*metrics, error) {
@@ -77,6 +80,10 @@ func newMetrics(reg prometheus.Registerer, src SnapshotSource, now func() time.T
 			Name: "flagproxy_header_oversize_total",
 			Help: "Requests whose flags did not fit the header limits and were sent as unavailable.",
 		}),
+		decisionErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "flagproxy_decision_errors_total",
+			Help: "Flag decisions made off because the flag's library would have raised an error, by source.",
+		}, []string{"source"}),
 	}
 	for _, r := range [...]string{reasonTimeout, reasonCanceled, reasonRefused, reasonOther} {
 		m.upstreamErrors.WithLabelValues(r)
@@ -87,7 +94,7 @@ func newMetrics(reg prometheus.Registerer, src SnapshotSource, now func() time.T
 	}
 	collectors := []prometheus.Collector{
 		m.requests, m.duration, m.inFlight, m.upstreamErrors, m.identityErrors,
-		m.overrideErrors, m.overridesApplied, m.cookiesSkipped, m.headerOversize,
+		m.overrideErrors, m.overridesApplied, m.cookiesSkipped, m.headerOversize, m.decisionErrors,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "flagproxy_snapshot_age_seconds",
 			Help: "Seconds since the last successful snapshot load, -1 before the first.",

@@ -5,17 +5,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"math/rand/v2"
 	"net/http"
 	"net/http/httputil"
 	"net/netip"
 	"net/url"
 	"slices"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -69,6 +65,9 @@ type Config struct {
 	Snapshots SnapshotSource
 	// Subjects identifies visitors; nil treats every visitor as anonymous.
 	Subjects SubjectResolver
+	// Users looks users up by primary key for Pipeline callers that name
+	// a user (explain, OFREP); nil makes such a visitor anonymous.
+	Users UserResolver
 	// Overrider supplies overrides; nil means none.
 	Overrider Overrider
 	// Locale derives request.LANGUAGE_CODE as Django's LocaleMiddleware
@@ -103,22 +102,13 @@ type Config struct {
 
 // Proxy is the flag-injecting reverse proxy. It is an http.Handler.
 type Proxy struct {
-	upstream   *url.URL
-	snaps      SnapshotSource
-	subjects   SubjectResolver
-	overrider  Overrider
-	locale     *engine.Locale
-	trusted    []netip.Prefix
-	staleAfter time.Duration
-	signingKey []byte
-	logger     *slog.Logger
-	now        func() time.Time
-	rand       engine.Rand
-	metrics    *metrics
-	handler    http.Handler
-	limits     limits
-	enc        atomic.Pointer[encoder] // for the snapshot last seen
-	gzip       sync.Pool               // *gzip.Writer
+	upstream *url.URL
+	trusted  []netip.Prefix
+	logger   *slog.Logger
+	now      func() time.Time
+	metrics  *metrics
+	pipe     *Pipeline
+	handler  http.Handler
 }
 
 // New checks cfg and builds a Proxy. The error joins every problem found.
@@ -146,37 +136,40 @@ func New(cfg Config) (*Proxy, error) {
 	}
 
 	p := &Proxy{
-		upstream:   cfg.Upstream,
-		snaps:      cfg.Snapshots,
-		subjects:   cfg.Subjects,
-		overrider:  cfg.Overrider,
-		locale:     cfg.Locale,
-		trusted:    slices.Clone(cfg.TrustedProxies),
-		staleAfter: cmp.Or(cfg.StaleAfter, DefaultStaleAfter),
-		signingKey: slices.Clone(cfg.SigningKey),
-		logger:     cfg.Logger,
-		now:        cfg.Now,
-		rand:       cfg.Rand,
-		limits:     defaultLimits(),
-	}
-	if p.logger == nil {
-		p.logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+		upstream: cfg.Upstream,
+		trusted:  slices.Clone(cfg.TrustedProxies),
+		logger:   cmp.Or(cfg.Logger, slog.New(slog.DiscardHandler)),
+		now:      cfg.Now,
 	}
 	if p.now == nil {
 		p.now = time.Now
-	}
-	if p.rand == nil {
-		p.rand = globalRand{}
 	}
 	reg := cfg.Registerer
 	if reg == nil {
 		reg = prometheus.NewRegistry()
 	}
-	m, err := newMetrics(reg, p.snaps, p.now)
+	m, err := newMetrics(reg, cfg.Snapshots, p.now)
 	if err != nil {
 		return nil, err
 	}
 	p.metrics = m
+	p.pipe = &Pipeline{
+		snaps:      cfg.Snapshots,
+		subjects:   cfg.Subjects,
+		users:      cfg.Users,
+		overrider:  cfg.Overrider,
+		locale:     cfg.Locale,
+		staleAfter: cmp.Or(cfg.StaleAfter, DefaultStaleAfter),
+		signingKey: slices.Clone(cfg.SigningKey),
+		logger:     p.logger,
+		now:        p.now,
+		rand:       cfg.Rand,
+		metrics:    m,
+		limits:     defaultLimits(),
+	}
+	if p.pipe.rand == nil {
+		p.pipe.rand = globalRand{}
+	}
 
 	transport := cfg.Transport
 	if transport == nil {
@@ -210,6 +203,10 @@ func CheckUpstream(u *url.URL) error {
 	return nil
 }
 
+// Pipeline returns the proxy's decision pipeline, for the other callers
+// that decide flags (the console, explain, OFREP).
+func (p *Proxy) Pipeline() *Pipeline { return p.pipe }
+
 // ServeHTTP proxies r to the upstream with the flags header set.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p.handler.ServeHTTP(w, r)
@@ -234,12 +231,18 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 		out.Header["Cookie"] = []string{strings.Join(cs, "; ")}
 	}
 
-	set := p.decide(out)
-	if len(p.signingKey) > 0 {
-		// Sign what is sent: the pointer object for a large value.
-		out.Header[SignatureHeader] = []string{sign(p.signingKey, p.now().Unix(), out.Header[FlagsHeader][0])}
+	res := p.pipe.Decide(out.Context(), Input{
+		Path:           out.URL.EscapedPath(),
+		RawQuery:       out.URL.RawQuery,
+		Cookie:         out.Header.Get("Cookie"),
+		Header:         out.Header,
+		NoURLOverrides: out.Header.Get("Sec-Fetch-Site") == "cross-site",
+	})
+	for k, v := range res.Header {
+		out.Header[k] = v
 	}
-	if len(set.waffle) > 0 || set.override != nil {
+	if len(res.Waffle) > 0 || res.Override != nil {
+		set := responseCookies{waffle: res.Waffle, override: res.Override}
 		pr.Out = out.WithContext(context.WithValue(out.Context(), cookiesKey{}, set))
 	}
 }
@@ -248,124 +251,6 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 type responseCookies struct {
 	waffle   []engine.Cookie // as waffle's middleware writes them
 	override *http.Cookie    // flagproxy's override cookie
-}
-
-// decide evaluates the current snapshot for the outbound request r and sets
-// the flags header on it. It returns the cookies to set on the response.
-func (p *Proxy) decide(r *http.Request) responseCookies {
-	snap := p.snaps.Load()
-	if snap == nil {
-		r.Header[FlagsHeader] = []string{unavailableJSON}
-		return responseCookies{}
-	}
-	state := StateOK
-	if at := p.snaps.LoadedAt(); at.IsZero() || p.now().Sub(at) > p.staleAfter {
-		state = StateStale
-	}
-	d, override := p.evaluate(r, snap)
-	e := p.encoder(snap)
-	value := e.encode(&d, state)
-	if err := p.setFlags(r.Header, e, value, state); err != nil {
-		p.metrics.headerOversize.Inc()
-		p.logger.LogAttrs(r.Context(), slog.LevelError, "flags header too large; sending state unavailable",
-			slog.String("snapshot_version", snap.Version()), slog.Int("bytes", len(value)), slog.Any("error", err))
-		r.Header[FlagsHeader] = []string{e.unavailable()}
-		return responseCookies{override: override}
-	}
-	return responseCookies{waffle: d.Cookies, override: override}
-}
-
-// encoder returns the encoder for snap, building it the first time snap is
-// seen.
-func (p *Proxy) encoder(snap *engine.Snapshot) *encoder {
-	if e := p.enc.Load(); e != nil && e.snap == snap {
-		return e
-	}
-	e := newEncoder(snap)
-	p.enc.Store(e)
-	return e
-}
-
-// evaluate decides every flag of snap for the outbound request r. It
-// returns the decisions and the override cookie to set, if any.
-func (p *Proxy) evaluate(r *http.Request, snap *engine.Snapshot) (engine.Decisions, *http.Cookie) {
-	req := engine.Request{Subject: engine.Anonymous}
-	query, cookies, header, language := snap.Inputs()
-	var parsed engine.Params
-	if cookies || p.subjects != nil || p.overrider != nil || (language && p.locale != nil) {
-		parsed = engine.ParseCookies(r.Header.Get("Cookie"))
-	}
-	var params engine.Params
-	if query || p.overrider != nil {
-		params = engine.ParseQuery(r.URL.RawQuery)
-	}
-	if query {
-		req.Query = params
-	}
-	if cookies {
-		req.Cookies = parsed
-	}
-	if p.subjects != nil {
-		s, err := p.subjects.Subject(r.Context(), parsed)
-		if err != nil {
-			p.metrics.identityErrors.Inc()
-			p.logger.LogAttrs(r.Context(), slog.LevelDebug, "identity lookup failed; visitor is anonymous", slog.Any("error", err))
-		} else {
-			req.Subject = s
-		}
-	}
-	var set *http.Cookie
-	if p.overrider != nil {
-		flips := params
-		if r.Header.Get("Sec-Fetch-Site") == "cross-site" {
-			// A link on another site must not flip a permitted visitor's
-			// flags (their session cookie is sent on top-level navigation).
-			flips = nil
-		}
-		o, c, err := p.overrider.Overrides(r.Context(), flips, parsed, req.Subject)
-		if err != nil {
-			p.metrics.overrideErrors.Inc()
-			p.logger.LogAttrs(r.Context(), slog.LevelError, "override lookup failed; no overrides", slog.Any("error", err))
-		} else {
-			req.Overrides, set = o, c
-		}
-	}
-	if header {
-		req.Header = headerValues(r.Header)
-	}
-	if language && p.locale != nil {
-		accept, _ := headerValues(r.Header).Get("Accept-Language")
-		req.Language = p.locale.Language(r.URL.Path, parsed, accept)
-		req.HasLanguage = true
-	}
-	d := snap.Evaluate(&req, p.rand)
-	if len(req.Overrides.URL)+len(req.Overrides.Session) > 0 {
-		p.recordOverrides(r.Context(), snap, &d, req.Subject.UserID)
-	}
-	return d, set
-}
-
-// recordOverrides counts every override that decided a flag, and logs
-// those a URL asked for (the session ones are logged when stored).
-func (p *Proxy) recordOverrides(ctx context.Context, snap *engine.Snapshot, d *engine.Decisions, userID string) {
-	for i, dec := range d.Flags {
-		if dec.Reason != engine.ReasonOverrideURL && dec.Reason != engine.ReasonOverrideSession {
-			continue
-		}
-		origin := dec.Reason.Origin()
-		p.metrics.overridesApplied.WithLabelValues(origin, onOff(dec.On)).Inc()
-		if dec.Reason == engine.ReasonOverrideURL {
-			p.logger.LogAttrs(ctx, slog.LevelInfo, "flag overridden", slog.String("user_id", userID),
-				slog.String("flag", snap.FlagName(i)), slog.String("source", origin), slog.Bool("on", dec.On))
-		}
-	}
-}
-
-func onOff(on bool) string {
-	if on {
-		return "on"
-	}
-	return "off"
 }
 
 // setForwarded sets X-Forwarded-For, -Proto and -Host on the outbound
@@ -406,51 +291,3 @@ func (p *Proxy) isTrusted(remoteAddr string) bool {
 	return false
 }
 
-// headerValues looks up request headers the way Django's request.headers
-// does: case-insensitively, with '_' in the looked-up name meaning '-', and
-// repeated lines joined with "," as WSGI servers join them. A header that
-// arrived spelled with '_' is never found: Go keeps it under a key with '_'
-// (canonicalising only around '-'), and gunicorn 22+ and runserver drop such
-// headers, while older gunicorn conflates them with the '-' spelling.
-type headerValues http.Header
-
-// Get returns the value of the header name. It builds the canonical key
-// (as textproto.CanonicalMIMEHeaderKey would) on the stack.
-func (h headerValues) Get(name string) (string, bool) {
-	var buf [64]byte
-	key := buf[:0]
-	upper := true
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		switch {
-		case c == '_' || c == '-':
-			c = '-'
-		case 'a' <= c && c <= 'z':
-			if upper {
-				c -= 'a' - 'A'
-			}
-		case 'A' <= c && c <= 'Z':
-			if !upper {
-				c += 'a' - 'A'
-			}
-		case '0' <= c && c <= '9' || strings.IndexByte("!#$%&'*+.^`|~", c) >= 0:
-		default:
-			return "", false // not a token: no request can carry it
-		}
-		key = append(key, c)
-		upper = c == '-'
-	}
-	vs := h[string(key)]
-	switch len(vs) {
-	case 0:
-		return "", false
-	case 1:
-		return vs[0], true
-	}
-	return strings.Join(vs, ","), true
-}
-
-// globalRand draws from math/rand/v2's goroutine-safe top-level source.
-type globalRand struct{}
-
-func (globalRand) Float64() float64 { return rand.Float64() }

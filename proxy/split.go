@@ -24,7 +24,7 @@ func defaultLimits() limits { return limits{MaxInlineSize, PartSize, MaxParts} }
 
 // setFlags sets FlagsHeader (and its parts, for a large value) on h. value
 // is the JSON from e; on errTooLarge nothing is set.
-func (p *Proxy) setFlags(h http.Header, e *encoder, value, state string) error {
+func (p *Pipeline) setFlags(h http.Header, e *encoder, value, state string) error {
 	if len(value) <= p.limits.inline {
 		h[FlagsHeader] = []string{value}
 		return nil
@@ -53,7 +53,7 @@ func (p *Proxy) setFlags(h http.Header, e *encoder, value, state string) error {
 func partHeader(i int) string { return FlagsHeader + "-" + strconv.Itoa(i) }
 
 // split compresses and encodes value and cuts it into parts.
-func (p *Proxy) split(value string) ([]string, [sha256.Size]byte, error) {
+func (p *Pipeline) split(value string) ([]string, [sha256.Size]byte, error) {
 	sum := sha256.Sum256([]byte(value))
 	var buf bytes.Buffer
 	zw, _ := p.gzip.Get().(*gzip.Writer)

@@ -94,7 +94,7 @@ func newFlagSet(name string, c *Config, out io.Writer) *flag.FlagSet {
 	fs.DurationVar(&c.StaleAfter, "stale-after", DefaultStaleAfter, "report the flags as \"stale\" when the last successful load is older than this")
 	fs.DurationVar(&c.UpstreamTimeout, "upstream-timeout", DefaultUpstreamTimout, "how long to wait for the Django site's response headers (then 504)")
 	fs.StringVar(&c.FeatureFlagApp, "featureflag-app", djangodb.DefaultFeatureFlagApp, "app label of the FeatureFlag model (its table is <label>_featureflag)")
-	fs.StringVar(&c.Sources, "sources", "auto", "flag sources to read: auto (every source whose tables exist) or a comma-separated list of waffle, featureflipper, featureflag")
+	fs.StringVar(&c.Sources, "sources", "auto", "flag sources to read: auto (every source whose tables exist) or a comma-separated list of "+sourceNames())
 	fs.StringVar(&c.TrustedProxies, "trusted-proxies", "", "comma-separated `CIDRs` of proxies in front of flagproxy whose X-Forwarded-* headers are kept")
 	fs.StringVar(&c.SigningKey, "signing-key", "", "if set, sign the flags header with HMAC-SHA256 (X-Flagproxy-Signature) (default: FLAGPROXY_SIGNING_KEY from --django-settings)")
 	fs.StringVar(&c.DjangoVersion, "django-version", "", "the site's Django `version` (3.2 to 6.x), which decides the session formats accepted and, from 4.1, three-part language prefixes in URLs (default: DJANGO_VERSION from --django-settings, else the newest rules)")
@@ -214,14 +214,17 @@ func (c *Config) Validate() error {
 	if c.StaleAfter > 0 && c.StaleAfter < c.PollInterval {
 		add("--stale-after %v is shorter than --poll-interval %v", c.StaleAfter, c.PollInterval)
 	}
+	c.loader.DjangoFlags = c.django.DjangoFlags
+	c.loader.DjangoFlags.UseTZ, c.loader.DjangoFlags.TimeZone = c.session.UseTZ, c.django.TimeZone
+	c.loader.DjangoFlags.Location = c.session.TimeZone
+	c.loader.DjangoFlags.DjangoVersion = c.session.DjangoVersion
 	c.sources = nil
 	if c.Sources != "auto" {
 		for _, s := range splitList(c.Sources) {
-			switch src := engine.Source(s); src {
-			case engine.SourceWaffle, engine.SourceFeatureFlipper, engine.SourceFeatureFlag:
+			if src := engine.Source(s); engine.IsKnownSource(src) {
 				c.sources = append(c.sources, src)
-			default:
-				add("--sources: unknown source %q (want auto, or waffle, featureflipper, featureflag)", s)
+			} else {
+				add("--sources: unknown source %q (want auto, or a list of %s)", s, sourceNames())
 			}
 		}
 		if len(c.sources) == 0 {
@@ -360,6 +363,7 @@ func (c *Config) validateSession() []error {
 		UseTZ:                   useTZ,
 		TimeZone:                loc,
 		AuthUserModel:           d.AuthUserModel,
+		UsernameField:           d.UsernameField,
 		AuthenticationBackends:  d.AuthenticationBackends,
 	}
 	if err := c.session.Validate(); err != nil {
@@ -393,4 +397,13 @@ func (c *Config) newLogger(w io.Writer) *slog.Logger {
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
 	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// sourceNames lists the flag sources --sources accepts.
+func sourceNames() string {
+	var names []string
+	for _, s := range engine.KnownSources() {
+		names = append(names, string(s))
+	}
+	return strings.Join(names, ", ")
 }

@@ -43,7 +43,7 @@ import (
 var (
 	_ proxy.SnapshotSource     = (*engine.Store)(nil)
 	_ djangodb.Sink            = (*engine.Store)(nil)
-	_ djangodb.SnapshotLoader  = (*djangodb.Loader)(nil)
+	_ djangodb.DataLoader      = (*djangodb.Loader)(nil)
 	_ proxy.SubjectResolver    = (*djangodb.IdentityCache)(nil)
 	_ djangodb.SessionResolver = (*djangodb.Identities)(nil)
 	_ proxy.Overrider          = (*overrides.Overrider)(nil)

@@ -62,6 +62,14 @@ type DjangoSettings struct {
 	// verifies with; its first key when a list) signs the flags header.
 	SigningKey string
 
+	// DjangoFlags holds django-flags' FLAGS (or FLAGS_ERROR), FLAG_SOURCES
+	// and DATA_UPLOAD_MAX_NUMBER_FIELDS as the settings file carries them;
+	// USE_TZ, TIME_ZONE and DJANGO_VERSION are filled in by Config.
+	DjangoFlags engine.DjangoFlagsSettings
+	// UsernameField (FLAGPROXY_USERNAME_FIELD) is the user model's
+	// USERNAME_FIELD, which django-flags' user condition compares.
+	UsernameField string
+
 	WaffleFlagModel string
 	// WaffleFlagTable (FLAGPROXY_WAFFLE_FLAG_TABLE) is the flag model's
 	// Meta.db_table, when it differs from <app_label>_<modelname>.
@@ -88,6 +96,8 @@ func defaultDjangoSettings() DjangoSettings {
 		WaffleSwitchModel:      "waffle.Switch",
 		WaffleSampleModel:      "waffle.Sample",
 		TimeZone:               "America/Chicago",
+		DjangoFlags:            engine.DefaultDjangoFlagsSettings(),
+		UsernameField:          "username",
 	}
 }
 
@@ -102,11 +112,16 @@ const (
 	kPairs
 	kKeys // a string, or a non-empty list of strings (newest first)
 	kAny  // known and accepted, not used by flagproxy
+	kFlags
+	kError
+	kLimit
 )
 
 func (k settingKind) String() string {
 	return [...]string{"a string", "a list of strings", "true or false", "an integer", "a list of [code, name] pairs",
-		"a non-empty string or a non-empty list of them", "any value"}[k]
+		"a non-empty string or a non-empty list of them", "any value",
+		`an object mapping each flag name to a list of {"condition", "value", "required"} objects`,
+		`an object {"type": string, "message": string}`, "an integer or null"}[k]
 }
 
 // knownSettings maps each setting flagproxy knows to its type and the field
@@ -150,6 +165,11 @@ var knownSettings = map[string]struct {
 	"FLAGPROXY_WAFFLE_FLAG_TABLE":            {kString, func(s *DjangoSettings, v any) { s.WaffleFlagTable = v.(string) }},
 	"WAFFLE_SWITCH_MODEL":                    {kString, func(s *DjangoSettings, v any) { s.WaffleSwitchModel = v.(string) }},
 	"WAFFLE_SAMPLE_MODEL":                    {kString, func(s *DjangoSettings, v any) { s.WaffleSampleModel = v.(string) }},
+	"FLAGS":                                  {kFlags, func(s *DjangoSettings, v any) { s.DjangoFlags.Flags = v.(map[string][]engine.SettingCondition) }},
+	"FLAGS_ERROR":                            {kError, func(s *DjangoSettings, v any) { s.DjangoFlags.FlagsError = v.(*engine.PyError) }},
+	"FLAG_SOURCES":                           {kStrings, func(s *DjangoSettings, v any) { s.DjangoFlags.FlagSources = v.([]string) }},
+	"DATA_UPLOAD_MAX_NUMBER_FIELDS":          {kLimit, func(s *DjangoSettings, v any) { s.DjangoFlags.MaxNumberFields = v.(*int) }},
+	"FLAGPROXY_USERNAME_FIELD":               {kString, func(s *DjangoSettings, v any) { s.UsernameField = v.(string) }},
 	"WAFFLE_CREATE_MISSING_FLAGS":            {kBool, nil},
 	"WAFFLE_CREATE_MISSING_SWITCHES":         {kBool, nil},
 	"WAFFLE_CREATE_MISSING_SAMPLES":          {kBool, nil},
@@ -203,6 +223,10 @@ func loadDjangoSettings(path string) (DjangoSettings, error) {
 }
 
 func decodeSetting(m json.RawMessage, k settingKind) (any, error) {
+	switch k {
+	case kFlags, kError, kLimit:
+		return decodeTyped(m, k)
+	}
 	d := json.NewDecoder(bytes.NewReader(m))
 	d.UseNumber()
 	var v any
@@ -279,6 +303,32 @@ func decodeSetting(m json.RawMessage, k settingKind) (any, error) {
 		return out, nil
 	}
 	return nil, bad
+}
+
+// decodeTyped decodes the settings whose JSON form is a structure of its
+// own (django-flags' FLAGS, FLAGS_ERROR, the field limit), strictly.
+func decodeTyped(m json.RawMessage, k settingKind) (any, error) {
+	d := json.NewDecoder(bytes.NewReader(m))
+	d.DisallowUnknownFields()
+	switch k {
+	case kFlags:
+		var v map[string][]engine.SettingCondition
+		if err := d.Decode(&v); err != nil || v == nil {
+			return nil, errors.New("wrong type")
+		}
+		return v, nil
+	case kError:
+		var v engine.PyError
+		if err := d.Decode(&v); err != nil || v.Type == "" {
+			return nil, errors.New("wrong type")
+		}
+		return &v, nil
+	}
+	var v *int
+	if err := d.Decode(&v); err != nil || (v != nil && *v < 0) {
+		return nil, errors.New("wrong type")
+	}
+	return v, nil
 }
 
 // localeMiddlewarePath is Django's LocaleMiddleware.

@@ -170,6 +170,24 @@ CREATE SEQUENCE flags_featureflag_id_seq
 
 ALTER SEQUENCE flags_featureflag_id_seq OWNED BY flags_featureflag.id;
 
+CREATE TABLE flags_flagstate (
+    id integer NOT NULL,
+    name character varying(64) NOT NULL,
+    condition character varying(64) NOT NULL,
+    value character varying(127) NOT NULL,
+    required boolean NOT NULL
+);
+
+CREATE SEQUENCE flags_flagstate_id_seq
+    AS integer
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1;
+
+ALTER SEQUENCE flags_flagstate_id_seq OWNED BY flags_flagstate.id;
+
 CREATE TABLE waffle_flag (
     id integer NOT NULL,
     name character varying(100) NOT NULL,
@@ -284,6 +302,8 @@ ALTER TABLE ONLY flags_featureflag ALTER COLUMN id SET DEFAULT nextval('flags_fe
 
 ALTER TABLE ONLY flags_featureflag_allowed_users ALTER COLUMN id SET DEFAULT nextval('flags_featureflag_allowed_users_id_seq'::regclass);
 
+ALTER TABLE ONLY flags_flagstate ALTER COLUMN id SET DEFAULT nextval('flags_flagstate_id_seq'::regclass);
+
 ALTER TABLE ONLY waffle_flag ALTER COLUMN id SET DEFAULT nextval('waffle_flag_id_seq'::regclass);
 
 ALTER TABLE ONLY waffle_flag_groups ALTER COLUMN id SET DEFAULT nextval('waffle_flag_groups_id_seq'::regclass);
@@ -356,6 +376,12 @@ ALTER TABLE ONLY flags_featureflag
 
 ALTER TABLE ONLY flags_featureflag
     ADD CONSTRAINT flags_featureflag_pkey PRIMARY KEY (id);
+
+ALTER TABLE ONLY flags_flagstate
+    ADD CONSTRAINT flags_flagstate_pkey PRIMARY KEY (id);
+
+ALTER TABLE ONLY flags_flagstate
+    ADD CONSTRAINT flags_flagstate_unique_name_condition_value UNIQUE (name, condition, value);
 
 ALTER TABLE ONLY waffle_flag_groups
     ADD CONSTRAINT waffle_flag_groups_flag_id_group_id_8ba0c71b_uniq UNIQUE (flag_id, group_id);

@@ -1,0 +1,280 @@
+package proxy
+
+import (
+	"context"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/flagproxy/flagproxy/engine"
+)
+
+// UserResolver looks a Django user up by primary key, for decisions asked
+// for a user rather than a web request (explain, OFREP). An unknown or
+// inactive user is engine.Anonymous with a nil error.
+type UserResolver interface {
+	User(ctx context.Context, id string) (engine.Subject, error)
+}
+
+// Input is what one decision is made from: the parts of a web request, or,
+// for callers that are not one, a user and a URL.
+type Input struct {
+	// Path is the request target's path as sent (percent-encoded) and
+	// RawQuery its query, as the upstream receives them.
+	Path     string
+	RawQuery string
+	// Cookie is the request's one Cookie line.
+	Cookie string
+	// Header holds the other request headers; nil means none.
+	Header http.Header
+	// UserID, when set, is the visitor (a Django user's primary key)
+	// instead of whoever the session cookie names.
+	UserID string
+	// NoURLOverrides leaves the URL's override parameters unapplied (a
+	// cross-site request must not flip a visitor's flags).
+	NoURLOverrides bool
+}
+
+// Result is one decision of every flag, switch and sample.
+type Result struct {
+	// Snapshot is the snapshot decided on; nil before the first load.
+	Snapshot  *engine.Snapshot
+	Subject   engine.Subject
+	Decisions engine.Decisions
+	// State is StateOK, StateStale or StateUnavailable.
+	State string
+	// Header holds what carries the decisions to the upstream:
+	// FlagsHeader, its parts for a large value, and SignatureHeader when
+	// a signing key is set.
+	Header http.Header
+	// Waffle and Override are the cookies to set on the response.
+	Waffle   []engine.Cookie
+	Override *http.Cookie
+}
+
+// Pipeline decides flags: it identifies the visitor, works out the
+// overrides, evaluates the current snapshot and encodes the header. The
+// proxied request, the console, explain and OFREP all decide through it.
+type Pipeline struct {
+	snaps      SnapshotSource
+	subjects   SubjectResolver
+	users      UserResolver
+	overrider  Overrider
+	locale     *engine.Locale
+	staleAfter time.Duration
+	signingKey []byte
+	logger     *slog.Logger
+	now        func() time.Time
+	rand       engine.Rand
+	metrics    *metrics
+	limits     limits
+	enc        atomic.Pointer[encoder] // for the snapshot last seen
+	gzip       sync.Pool               // *gzip.Writer
+}
+
+// Decide decides every flag, switch and sample for in.
+func (p *Pipeline) Decide(ctx context.Context, in Input) Result {
+	snap := p.snaps.Load()
+	if snap == nil {
+		res := Result{Subject: engine.Anonymous, State: StateUnavailable,
+			Header: http.Header{FlagsHeader: {unavailableJSON}}}
+		p.sign(res.Header)
+		return res
+	}
+	res := Result{Snapshot: snap, State: StateOK}
+	if at := p.snaps.LoadedAt(); at.IsZero() || p.now().Sub(at) > p.staleAfter {
+		res.State = StateStale
+	}
+	p.evaluate(ctx, in, &res)
+	p.encode(ctx, &res)
+	p.sign(res.Header)
+	return res
+}
+
+// sign adds SignatureHeader over what is sent (the pointer object for a
+// large value), when a signing key is set.
+func (p *Pipeline) sign(h http.Header) {
+	if len(p.signingKey) > 0 {
+		h[SignatureHeader] = []string{sign(p.signingKey, p.now().Unix(), h[FlagsHeader][0])}
+	}
+}
+
+// evaluate fills res.Subject, res.Decisions and the cookies.
+func (p *Pipeline) evaluate(ctx context.Context, in Input, res *Result) {
+	snap := res.Snapshot
+	uses := snap.Inputs()
+	req := engine.Request{Subject: engine.Anonymous, Now: p.now()}
+	var cookies engine.Params
+	if uses.Has(engine.InputCookies) || p.subjects != nil || p.overrider != nil || (uses.Has(engine.InputLanguage) && p.locale != nil) {
+		cookies = engine.ParseCookies(in.Cookie)
+	}
+	var query engine.Params
+	if uses.Has(engine.InputQuery) || p.overrider != nil {
+		query = engine.ParseQuery(in.RawQuery)
+	}
+	if uses.Has(engine.InputQuery) {
+		req.Query, req.RawQuery = query, in.RawQuery
+	}
+	if uses.Has(engine.InputCookies) {
+		req.Cookies = cookies
+	}
+	req.Subject = p.subject(ctx, in, cookies)
+	if p.overrider != nil {
+		p.overrides(ctx, in, query, cookies, &req, res)
+	}
+	if uses.Has(engine.InputHeader) {
+		req.Header = headerValues(in.Header)
+	}
+	if uses.Has(engine.InputPath) || (uses.Has(engine.InputLanguage) && p.locale != nil) {
+		req.Path = engine.DjangoPath(in.Path)
+	}
+	if uses.Has(engine.InputLanguage) && p.locale != nil {
+		accept, _ := headerValues(in.Header).Get("Accept-Language")
+		req.Language = p.locale.Language(req.Path, cookies, accept)
+		req.HasLanguage = true
+	}
+	res.Subject = req.Subject
+	res.Decisions = snap.Evaluate(&req, p.rand)
+	res.Waffle = res.Decisions.Cookies
+	p.record(ctx, snap, &res.Decisions, req.Subject.UserID)
+}
+
+// subject identifies the visitor: the user in.UserID names, else the
+// session cookie's. A failed lookup makes the visitor anonymous.
+func (p *Pipeline) subject(ctx context.Context, in Input, cookies engine.Params) engine.Subject {
+	var s engine.Subject
+	var err error
+	switch {
+	case in.UserID != "" && p.users != nil:
+		s, err = p.users.User(ctx, in.UserID)
+	case in.UserID == "" && p.subjects != nil:
+		s, err = p.subjects.Subject(ctx, cookies)
+	default:
+		return engine.Anonymous
+	}
+	if err != nil {
+		p.metrics.identityErrors.Inc()
+		p.logger.LogAttrs(ctx, slog.LevelDebug, "identity lookup failed; visitor is anonymous", slog.Any("error", err))
+		return engine.Anonymous
+	}
+	return s
+}
+
+// overrides asks the Overrider for the visitor's overrides.
+func (p *Pipeline) overrides(ctx context.Context, in Input, query engine.Params, cookies engine.Params, req *engine.Request, res *Result) {
+	flips := query
+	if in.NoURLOverrides {
+		flips = nil
+	}
+	o, c, err := p.overrider.Overrides(ctx, flips, cookies, req.Subject)
+	if err != nil {
+		p.metrics.overrideErrors.Inc()
+		p.logger.LogAttrs(ctx, slog.LevelError, "override lookup failed; no overrides", slog.Any("error", err))
+		return
+	}
+	req.Overrides, res.Override = o, c
+}
+
+// encode sets res.Header from the decisions. A value too large for the
+// header limits is sent as unavailable, and no waffle cookie is written.
+func (p *Pipeline) encode(ctx context.Context, res *Result) {
+	e := p.encoder(res.Snapshot)
+	value := e.encode(&res.Decisions, res.State)
+	res.Header = make(http.Header, 2)
+	if err := p.setFlags(res.Header, e, value, res.State); err != nil {
+		p.metrics.headerOversize.Inc()
+		p.logger.LogAttrs(ctx, slog.LevelError, "flags header too large; sending state unavailable",
+			slog.String("snapshot_version", res.Snapshot.Version()), slog.Int("bytes", len(value)), slog.Any("error", err))
+		res.Header = http.Header{FlagsHeader: {e.unavailable()}}
+		res.Waffle = nil
+	}
+}
+
+// encoder returns the encoder for snap, building it the first time snap is
+// seen.
+func (p *Pipeline) encoder(snap *engine.Snapshot) *encoder {
+	if e := p.enc.Load(); e != nil && e.snap == snap {
+		return e
+	}
+	e := newEncoder(snap)
+	p.enc.Store(e)
+	return e
+}
+
+// record counts every override that decided a flag and every decision the
+// library would have raised on, and logs the overrides a URL asked for
+// (the session ones are logged when stored).
+func (p *Pipeline) record(ctx context.Context, snap *engine.Snapshot, d *engine.Decisions, userID string) {
+	for i, dec := range d.Flags {
+		switch dec.Reason {
+		case engine.ReasonError:
+			p.metrics.decisionErrors.WithLabelValues(string(snap.FlagSource(i))).Inc()
+		case engine.ReasonOverrideURL:
+			p.logger.LogAttrs(ctx, slog.LevelInfo, "flag overridden", slog.String("user_id", userID),
+				slog.String("flag", snap.FlagName(i)), slog.String("source", dec.Reason.Origin()), slog.Bool("on", dec.On))
+			fallthrough
+		case engine.ReasonOverrideSession:
+			p.metrics.overridesApplied.WithLabelValues(dec.Reason.Origin(), onOff(dec.On)).Inc()
+		}
+	}
+}
+
+func onOff(on bool) string {
+	if on {
+		return "on"
+	}
+	return "off"
+}
+
+// headerValues looks up request headers the way Django's request.headers
+// does: case-insensitively, with '_' in the looked-up name meaning '-', and
+// repeated lines joined with "," as WSGI servers join them. A header that
+// arrived spelled with '_' is never found: Go keeps it under a key with '_'
+// (canonicalising only around '-'), and gunicorn 22+ and runserver drop such
+// headers, while older gunicorn conflates them with the '-' spelling.
+type headerValues http.Header
+
+// Get returns the value of the header name. It builds the canonical key
+// (as textproto.CanonicalMIMEHeaderKey would) on the stack.
+func (h headerValues) Get(name string) (string, bool) {
+	var buf [64]byte
+	key := buf[:0]
+	upper := true
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		switch {
+		case c == '_' || c == '-':
+			c = '-'
+		case 'a' <= c && c <= 'z':
+			if upper {
+				c -= 'a' - 'A'
+			}
+		case 'A' <= c && c <= 'Z':
+			if !upper {
+				c += 'a' - 'A'
+			}
+		case '0' <= c && c <= '9' || strings.IndexByte("!#$%&'*+.^`|~", c) >= 0:
+		default:
+			return "", false // not a token: no request can carry it
+		}
+		key = append(key, c)
+		upper = c == '-'
+	}
+	vs := h[string(key)]
+	switch len(vs) {
+	case 0:
+		return "", false
+	case 1:
+		return vs[0], true
+	}
+	return strings.Join(vs, ","), true
+}
+
+// globalRand draws from math/rand/v2's goroutine-safe top-level source.
+type globalRand struct{}
+
+func (globalRand) Float64() float64 { return rand.Float64() }
