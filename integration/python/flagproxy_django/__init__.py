@@ -6,7 +6,10 @@ that header (``flagproxy_django.middleware.FlagproxyMiddleware``) and offers
 django-feature-flipper's ``request.features`` / ``features_panel`` and
 ``{% feature %}`` tag, django-waffle's ``flag_is_active`` family,
 decorators, mixins and template tags (``flagproxy_django.waffle``,
-``flagproxy_django.templatetags.flagproxy_waffle``), a test helper
+``flagproxy_django.templatetags.flagproxy_waffle``), django-flags'
+``flag_state`` family, decorators, views and template tags
+(``flagproxy_django.djflags``,
+``flagproxy_django.templatetags.flagproxy_flags``), a test helper
 (``flagproxy_django.testing.override_flags``) and the
 ``flagproxy_settings`` management command. See README.md.
 """

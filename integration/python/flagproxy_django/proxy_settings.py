@@ -23,13 +23,22 @@ or library default), plus facts that only the running site knows:
 ``FLAGPROXY_SIGNING_KEY``
     this package's own setting, when set: flagproxy signs the header with
     it (with the first key of a list, so list the newest first).
+
+and django-flags' keys (see :func:`django_flags_settings`): ``FLAGS`` in
+its JSON form or ``FLAGS_ERROR``, ``FLAG_SOURCES``,
+``DATA_UPLOAD_MAX_NUMBER_FIELDS`` and ``FLAGPROXY_USERNAME_FIELD``.
 """
+import builtins
+import datetime
 import importlib
+import math
 
 import django
 from django.apps import apps
 from django.conf import settings
 from django.conf.urls.i18n import is_language_prefix_patterns_used
+from django.contrib.auth import get_user_model
+from django.core.exceptions import ImproperlyConfigured
 from django.middleware.locale import LocaleMiddleware
 from django.utils.functional import Promise
 from django.utils.translation import check_for_language
@@ -149,6 +158,7 @@ def collect():
     prefixed, prefix_default = is_language_prefix_patterns_used(urlconf) if urlconf else (False, False)
     data['FLAGPROXY_I18N_PATTERNS'] = bool(prefixed)
     data['FLAGPROXY_PREFIX_DEFAULT_LANGUAGE'] = bool(prefix_default)
+    data.update(django_flags_settings(notes))
     return data, notes
 
 
@@ -187,3 +197,125 @@ def _convert(name, value, kind):
             raise SettingsError(f'{name} must be {kind}, but holds {pair!r}') from None
         pairs.append([text(code), text(label)])
     return pairs
+
+
+# django-flags (cfpb) ---------------------------------------------------------
+
+#: The FLAG_SOURCES entries flagproxy reproduces: django-flags' default.
+DJANGO_FLAGS_SOURCES = ('flags.sources.SettingsFlagsSource', 'flags.sources.DatabaseFlagsSource')
+
+#: Django's default DATA_UPLOAD_MAX_NUMBER_FIELDS, which flagproxy assumes.
+DEFAULT_MAX_NUMBER_FIELDS = 1000
+
+
+def django_flags_settings(notes):
+    """django-flags' keys of the settings file; ``notes`` gets the notes.
+
+    ``FLAGS`` (as :func:`flags_json` writes it) or, when django-flags cannot
+    read the setting, ``FLAGS_ERROR`` (only when the site sets FLAGS);
+    ``FLAG_SOURCES`` when the site sets it; ``DATA_UPLOAD_MAX_NUMBER_FIELDS``
+    when it is not 1000 (null for no limit); ``FLAGPROXY_USERNAME_FIELD``,
+    the user model's USERNAME_FIELD, which the ``user`` condition compares.
+    """
+    data = {}
+    if hasattr(settings, 'FLAGS'):
+        try:
+            conditions = read_flags(settings.FLAGS)
+        except Exception as e:  # whatever django-flags would raise on every flag check
+            data['FLAGS_ERROR'] = {'type': _exception_name(e), 'message': str(e)}
+            notes.append(f'django-flags cannot read FLAGS ({data["FLAGS_ERROR"]["type"]}: {e}): every flag '
+                         'check raises while SettingsFlagsSource is in FLAG_SOURCES; FLAGS_ERROR is written')
+        else:
+            data['FLAGS'] = flags_json(conditions, notes)
+    if hasattr(settings, 'FLAG_SOURCES'):
+        data['FLAG_SOURCES'] = _convert('FLAG_SOURCES', settings.FLAG_SOURCES, STRS)
+        for path in data['FLAG_SOURCES']:
+            if path not in DJANGO_FLAGS_SOURCES:
+                notes.append(f'FLAG_SOURCES names {path}, which flagproxy cannot reproduce: '
+                             'the flags it defines stay unknown to flagproxy')
+    limit = getattr(settings, 'DATA_UPLOAD_MAX_NUMBER_FIELDS', DEFAULT_MAX_NUMBER_FIELDS)
+    if limit != DEFAULT_MAX_NUMBER_FIELDS:
+        data['DATA_UPLOAD_MAX_NUMBER_FIELDS'] = None if limit is None else _convert(
+            'DATA_UPLOAD_MAX_NUMBER_FIELDS', limit, INT)
+    try:
+        data['FLAGPROXY_USERNAME_FIELD'] = _convert('USERNAME_FIELD', get_user_model().USERNAME_FIELD, STR)
+    except ImproperlyConfigured as e:
+        notes.append(f'FLAGPROXY_USERNAME_FIELD is left out ({e}): flagproxy compares "username"')
+    return data
+
+
+def read_flags(setting):
+    """The FLAGS setting as django-flags 5.x reads it: name -> conditions.
+
+    Each condition is a ``(condition, value, required)`` triple, in the
+    setting's order. The rules are SettingsFlagsSource.get_flags()'s, step
+    by step, so this raises where it raises (KeyError for a dict without
+    ``condition`` or ``value``, IndexError for a sequence of fewer than two
+    items, TypeError for None, AttributeError for a FLAGS that is not a
+    dict), and reads the removed ``{'FLAG': {'boolean': True}}`` form
+    character by character, as it does.
+    """
+    flags = {}
+    for flag, conditions in setting.items():
+        flags[flag] = []
+        for c in conditions:
+            if isinstance(c, dict):
+                triple = (c['condition'], c['value'], c.get('required', False))
+            elif len(c) == 3:
+                triple = (c[0], c[1], c[2])
+            else:
+                triple = (c[0], c[1], False)
+            hash(triple[0])  # django-flags looks the name up in its registry of conditions
+            flags[flag].append(triple)
+    return flags
+
+
+def flags_json(flags, notes=None):
+    """:func:`read_flags`'s result in the settings file's JSON form.
+
+    ``{name: [{"condition": str or None, "value": V, "required": bool}]}``
+    where V is :func:`flag_value_json`'s. A flag name that is not a string
+    cannot be a JSON key: it is left out, with a note.
+    """
+    out = {}
+    for name, conditions in flags.items():
+        if not isinstance(name, str):
+            if notes is not None:
+                notes.append(f'FLAGS holds the flag name {name!r}, which is not a string: it is left out')
+            continue
+        out[name] = [{'condition': condition if isinstance(condition, str) else None,
+                      'value': flag_value_json(value),
+                      'required': _truth('FLAGS', required)} for condition, value, required in conditions]
+    return out
+
+
+def flag_value_json(value):
+    """A condition's value as JSON: str, int, float, bool and None as they
+    are, ``{"$datetime": isoformat}``, ``{"$date": "YYYY-MM-DD"}``, else
+    ``{"$other": type name, "truthy": bool(value)}`` (also for a float that
+    JSON cannot hold: NaN, infinities)."""
+    if value is None or isinstance(value, (str, bool, int)):
+        return value
+    if isinstance(value, float) and math.isfinite(value):
+        return value
+    if isinstance(value, datetime.datetime):
+        return {'$datetime': value.isoformat()}
+    if isinstance(value, datetime.date):
+        return {'$date': value.isoformat()}
+    return {'$other': type(value).__name__, 'truthy': _truth('FLAGS', value)}
+
+
+def _truth(name, value):
+    """bool(value), or SettingsError if the value refuses to say."""
+    try:
+        return bool(value)
+    except Exception as e:
+        raise SettingsError(f'{name} holds {value!r}, whose truth cannot be tested: {e}') from None
+
+
+def _exception_name(e):
+    """The class of ``e``: its name for a builtin, else module.Class."""
+    cls = type(e)
+    if getattr(builtins, cls.__name__, None) is cls:
+        return cls.__name__
+    return f'{cls.__module__}.{cls.__qualname__}'

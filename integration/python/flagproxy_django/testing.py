@@ -17,9 +17,10 @@
 
 No header and no database row is needed: the middleware (``request.features``,
 ``request.features_panel``, ``request.flagproxy``), ``flag_is_active``,
-``switch_is_active``, ``sample_is_active``, the decorators, mixins, template
-tags and context processor all see the forced values, on top of whatever a
-header says. The panel reports their source as ``"test"``. Overrides nest;
+``switch_is_active``, ``sample_is_active``, django-flags' ``flag_state``,
+``flag_enabled`` and ``flag_disabled`` (flags), the decorators, mixins,
+views, template tags and context processor all see the forced values, on
+top of whatever a header says. The panel reports their source as ``"test"``. Overrides nest;
 the innermost wins. Names not forced keep their usual value (the header's,
 else the default).
 """

@@ -1,4 +1,5 @@
 """Models for the settings command tests (no table is ever created)."""
+from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import models
 
 
@@ -9,3 +10,11 @@ class SiteFlag(models.Model):
 
     class Meta:
         db_table = 'site_feature_flags'
+
+
+class Member(AbstractBaseUser):
+    """A custom user model that logs in by email, for FLAGPROXY_USERNAME_FIELD."""
+
+    email = models.EmailField(unique=True)
+
+    USERNAME_FIELD = 'email'

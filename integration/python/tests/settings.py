@@ -35,6 +35,9 @@ TEMPLATES = [{
             'django.template.context_processors.request',
             'flagproxy_django.context_processors.features',
         ],
-        'libraries': {'waffle_tags': 'flagproxy_django.templatetags.flagproxy_waffle'},
+        'libraries': {
+            'waffle_tags': 'flagproxy_django.templatetags.flagproxy_waffle',
+            'feature_flags': 'flagproxy_django.templatetags.flagproxy_flags',
+        },
     },
 }]

@@ -33,6 +33,16 @@ GO_KINDS = {
     'kKeys': lambda v: isinstance(v, str) and v or isinstance(v, list) and v and all(
         isinstance(s, str) and s for s in v),
     'kAny': lambda v: True,
+    # django-flags' keys
+    'kFlags': lambda v: isinstance(v, dict) and all(
+        isinstance(name, str) and isinstance(conditions, list) and all(
+            isinstance(c, dict) and set(c) == {'condition', 'value', 'required'}
+            and (c['condition'] is None or isinstance(c['condition'], str)) and isinstance(c['required'], bool)
+            for c in conditions)
+        for name, conditions in v.items()),
+    'kError': lambda v: isinstance(v, dict) and set(v) == {'type', 'message'} and all(
+        isinstance(s, str) for s in v.values()),
+    'kLimit': lambda v: v is None or isinstance(v, int) and not isinstance(v, bool),
 }
 
 
@@ -85,10 +95,19 @@ class OutputTests(SimpleTestCase):
         if not settings.HAVE_WAFFLE:
             optional.add('FLAGPROXY_WAFFLE_FLAG_TABLE')
         optional.add('FLAGPROXY_SIGNING_KEY')  # written when the site sets it
+        # django-flags' keys written only when the site sets them (or not to Django's default)
+        optional.update(('FLAGS', 'FLAGS_ERROR', 'FLAG_SOURCES', 'DATA_UPLOAD_MAX_NUMBER_FIELDS'))
         self.assertEqual(sorted(set(known) - set(data) - optional), [])
+        # The keys written only when set, with values of every kind.
+        with override_settings(FLAGS={'F': [('boolean', 'True', 1), {'condition': 'user', 'value': None}], 'G': []},
+                               FLAG_SOURCES=['flags.sources.DatabaseFlagsSource'], DATA_UPLOAD_MAX_NUMBER_FIELDS=None):
+            data.update(json.loads(run_command()[0]))
+        with override_settings(FLAGS={'F': [{'value': 'x'}]}):
+            data['FLAGS_ERROR'] = json.loads(run_command()[0])['FLAGS_ERROR']
         for key, kind in known.items():
             if key in data:
                 with self.subTest(key):
+                    self.assertIn(kind, GO_KINDS, f'this test does not know flagproxy\'s {kind} (for {key})')
                     self.assertTrue(GO_KINDS[kind](data[key]), f'{key} = {data[key]!r} is not {kind}')
 
     @unittest.skipUnless(settings.HAVE_WAFFLE, 'django-waffle is not installed')

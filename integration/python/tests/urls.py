@@ -1,6 +1,8 @@
 """URLs of the test views."""
 from django.urls import path
 
+from flagproxy_django.djflags import FlaggedTemplateView
+
 from tests import views
 
 urlpatterns = [
@@ -21,4 +23,18 @@ urlpatterns = [
     path('not-flag-view/', views.NotFlagView.as_view()),
     path('switch-view/', views.SwitchView.as_view()),
     path('sample-view/', views.SampleView.as_view()),
+    path('flags/report/', views.djflags_report),
+    path('flags/template/', views.djflags_template),
+    path('flags/check/', views.flag_checked),
+    path('flags/check-off/', views.flag_checked_off),
+    path('flags/check-fallback/', views.flag_checked_fallback),
+    path('flags/check-fallback/<int:n>/', views.flag_checked_fallback),
+    path('flags/required/', views.flag_required),
+    path('flags/required-unset/', views.flag_required_unset),
+    path('flags/required-fallback/', views.flag_required_fallback),
+    path('flags/view/', views.BetaView.as_view()),
+    path('flags/no-view/', views.NoBetaView.as_view()),
+    path('flags/view-kwargs/', views.BetaView.as_view(flag_name='other', state=False)),
+    path('flags/template-view/', FlaggedTemplateView.as_view(
+        flag_name='beta', template_name='djflags.html', extra_context={'name': 'beta'}, fallback=views.fallback)),
 ]

@@ -3,6 +3,7 @@ from django.http import HttpResponse, JsonResponse
 from django.template.response import TemplateResponse
 from django.views import View
 
+from flagproxy_django import djflags
 from flagproxy_django.decisions import current
 from flagproxy_django.waffle import (
     WaffleFlagMixin, WaffleSampleMixin, WaffleSwitchMixin, flag_is_active, sample_is_active, switch_is_active,
@@ -80,3 +81,42 @@ class SampleView(WaffleSampleMixin, View):
 
     def get(self, request):
         return HttpResponse('sample view')
+
+
+# django-flags (flagproxy_django.djflags)
+
+def djflags_report(request):
+    """flag_state, flag_enabled and flag_disabled of the flags named in ?name=."""
+    names = request.GET.getlist('name')
+    return JsonResponse({name: [djflags.flag_state(name, request=request), djflags.flag_enabled(name, request=request),
+                                djflags.flag_disabled(name)] for name in names})
+
+
+def djflags_template(request):
+    """Render tests/templates/djflags.html ({% load feature_flags %})."""
+    return TemplateResponse(request, 'djflags.html', {'name': request.GET.get('name', 'beta')})
+
+
+def fallback(request, *args, **kwargs):
+    """The fallback of the django-flags decorators and views."""
+    return HttpResponse(f'fallback {args} {kwargs}')
+
+
+flag_checked = djflags.flag_check('beta', True)(ok)
+flag_checked_off = djflags.flag_check('beta', False)(ok)
+flag_checked_fallback = djflags.flag_check('beta', True, fallback=fallback)(ok)
+flag_required = djflags.flag_required('beta')(ok)
+flag_required_unset = djflags.flag_required('beta', pass_if_set=False)(ok)
+flag_required_fallback = djflags.flag_required('beta', fallback_view=fallback)(ok)
+
+
+class BetaView(djflags.FlaggedViewMixin, View):
+    flag_name = 'beta'
+
+    def get(self, request, *args, **kwargs):
+        return HttpResponse('beta view')
+
+
+class NoBetaView(BetaView):
+    state = False
+    fallback = fallback
