@@ -10,4 +10,5 @@ urlpatterns = [
     path('feature_status/', views.feature_status_view),
     path('waffle/', views.waffle_view),
     path('session/', views.session_view),
+    path('djflags/<str:name>/', views.djflags_view),
 ]

@@ -122,3 +122,33 @@ def session_view(request):
     user = get_user_model().objects.get(pk=request.GET['user'])
     login(request, user, backend='django.contrib.auth.backends.ModelBackend')
     return JsonResponse({'ok': True, 'id': str(user.pk)})
+
+
+@csrf_exempt
+def djflags_view(request, name):
+    """Ask django-flags' API, as flagproxy_django.djflags answers it from the
+    header: flag_state, flag_enabled and flag_disabled of ``name`` for this
+    request, flag_state without a request (the current request's decisions),
+    and the decisions' version, state and error.
+
+    The site runs waffle's middleware, not flagproxy's, so this view alone
+    runs behind FlagproxyMiddleware, which reads the header as a site using
+    flagproxy_django would.
+    """
+    from flagproxy_django import djflags
+    from flagproxy_django.middleware import FlagproxyMiddleware
+
+    def answer(request):
+        decisions = request.flagproxy
+        return JsonResponse({
+            'flag_state': djflags.flag_state(name, request),
+            'flag_enabled': djflags.flag_enabled(name, request=request),
+            'flag_disabled': djflags.flag_disabled(name, request=request),
+            'flag_state_current': djflags.flag_state(name),
+            'version': decisions.version,
+            'state': decisions.state,
+            'error': decisions.error,
+            'user': str(request.user.pk) if request.user.is_authenticated else None,
+        })
+
+    return FlagproxyMiddleware(answer)(request)
