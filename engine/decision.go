@@ -103,6 +103,9 @@ type Subject struct {
 	// Permissions holds the user's ModelBackend permissions,
 	// "app_label.codename", sorted; see HasPerm.
 	Permissions []string
+	// Stale is set when the identity was served from a cache past its TTL
+	// because the database could not be read to re-check it.
+	Stale bool
 	// FeatureStatus holds django-feature-flipper's feature_status_<name>
 	// entries of the visitor's Django session (logged in or not): name →
 	// value == "enabled". Read-only once built.
