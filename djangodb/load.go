@@ -25,6 +25,11 @@ import (
 // column Django's migrations create.
 var ErrSchema = errors.New("unexpected schema")
 
+// ErrSourceGone is wrapped by the load error of a source whose table was
+// there in an earlier load and is missing now (under automatic detection):
+// the last snapshot stays in use rather than losing the source's flags.
+var ErrSourceGone = errors.New("flag table disappeared")
+
 // Defaults for Config.
 const (
 	DefaultFeatureFlagApp  = "flags"
@@ -134,6 +139,8 @@ type Loader struct {
 
 	mu           sync.Mutex
 	lastProblems string
+	// seen holds the sources an earlier load found.
+	seen map[engine.Source]bool
 }
 
 // NewLoader checks cfg and returns a Loader for db.
@@ -172,7 +179,21 @@ func (l *Loader) Load(ctx context.Context) (engine.Data, error) {
 		return engine.Data{}, err
 	}
 	l.report(problems)
+	l.mu.Lock()
+	if l.seen == nil {
+		l.seen = make(map[engine.Source]bool)
+	}
+	for _, s := range data.Sources {
+		l.seen[s] = true
+	}
+	l.mu.Unlock()
 	return data, nil
+}
+
+func (l *Loader) wasSeen(s engine.Source) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.seen[s]
 }
 
 // data reads the rows of every source in one read-only transaction.
@@ -219,6 +240,9 @@ func (l *Loader) read(ctx context.Context, t tx) (engine.Data, []string, error) 
 		if explicit {
 			return false, fmt.Errorf("%w: source %s is configured but table %s does not exist", ErrSchema, s, main)
 		}
+		if l.wasSeen(s) {
+			return false, fmt.Errorf("%w: table %s of source %s is missing; keeping the last snapshot until it returns or flagproxy restarts (name the sources with --sources to drop it)", ErrSourceGone, main, s)
+		}
 		return false, nil
 	}
 
@@ -239,8 +263,8 @@ func (l *Loader) read(ctx context.Context, t tx) (engine.Data, []string, error) 
 			return d, nil, readErr("featureflipper_feature", err)
 		}
 		for _, r := range rows {
-			if r.Name.Invalid != "" {
-				problems = append(problems, "featureflipper_feature: "+r.Name.Invalid)
+			if bad := cmp.Or(r.Name.Invalid, tooLong(r.Name, maxFeatureName)); bad != "" {
+				problems = append(problems, "featureflipper_feature: "+bad)
 				continue
 			}
 			d.Features = append(d.Features, engine.Feature{Name: r.Name.String, Enabled: r.Enabled.Bool})
@@ -270,6 +294,17 @@ func (l *Loader) read(ctx context.Context, t tx) (engine.Data, []string, error) 
 // flagStateTable is django-flags' FlagState table.
 const flagStateTable = "flags_flagstate"
 
+// The max_length of the name columns: a longer value is a row Django's
+// own forms could never have written, and is skipped so that one huge
+// name cannot make every header too large.
+const (
+	maxWaffleName     = 100 // waffle's flags, switches and samples
+	maxFeatureName    = 40  // featureflipper_feature.name
+	maxFeatureFlagKey = 50  // FeatureFlag.key (SlugField)
+	maxFlagStateName  = 64  // flags_flagstate.name and .condition
+	maxFlagStateValue = 127 // flags_flagstate.value
+)
+
 // readFlagStates reads flags_flagstate whole, as django-flags does on every
 // check. The library does not order the rows; ordering by id keeps the
 // snapshot version steady, and no decision depends on the order.
@@ -281,7 +316,8 @@ func readFlagStates(ctx context.Context, t tx, d *engine.Data) ([]string, error)
 	}
 	var problems []string
 	for _, r := range rows {
-		bad := cmp.Or(r.Name.Invalid, r.Condition.Invalid, r.Value.Invalid)
+		bad := cmp.Or(r.Name.Invalid, tooLong(r.Name, maxFlagStateName), r.Condition.Invalid,
+			tooLong(r.Condition, maxFlagStateName), r.Value.Invalid, tooLong(r.Value, maxFlagStateValue))
 		if bad == "" && !r.Required.Valid {
 			bad = "NULL required"
 		}
@@ -306,28 +342,23 @@ func knownSources() string {
 }
 
 func (l *Loader) readWaffle(ctx context.Context, t tx, tables map[string]struct{}, d *engine.Data) ([]string, error) {
-	var problems []string
 	var rows []waffleFlagRow
 	q := `SELECT id, name, everyone, percent, testing, superusers, staff, authenticated, languages, rollout FROM ` + quote(l.t.flag) + ` ORDER BY id`
 	if err := t.SelectContext(ctx, &rows, q); err != nil {
 		return nil, readErr(l.t.flag, err)
 	}
-	users, err := l.links(ctx, t, tables, l.t.flag+"_users", l.t.flagCol)
+	users, problems, err := l.links(ctx, t, tables, l.t.flag+"_users", l.t.flagCol)
 	if err != nil {
 		return nil, err
 	}
-	groups, err := l.links(ctx, t, tables, l.t.flag+"_groups", l.t.flagCol)
+	groups, p, err := l.links(ctx, t, tables, l.t.flag+"_groups", l.t.flagCol)
 	if err != nil {
 		return nil, err
 	}
+	problems = append(problems, p...)
 	for _, r := range rows {
-		bad := r.Name.Invalid
-		if bad == "" {
-			bad = r.Languages.Invalid
-		}
-		if bad == "" {
-			bad = r.Percent.inRange(3) // numeric(3,1)
-		}
+		bad := cmp.Or(r.Name.Invalid, tooLong(r.Name, maxWaffleName), r.Languages.Invalid,
+			r.Percent.inRange(3)) // numeric(3,1)
 		if bad != "" {
 			problems = append(problems, fmt.Sprintf("%s id %d: %s", l.t.flag, r.ID, bad))
 			continue
@@ -363,8 +394,8 @@ func (l *Loader) readWaffle(ctx context.Context, t tx, tables map[string]struct{
 			return nil, readErr(l.t.switches, err)
 		}
 		for _, r := range rows {
-			if r.Name.Invalid != "" {
-				problems = append(problems, l.t.switches+": "+r.Name.Invalid)
+			if bad := cmp.Or(r.Name.Invalid, tooLong(r.Name, maxWaffleName)); bad != "" {
+				problems = append(problems, l.t.switches+": "+bad)
 				continue
 			}
 			d.Switches = append(d.Switches, engine.Switch{Name: r.Name.String, Active: r.Active.Bool})
@@ -376,10 +407,7 @@ func (l *Loader) readWaffle(ctx context.Context, t tx, tables map[string]struct{
 			return nil, readErr(l.t.samples, err)
 		}
 		for _, r := range rows {
-			bad := r.Name.Invalid
-			if bad == "" {
-				bad = r.Percent.inRange(4) // numeric(4,1)
-			}
+			bad := cmp.Or(r.Name.Invalid, tooLong(r.Name, maxWaffleName), r.Percent.inRange(4)) // numeric(4,1)
 			if bad == "" && !r.Percent.Valid {
 				bad = "NULL percent"
 			}
@@ -394,20 +422,16 @@ func (l *Loader) readWaffle(ctx context.Context, t tx, tables map[string]struct{
 }
 
 func (l *Loader) readFeatureFlags(ctx context.Context, t tx, tables map[string]struct{}, d *engine.Data) ([]string, error) {
-	var problems []string
 	var rows []featureFlagRow
 	if err := t.SelectContext(ctx, &rows, `SELECT id, "key", enabled, rollout_percent FROM `+quote(l.t.model)+` ORDER BY id`); err != nil {
 		return nil, readErr(l.t.model, err)
 	}
-	allowed, err := l.links(ctx, t, tables, l.t.model+"_allowed_users", l.t.modelCol)
+	allowed, problems, err := l.links(ctx, t, tables, l.t.model+"_allowed_users", l.t.modelCol)
 	if err != nil {
 		return nil, err
 	}
 	for _, r := range rows {
-		bad := r.Key.Invalid
-		if bad == "" {
-			bad = r.RolloutPercent.Invalid
-		}
+		bad := cmp.Or(r.Key.Invalid, tooLong(r.Key, maxFeatureFlagKey), r.RolloutPercent.Invalid)
 		if bad != "" {
 			problems = append(problems, fmt.Sprintf("%s id %d: %s", l.t.model, r.ID, bad))
 			continue
@@ -425,36 +449,43 @@ func (l *Loader) readFeatureFlags(ctx context.Context, t tx, tables map[string]s
 // links reads an M2M table: owner id → target keys. The target column is
 // the one that is neither id nor the owner column, so custom user models
 // (whose column is <model>_id) work. A missing table means no links.
-func (l *Loader) links(ctx context.Context, t tx, tables map[string]struct{}, table, ownerCol string) (map[int64][]string, error) {
+// A row whose keys no row of either table could have is left out and
+// reported, as Django's join would never find it.
+func (l *Loader) links(ctx context.Context, t tx, tables map[string]struct{}, table, ownerCol string) (map[int64][]string, []string, error) {
 	if _, ok := tables[table]; !ok {
-		return nil, nil
+		return nil, nil, nil
 	}
 	cols, err := l.columns(ctx, t, table)
 	if err != nil {
-		return nil, fmt.Errorf("columns of %s: %w", table, err)
+		return nil, nil, fmt.Errorf("columns of %s: %w", table, err)
 	}
 	var target string
 	for _, c := range cols {
 		if c != "id" && c != ownerCol {
 			if target != "" {
-				return nil, fmt.Errorf("%w: %s has more than one link column besides %s", ErrSchema, table, ownerCol)
+				return nil, nil, fmt.Errorf("%w: %s has more than one link column besides %s", ErrSchema, table, ownerCol)
 			}
 			target = c
 		}
 	}
 	if !slices.Contains(cols, ownerCol) || target == "" || !identifier.MatchString(target) {
-		return nil, fmt.Errorf("%w: %s lacks the columns %s and <target>_id (has %s)", ErrSchema, table, ownerCol, strings.Join(cols, ", "))
+		return nil, nil, fmt.Errorf("%w: %s lacks the columns %s and <target>_id (has %s)", ErrSchema, table, ownerCol, strings.Join(cols, ", "))
 	}
 	var rows []linkRow
 	q := fmt.Sprintf(`SELECT %s AS owner, %s AS target FROM %s ORDER BY 1, 2`, quote(ownerCol), quote(target), quote(table))
 	if err := t.SelectContext(ctx, &rows, q); err != nil {
-		return nil, readErr(table, err)
+		return nil, nil, readErr(table, err)
 	}
 	out := make(map[int64][]string)
+	var problems []string
 	for _, r := range rows {
-		out[r.Owner] = append(out[r.Owner], string(r.Target))
+		if bad := cmp.Or(r.Owner.Invalid, r.Target.Invalid); bad != "" {
+			problems = append(problems, fmt.Sprintf("%s: %s", table, bad))
+			continue
+		}
+		out[r.Owner.Int] = append(out[r.Owner.Int], r.Target.Key)
 	}
-	return out, nil
+	return out, problems, nil
 }
 
 func (l *Loader) tables(ctx context.Context, t tx) (map[string]struct{}, error) {

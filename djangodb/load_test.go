@@ -2,7 +2,9 @@ package djangodb
 
 import (
 	"errors"
+	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -228,6 +230,73 @@ func TestLoaderSkipsRowsDjangoCannotLoad(t *testing.T) {
 	if len(problems) != 4 {
 		t.Errorf("problems = %q, want 4 (hundred, garbage, big, half)", problems)
 	}
+}
+
+// TestLoaderSkipsBadLinksAndLongNames: a link row whose keys no row could
+// have, and a name longer than its Django column, are left out and
+// reported; everything else still loads, and so do later changes.
+func TestLoaderSkipsBadLinksAndLongNames(t *testing.T) {
+	db := newSQLite(t, true)
+	ctx := t.Context()
+	alice := insertUser(t, db, "alice")
+	f := insertWaffleFlag(t, db, "listed", map[string]any{"superusers": false})
+	db.Exec(t, `INSERT INTO waffle_flag_users (flag_id, user_id) VALUES (?, ?), ('abc', 1), (?, 2.5)`, f, alice, f)
+	db.Exec(t, `INSERT INTO waffle_flag_groups (flag_id, group_id) VALUES (X'FF', 1)`)
+	insertWaffleFlag(t, db, strings.Repeat("n", 300_000), nil)
+	insertWaffleFlag(t, db, strings.Repeat("é", 100), nil) // 100 characters: fits
+	db.Exec(t, `INSERT INTO featureflipper_feature (name, description, enabled) VALUES (?, '', 1)`, strings.Repeat("f", 41))
+	db.Exec(t, `INSERT INTO flags_featureflag (key, enabled, rollout_percent) VALUES (?, 1, 0)`, strings.Repeat("k", 51))
+	db.Exec(t, `INSERT INTO flags_flagstate (name, condition, value, required) VALUES ('ok', 'boolean', ?, 0)`, strings.Repeat("v", 128))
+
+	l := db.Loader(t, Config{})
+	d, problems, err := l.data(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, w := range d.WaffleFlags {
+		names = append(names, w.Name)
+	}
+	if diff := cmp.Diff([]string{"listed", strings.Repeat("é", 100)}, names); diff != "" {
+		t.Errorf("flags kept (-want +got):\n%s", diff)
+	}
+	if got := d.WaffleFlags[0].Users; !slices.Equal(got, []string{strconv.FormatInt(alice, 10)}) {
+		t.Errorf("users of listed = %q, want only alice", got)
+	}
+	if len(d.Features)+len(d.FeatureFlags)+len(d.FlagStates) != 0 {
+		t.Errorf("long names kept: %+v %+v %+v", d.Features, d.FeatureFlags, d.FlagStates)
+	}
+	if len(problems) != 7 {
+		t.Errorf("problems = %q, want 7 (2 user links, 1 group link, 4 long names)", problems)
+	}
+	// The rest keeps updating.
+	db.Exec(t, `UPDATE waffle_flag SET everyone = 1 WHERE id = ?`, f)
+	if s := loadSnapshot(t, l); s.Evaluate(&engine.Request{}, zeroRand{}).Flags[0] != (engine.Decision{On: true, Reason: engine.ReasonEveryone}) {
+		t.Error("a later change did not load")
+	}
+}
+
+// TestLoaderKeepsSourceWhoseTableDisappears: under automatic detection a
+// source seen once whose table then goes missing is a load error (the
+// poller keeps the last snapshot), until the table is back.
+func TestLoaderKeepsSourceWhoseTableDisappears(t *testing.T) {
+	eachDatabase(t, true, func(t *testing.T, db *testDB) {
+		db.Exec(t, `INSERT INTO featureflipper_feature (name, description, enabled) VALUES ('search', '', ?)`, true)
+		l := db.Loader(t, Config{})
+		before := loadSnapshot(t, l)
+		db.Exec(t, `ALTER TABLE featureflipper_feature RENAME TO featureflipper_feature_old`)
+		if _, err := l.Load(t.Context()); !errors.Is(err, ErrSourceGone) {
+			t.Fatalf("load with the table gone: err = %v, want ErrSourceGone", err)
+		}
+		fresh := db.Loader(t, Config{})
+		if d, err := fresh.Load(t.Context()); err != nil || slices.Contains(d.Sources, engine.SourceFeatureFlipper) {
+			t.Errorf("a new loader (a restart) = %v, %v: want the source simply absent", d.Sources, err)
+		}
+		db.Exec(t, `ALTER TABLE featureflipper_feature_old RENAME TO featureflipper_feature`)
+		if after := loadSnapshot(t, l); after.Version() != before.Version() {
+			t.Errorf("after the table came back: version %s, want %s", after.Version(), before.Version())
+		}
+	})
 }
 
 // TestLoaderIsReadOnly checks that a load cannot write: the SQLite handle

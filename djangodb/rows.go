@@ -68,8 +68,43 @@ type flagStateRow struct {
 
 // linkRow is a row of an M2M table, with its columns renamed by the query.
 type linkRow struct {
-	Owner  int64   `db:"owner"`
-	Target userKey `db:"target"`
+	Owner  integer    `db:"owner"`
+	Target linkTarget `db:"target"`
+}
+
+// linkTarget is the target key of an M2M row (a user's or group's primary
+// key), rendered as userKey renders it; Invalid says why no row of the
+// target table could have it.
+type linkTarget struct {
+	Key     string
+	Invalid string
+}
+
+func (k *linkTarget) Scan(v any) error {
+	*k = linkTarget{}
+	var u userKey
+	switch v.(type) {
+	case int64, []byte, string:
+		_ = u.Scan(v) // cannot fail for these types
+		k.Key = string(u)
+	case nil:
+		k.Invalid = "NULL in a link column"
+	default:
+		k.Invalid = fmt.Sprintf("unexpected %T in a link column", v)
+	}
+	if k.Invalid == "" && !utf8.ValidString(k.Key) {
+		k.Invalid = "link key is not valid UTF-8"
+	}
+	return nil
+}
+
+// tooLong returns why t does not fit a Django CharField(max_length=n)
+// (Python's len counts code points), or "" when it does.
+func tooLong(t text, n int) string {
+	if t.Invalid == "" && utf8.RuneCountInString(t.String) > n {
+		return fmt.Sprintf("%d characters, more than the column's %d", utf8.RuneCountInString(t.String), n)
+	}
+	return ""
 }
 
 // pyBool is a boolean column read the way Django reads it: SQLite's
