@@ -53,6 +53,26 @@ func ParseQuery(raw string) Params {
 	return p
 }
 
+// ParseQueryKeys returns the names of a raw query string's fields in the
+// order they appear, decoded as ParseQuery decodes them; a repeated name
+// appears each time. Empty fields are skipped, as Django skips them.
+func ParseQueryKeys(raw string) []string {
+	if raw == "" {
+		return nil
+	}
+	if !utf8.ValidString(raw) {
+		raw = latin1(raw)
+	}
+	keys := make([]string, 0, min(strings.Count(raw, "&")+1, 16))
+	for piece := range strings.SplitSeq(raw, "&") {
+		if piece != "" {
+			name, _, _ := strings.Cut(piece, "=")
+			keys = append(keys, unquotePlus(name))
+		}
+	}
+	return keys
+}
+
 // latin1 decodes s as ISO-8859-1: every byte becomes the rune of its value.
 func latin1(s string) string {
 	var b strings.Builder

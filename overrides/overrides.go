@@ -156,12 +156,13 @@ const (
 	keyOff  = "off"
 )
 
-// Overrides returns the overrides of one request for subject s: query is
-// the parsed query string, cookies the parsed Cookie header. The cookie it
+// Overrides returns the overrides of one request for subject s: queryKeys
+// are the query string's field names in order (engine.ParseQueryKeys),
+// cookies the parsed Cookie header. The cookie it
 // returns, when not nil, must be set on the response: it stores (or
 // deletes) the visitor's session overrides.
-func (o *Overrider) Overrides(ctx context.Context, query engine.Params, cookies engine.Values, s engine.Subject) (engine.Overrides, *http.Cookie, error) {
-	q := FromQuery(query)
+func (o *Overrider) Overrides(ctx context.Context, queryKeys []string, cookies engine.Values, s engine.Subject) (engine.Overrides, *http.Cookie, error) {
+	q := FromQuery(queryKeys)
 	allowed := o.cfg.AnonymousFlipping || s.HasPerm(o.cfg.Permission)
 	cur, present := o.read(ctx, cookies, s, allowed)
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -55,7 +56,7 @@ func request(t *testing.T, o *Overrider, rawQuery, cookie string, s engine.Subje
 	if cookie != "" {
 		cookies[o.cfg.CookieName] = cookie
 	}
-	got, set, err := o.Overrides(context.Background(), engine.ParseQuery(rawQuery), cookies, s)
+	got, set, err := o.Overrides(context.Background(), engine.ParseQueryKeys(rawQuery), cookies, s)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -223,7 +224,7 @@ func TestStoredOverridesAreBounded(t *testing.T) {
 }
 
 func TestFromQuery(t *testing.T) {
-	got := FromQuery(engine.ParseQuery("enable_b&enable_a=0&enable_a&disable_c&session_enable_d&session_disable_e&session_clear_features=no&enable_&enable_caf%C3%A9&other=1&enable_x%0A"))
+	got := FromQuery(engine.ParseQueryKeys("enable_b&enable_a=0&enable_a&disable_c&session_enable_d&session_disable_e&session_clear_features=no&enable_&enable_caf%C3%A9&other=1&enable_x%0A"))
 	want := Query{Enable: []string{"a", "b", "x"}, Disable: []string{"c"}, SessionEnable: []string{"d"}, SessionDisable: []string{"e"}, SessionClear: true}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("FromQuery (-want +got):\n%s", diff)
@@ -233,12 +234,32 @@ func TestFromQuery(t *testing.T) {
 	}
 }
 
+// TestFromQueryKeepsTheFirst64InQueryOrder: beyond 64 names the first in
+// the query win, every time (a map's order would pick at random).
+func TestFromQueryKeepsTheFirst64InQueryOrder(t *testing.T) {
+	var parts []string
+	for i := range 80 {
+		parts = append(parts, fmt.Sprintf("enable_f%02d", 79-i))
+	}
+	parts = append(parts, "enable_search")
+	raw := strings.Join(parts, "&")
+	for range 20 {
+		q := FromQuery(engine.ParseQueryKeys(raw))
+		if len(q.Enable) != 64 || slices.Contains(q.Enable, "search") || !slices.Contains(q.Enable, "f79") || slices.Contains(q.Enable, "f15") {
+			t.Fatalf("FromQuery kept %v", q.Enable)
+		}
+	}
+	if q := FromQuery(engine.ParseQueryKeys("enable_a&enable_a&enable_b")); !slices.Equal(q.Enable, []string{"a", "b"}) {
+		t.Errorf("duplicates: %v", q.Enable)
+	}
+}
+
 func FuzzFromQuery(f *testing.F) {
 	for _, s := range []string{"enable_x", "session_enable_a&session_clear_features", "disable_%0A&enable_%00", "enable_a;enable_b", "session_disable_Z9_"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, raw string) {
-		q := FromQuery(engine.ParseQuery(raw))
+		q := FromQuery(engine.ParseQueryKeys(raw))
 		for _, l := range [][]string{q.Enable, q.Disable, q.SessionEnable, q.SessionDisable} {
 			for i, n := range l {
 				if !engine.FlippableName(n) {

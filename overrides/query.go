@@ -36,16 +36,17 @@ const (
 	maxNames     = 64
 )
 
-// FromQuery reads the override parameters of a query string parsed the
-// way Django parses it (engine.ParseQuery). The result's lists are sorted
-// and free of duplicates, each at most 64 names; a query of more than
-// 1,000 parameters asks for nothing.
-func FromQuery(q engine.Params) Query {
+// FromQuery reads the override parameters of a query string from its field
+// names in query order, decoded the way Django decodes them
+// (engine.ParseQueryKeys). Each list keeps the first 64 distinct names in
+// query order, then is sorted; a query of more than 1,000 fields asks for
+// nothing.
+func FromQuery(keys []string) Query {
 	var out Query
-	if len(q) > maxQueryKeys {
+	if len(keys) > maxQueryKeys {
 		return out
 	}
-	for key := range q {
+	for _, key := range keys {
 		key = strings.TrimSuffix(key, "\n")
 		switch {
 		case key == paramSessionClear:
@@ -68,7 +69,7 @@ func FromQuery(q engine.Params) Query {
 }
 
 func appendName(list []string, name string) []string {
-	if len(list) < maxNames && engine.FlippableName(name) {
+	if len(list) < maxNames && engine.FlippableName(name) && !slices.Contains(list, name) {
 		return append(list, name)
 	}
 	return list

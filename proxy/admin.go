@@ -23,8 +23,17 @@ type AdminConfig struct {
 	Gatherer prometheus.Gatherer
 	// Logger receives errors; nil discards them.
 	Logger *slog.Logger
+	// Header says whether a snapshot's flags header fits the limits; nil
+	// leaves it out of /readyz. *Pipeline is one.
+	Header HeaderChecker
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+}
+
+// HeaderChecker says whether a snapshot's flags header fits the header
+// limits.
+type HeaderChecker interface {
+	HeaderFits(snap *engine.Snapshot) bool
 }
 
 // NewAdmin returns the handler of the admin listener:
@@ -35,7 +44,7 @@ type AdminConfig struct {
 //
 // Other paths answer 404, and methods other than GET and HEAD 405.
 func NewAdmin(cfg AdminConfig) http.Handler {
-	a := &admin{snaps: cfg.Snapshots, logger: cfg.Logger, now: cfg.Now}
+	a := &admin{snaps: cfg.Snapshots, header: cfg.Header, logger: cfg.Logger, now: cfg.Now}
 	if a.logger == nil {
 		a.logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
@@ -80,6 +89,7 @@ func (e httpError) Unwrap() error { return e.Err }
 
 type admin struct {
 	snaps  SnapshotSource
+	header HeaderChecker
 	logger *slog.Logger
 	now    func() time.Time
 }
@@ -133,6 +143,9 @@ type readiness struct {
 	Samples    int             `json:"samples"`
 	Sources    []engine.Source `json:"sources"`
 	Conflicts  []string        `json:"conflicts"`
+	// HeaderTooLarge is set when no flags header of this snapshot fits
+	// the header limits: every request then carries state unavailable.
+	HeaderTooLarge bool `json:"header_too_large,omitempty"`
 }
 
 func (a *admin) readyz(w http.ResponseWriter, _ *http.Request) error {
@@ -161,6 +174,7 @@ func (a *admin) readyz(w http.ResponseWriter, _ *http.Request) error {
 	for _, c := range snap.Conflicts() {
 		body.Conflicts = append(body.Conflicts, c.Name)
 	}
+	body.HeaderTooLarge = a.header != nil && !a.header.HeaderFits(snap)
 	b, err := json.Marshal(body)
 	if err != nil {
 		return err

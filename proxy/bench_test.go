@@ -1,7 +1,9 @@
 package proxy
 
 import (
+	"bytes"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -44,15 +46,20 @@ func benchSnapshot(tb testing.TB) *engine.Snapshot {
 	return mustSnapshot(tb, d)
 }
 
-// stubTransport answers every request at once, without sockets.
-type stubTransport struct{}
+// stubTransport answers every request at once, without sockets, with a
+// page of body bytes (none when nil).
+type stubTransport struct{ body []byte }
 
-func (stubTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	return &http.Response{
+func (t stubTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	res := &http.Response{
 		StatusCode: http.StatusOK, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
 		Header: http.Header{"Content-Type": {"text/html; charset=utf-8"}},
 		Body:   http.NoBody, ContentLength: 0, Request: r,
-	}, nil
+	}
+	if t.body != nil {
+		res.Body, res.ContentLength = io.NopCloser(bytes.NewReader(t.body)), int64(len(t.body))
+	}
+	return res, nil
 }
 
 // discardWriter is a ResponseWriter that keeps nothing but a header map.
@@ -67,8 +74,18 @@ func (w *discardWriter) WriteHeader(int)             {}
 // buffer pool), "flagproxy" the whole Proxy with metrics, so the difference
 // is flagproxy's overhead. The request sets a waffle testing parameter, a
 // dwf_ cookie and Accept-Language (the site has LocaleMiddleware); the
-// response gets 11 Set-Cookie lines.
+// response gets 11 Set-Cookie lines. The "page" variants answer with a
+// 32 KiB page, which flagproxy buffers (see bufferResponse).
 func BenchmarkServeHTTP(b *testing.B) {
+	for _, page := range []struct {
+		name string
+		body []byte
+	}{{"", nil}, {"-page", bytes.Repeat([]byte("<p>flagproxy</p>"), 2048)}} {
+		benchServeHTTP(b, page.name, stubTransport{page.body})
+	}
+}
+
+func benchServeHTTP(b *testing.B, suffix string, transport http.RoundTripper) {
 	upstream, _ := url.Parse("http://django.test")
 	req := httptest.NewRequest(http.MethodGet, "http://django.test/page?dwft_waffle_flag_01=1&q=x", nil)
 	req.Header.Set("Cookie", "sessionid=abcdefgh12345678; dwf_waffle_flag_00=True; csrftoken=x")
@@ -83,17 +100,17 @@ func BenchmarkServeHTTP(b *testing.B) {
 			h.ServeHTTP(w, req)
 		}
 	}
-	b.Run("reverseproxy", func(b *testing.B) {
+	b.Run("reverseproxy"+suffix, func(b *testing.B) {
 		run(b, &httputil.ReverseProxy{
 			Rewrite:    func(pr *httputil.ProxyRequest) { pr.SetURL(upstream); pr.SetXForwarded() },
-			Transport:  stubTransport{},
+			Transport:  transport,
 			BufferPool: &bufferPool{},
 		})
 	})
-	b.Run("flagproxy", func(b *testing.B) {
+	b.Run("flagproxy"+suffix, func(b *testing.B) {
 		store := &engine.Store{}
 		p, err := New(Config{
-			Upstream: upstream, Snapshots: store, Transport: stubTransport{},
+			Upstream: upstream, Snapshots: store, Transport: transport,
 			Registerer: prometheus.NewRegistry(), Rand: fixedRand(0.5), Now: testNow,
 			Locale: engine.NewLocale(engine.LocaleSettings{I18N: true, LanguageCode: "en-us",
 				Languages: []string{"en", "en-us", "fr", "de"}, CookieName: "django_language"}),

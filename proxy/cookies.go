@@ -14,9 +14,18 @@ import (
 // the decisions ([]engine.Cookie) on the outbound request.
 type cookiesKey struct{}
 
-// modifyResponse appends the Set-Cookie lines django-waffle's middleware
-// would write for the request's decisions. All lines share one string.
+// modifyResponse adds the decisions' cookies to the response and buffers
+// its body (see bufferResponse).
 func (p *Proxy) modifyResponse(res *http.Response) error {
+	if err := p.setCookies(res); err != nil {
+		return err
+	}
+	return p.bufferResponse(res)
+}
+
+// setCookies appends the Set-Cookie lines django-waffle's middleware would
+// write for the request's decisions. All lines share one string.
+func (p *Proxy) setCookies(res *http.Response) error {
 	if res.Request == nil {
 		return nil
 	}

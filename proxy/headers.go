@@ -180,6 +180,7 @@ type encoder struct {
 	conflicts   string // `,"conflicts":{…}` or ""
 	versionTail string // `,"version":"…","state":"`
 	fixed       int    // bytes of everything but values, sources and state
+	tooLarge    bool   // no value of this snapshot fits the header limits
 }
 
 func newEncoder(snap *engine.Snapshot) *encoder {

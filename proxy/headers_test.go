@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
+	"net/http/httptest"
 	"strconv"
 	"strings"
 	"testing"
@@ -173,6 +174,14 @@ func TestOversizeValueIsRefused(t *testing.T) {
 	}
 	if got := testutil.ToFloat64(hs.proxy.metrics.headerOversize); got != 1 {
 		t.Errorf("oversize counter = %v, want 1", got)
+	}
+	if !hs.proxy.pipe.enc.Load().tooLarge {
+		t.Error("the snapshot's encoder does not know its header can never fit")
+	}
+	rec := httptest.NewRecorder()
+	NewAdmin(AdminConfig{Snapshots: hs.store, Header: hs.proxy.Pipeline(), Now: testNow}).ServeHTTP(rec, httptest.NewRequest("GET", "/readyz", nil))
+	if !strings.Contains(rec.Body.String(), `"header_too_large":true`) {
+		t.Errorf("/readyz = %s, want header_too_large", rec.Body)
 	}
 }
 

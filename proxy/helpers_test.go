@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"io"
 	"net"
@@ -47,9 +48,10 @@ func newBackend(t *testing.T, h http.HandlerFunc) *backend {
 	b := &backend{}
 	b.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		u := *r.URL
-		// Trailers arrive after the body.
+		// Trailers arrive after the body; h gets the body again.
 		if r.ContentLength != 0 {
-			_, _ = io.Copy(io.Discard, r.Body)
+			body, _ := io.ReadAll(r.Body)
+			r.Body = io.NopCloser(bytes.NewReader(body))
 		}
 		b.mu.Lock()
 		b.reqs = append(b.reqs, seen{Header: r.Header.Clone(), URL: &u, RequestURI: r.RequestURI, Host: r.Host, Trailer: r.Trailer.Clone()})
@@ -182,10 +184,10 @@ type fakeOverrider struct {
 	o        engine.Overrides
 	cookie   *http.Cookie
 	err      error
-	sawQuery *engine.Params // the query the overrider was given
+	sawQuery *[]string // the query's names the overrider was given
 }
 
-func (f fakeOverrider) Overrides(_ context.Context, q engine.Params, _ engine.Values, _ engine.Subject) (engine.Overrides, *http.Cookie, error) {
+func (f fakeOverrider) Overrides(_ context.Context, q []string, _ engine.Values, _ engine.Subject) (engine.Overrides, *http.Cookie, error) {
 	if f.sawQuery != nil {
 		*f.sawQuery = q
 	}

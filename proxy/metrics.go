@@ -39,6 +39,9 @@ type metrics struct {
 	// decisionErrors counts flags decided off because their library would
 	// have raised, by source.
 	decisionErrors *prometheus.CounterVec
+	// bodiesRefused counts request bodies answered 408, 413 or 400
+	// without reaching the upstream, by status.
+	bodiesRefused *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer, src SnapshotSource, now func() time.Time) (*metrics, error) {
@@ -84,6 +87,10 @@ func newMetrics(reg prometheus.Registerer, src SnapshotSource, now func() time.T
 			Name: "flagproxy_decision_errors_total",
 			Help: "Flag decisions made off because the flag's library would have raised an error, by source.",
 		}, []string{"source"}),
+		bodiesRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "flagproxy_request_bodies_refused_total",
+			Help: "Request bodies answered without reaching the upstream: too large (413), stalled (408) or broken (400), by status.",
+		}, []string{"code"}),
 	}
 	for _, r := range [...]string{reasonTimeout, reasonCanceled, reasonRefused, reasonOther} {
 		m.upstreamErrors.WithLabelValues(r)
@@ -94,7 +101,7 @@ func newMetrics(reg prometheus.Registerer, src SnapshotSource, now func() time.T
 	}
 	collectors := []prometheus.Collector{
 		m.requests, m.duration, m.inFlight, m.upstreamErrors, m.identityErrors,
-		m.overrideErrors, m.overridesApplied, m.cookiesSkipped, m.headerOversize, m.decisionErrors,
+		m.overrideErrors, m.overridesApplied, m.cookiesSkipped, m.headerOversize, m.decisionErrors, m.bodiesRefused,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "flagproxy_snapshot_age_seconds",
 			Help: "Seconds since the last successful snapshot load, -1 before the first.",

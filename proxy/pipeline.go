@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
@@ -112,19 +113,15 @@ func (p *Pipeline) evaluate(ctx context.Context, in Input, res *Result) {
 	if uses.Has(engine.InputCookies) || p.subjects != nil || p.overrider != nil || (uses.Has(engine.InputLanguage) && p.locale != nil) {
 		cookies = engine.ParseCookies(in.Cookie)
 	}
-	var query engine.Params
-	if uses.Has(engine.InputQuery) || p.overrider != nil {
-		query = engine.ParseQuery(in.RawQuery)
-	}
 	if uses.Has(engine.InputQuery) {
-		req.Query, req.RawQuery = query, in.RawQuery
+		req.Query, req.RawQuery = engine.ParseQuery(in.RawQuery), in.RawQuery
 	}
 	if uses.Has(engine.InputCookies) {
 		req.Cookies = cookies
 	}
 	req.Subject = p.subject(ctx, in, cookies)
 	if p.overrider != nil {
-		p.overrides(ctx, in, query, cookies, &req, res)
+		p.overrides(ctx, in, cookies, &req, res)
 	}
 	if uses.Has(engine.InputHeader) {
 		req.Header = headerValues(in.Header)
@@ -165,10 +162,10 @@ func (p *Pipeline) subject(ctx context.Context, in Input, cookies engine.Params)
 }
 
 // overrides asks the Overrider for the visitor's overrides.
-func (p *Pipeline) overrides(ctx context.Context, in Input, query engine.Params, cookies engine.Params, req *engine.Request, res *Result) {
-	flips := query
-	if in.NoURLOverrides {
-		flips = nil
+func (p *Pipeline) overrides(ctx context.Context, in Input, cookies engine.Params, req *engine.Request, res *Result) {
+	var flips []string
+	if !in.NoURLOverrides {
+		flips = engine.ParseQueryKeys(in.RawQuery)
 	}
 	o, c, err := p.overrider.Overrides(ctx, flips, cookies, req.Subject)
 	if err != nil {
@@ -180,9 +177,17 @@ func (p *Pipeline) overrides(ctx context.Context, in Input, query engine.Params,
 }
 
 // encode sets res.Header from the decisions. A value too large for the
-// header limits is sent as unavailable, and no waffle cookie is written.
+// header limits is sent as unavailable, and no waffle cookie is written; a
+// snapshot whose value can never fit is known when its encoder is built,
+// and its requests skip the encoding.
 func (p *Pipeline) encode(ctx context.Context, res *Result) {
 	e := p.encoder(res.Snapshot)
+	if e.tooLarge {
+		p.metrics.headerOversize.Inc()
+		res.Header = http.Header{FlagsHeader: {e.unavailable()}}
+		res.Waffle = nil
+		return
+	}
 	value := e.encode(&res.Decisions, res.State)
 	res.Header = make(http.Header, 2)
 	if err := p.setFlags(res.Header, e, value, res.State); err != nil {
@@ -201,8 +206,37 @@ func (p *Pipeline) encoder(snap *engine.Snapshot) *encoder {
 		return e
 	}
 	e := newEncoder(snap)
+	e.tooLarge = p.neverFits(e)
+	if e.tooLarge {
+		p.logger.Error("the flags header of this snapshot can never fit the header limits; every request carries state unavailable until flags are removed",
+			"snapshot_version", snap.Version(), "flags", snap.NumFlags(), "limit_bytes", p.limits.part*p.limits.maxParts)
+	}
 	p.enc.Store(e)
 	return e
+}
+
+// neverFits reports whether the smallest value e can produce, every
+// decision false and no sources, is too large for the header limits even
+// compressed.
+func (p *Pipeline) neverFits(e *encoder) bool {
+	s := e.snap
+	d := engine.Decisions{
+		Flags:    make([]engine.Decision, s.NumFlags()),
+		Switches: make([]engine.Decision, s.NumSwitches()),
+		Samples:  make([]engine.Decision, s.NumSamples()),
+	}
+	value := e.encode(&d, StateStale)
+	if len(value) <= p.limits.inline {
+		return false
+	}
+	_, _, err := p.split(value)
+	return errors.Is(err, errTooLarge)
+}
+
+// HeaderFits reports whether the flags header of snap fits the header
+// limits (false: every request carries state unavailable), for /readyz.
+func (p *Pipeline) HeaderFits(snap *engine.Snapshot) bool {
+	return !p.encoder(snap).tooLarge
 }
 
 // record counts every override that decided a flag and every decision the

@@ -50,10 +50,11 @@ type SubjectResolver interface {
 }
 
 // Overrider works out a visitor's flag overrides for a request from its
-// query string and cookies, parsed as Django parses them, and the visitor.
-// A cookie it returns is set on the response; an error means no overrides.
+// query string's field names in order and its cookies, parsed as Django
+// parses them, and the visitor. A cookie it returns is set on the
+// response; an error means no overrides.
 type Overrider interface {
-	Overrides(ctx context.Context, query engine.Params, cookies engine.Values, s engine.Subject) (engine.Overrides, *http.Cookie, error)
+	Overrides(ctx context.Context, queryKeys []string, cookies engine.Values, s engine.Subject) (engine.Overrides, *http.Cookie, error)
 }
 
 // Config configures a Proxy.
@@ -87,9 +88,27 @@ type Config struct {
 	// UpstreamTimeout is the default transport's ResponseHeaderTimeout;
 	// zero means DefaultUpstreamTimeout. It does not apply to Transport.
 	UpstreamTimeout time.Duration
+	// UpstreamIdleTimeout closes an idle upstream connection; zero means
+	// DefaultUpstreamIdleTimeout, below gunicorn's keep-alive of 2 s. It
+	// does not apply to Transport.
+	UpstreamIdleTimeout time.Duration
 	// Transport reaches the upstream; nil means a clone of
 	// http.DefaultTransport with the timeouts above.
 	Transport http.RoundTripper
+	// MaxBodySize bounds a request body (413 beyond); zero means
+	// DefaultMaxBodySize.
+	MaxBodySize int64
+	// BodyReadTimeout bounds the time a client may leave its request body
+	// idle (408); zero means DefaultBodyReadTimeout.
+	BodyReadTimeout time.Duration
+	// BufferMemory is how much of one body is buffered in memory before
+	// the rest goes to a file in BufferDir (default os.TempDir()); zero
+	// means DefaultBufferMemory.
+	BufferMemory int64
+	BufferDir    string
+	// MaxResponseFile bounds the file one response is buffered in; zero
+	// means DefaultMaxResponseFile.
+	MaxResponseFile int64
 	// Logger receives the proxy's logs; nil discards them.
 	Logger *slog.Logger
 	// Registerer receives the proxy's metrics; nil registers them nowhere.
@@ -103,6 +122,7 @@ type Config struct {
 // Proxy is the flag-injecting reverse proxy. It is an http.Handler.
 type Proxy struct {
 	upstream *url.URL
+	buf      *buffering
 	trusted  []netip.Prefix
 	logger   *slog.Logger
 	now      func() time.Time
@@ -128,8 +148,13 @@ func New(cfg Config) (*Proxy, error) {
 	if cfg.StaleAfter < 0 {
 		errs = append(errs, fmt.Errorf("stale after: negative duration %v", cfg.StaleAfter))
 	}
-	if cfg.UpstreamTimeout < 0 {
-		errs = append(errs, fmt.Errorf("upstream timeout: negative duration %v", cfg.UpstreamTimeout))
+	if cfg.UpstreamTimeout < 0 || cfg.UpstreamIdleTimeout < 0 || cfg.BodyReadTimeout < 0 {
+		errs = append(errs, fmt.Errorf("upstream timeout %v, idle timeout %v, body read timeout %v: no timeout may be negative",
+			cfg.UpstreamTimeout, cfg.UpstreamIdleTimeout, cfg.BodyReadTimeout))
+	}
+	if cfg.MaxBodySize < 0 || cfg.BufferMemory < 0 || cfg.MaxResponseFile < 0 {
+		errs = append(errs, fmt.Errorf("max body size %d, buffer memory %d, max response file %d: no size may be negative",
+			cfg.MaxBodySize, cfg.BufferMemory, cfg.MaxResponseFile))
 	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
@@ -137,9 +162,16 @@ func New(cfg Config) (*Proxy, error) {
 
 	p := &Proxy{
 		upstream: cfg.Upstream,
-		trusted:  slices.Clone(cfg.TrustedProxies),
-		logger:   cmp.Or(cfg.Logger, slog.New(slog.DiscardHandler)),
-		now:      cfg.Now,
+		buf: &buffering{
+			maxBody:         cmp.Or(cfg.MaxBodySize, DefaultMaxBodySize),
+			bodyReadTimeout: cmp.Or(cfg.BodyReadTimeout, DefaultBodyReadTimeout),
+			memory:          cmp.Or(cfg.BufferMemory, DefaultBufferMemory),
+			maxFile:         cmp.Or(cfg.MaxResponseFile, DefaultMaxResponseFile),
+			dir:             cfg.BufferDir,
+		},
+		trusted: slices.Clone(cfg.TrustedProxies),
+		logger:  cmp.Or(cfg.Logger, slog.New(slog.DiscardHandler)),
+		now:     cfg.Now,
 	}
 	if p.now == nil {
 		p.now = time.Now
@@ -173,7 +205,8 @@ func New(cfg Config) (*Proxy, error) {
 
 	transport := cfg.Transport
 	if transport == nil {
-		transport = newTransport(cmp.Or(cfg.UpstreamTimeout, DefaultUpstreamTimeout))
+		transport = newTransport(cmp.Or(cfg.UpstreamTimeout, DefaultUpstreamTimeout),
+			cmp.Or(cfg.UpstreamIdleTimeout, DefaultUpstreamIdleTimeout))
 	}
 	rp := &httputil.ReverseProxy{
 		Rewrite:        p.rewrite,
@@ -183,7 +216,7 @@ func New(cfg Config) (*Proxy, error) {
 		ErrorLog:       slog.NewLogLogger(p.logger.Handler(), slog.LevelError),
 		BufferPool:     &bufferPool{},
 	}
-	p.handler = m.instrument(rp)
+	p.handler = m.instrument(p.bufferRequest(rp))
 	return p, nil
 }
 
@@ -230,13 +263,17 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 	if cs := out.Header["Cookie"]; len(cs) > 1 {
 		out.Header["Cookie"] = []string{strings.Join(cs, "; ")}
 	}
+	onlyWebSocketUpgrades(out.Header)
+	// The body has been read already (bufferRequest): the client got its
+	// 100 Continue, and the upstream must not wait for one.
+	delete(out.Header, "Expect")
 
 	res := p.pipe.Decide(out.Context(), Input{
 		Path:           out.URL.EscapedPath(),
 		RawQuery:       out.URL.RawQuery,
 		Cookie:         out.Header.Get("Cookie"),
 		Header:         out.Header,
-		NoURLOverrides: out.Header.Get("Sec-Fetch-Site") == "cross-site",
+		NoURLOverrides: crossSite(pr.In),
 	})
 	for k, v := range res.Header {
 		out.Header[k] = v
@@ -251,6 +288,37 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 type responseCookies struct {
 	waffle   []engine.Cookie // as waffle's middleware writes them
 	override *http.Cookie    // flagproxy's override cookie
+}
+
+// crossSite reports whether r came from another site, whose links must not
+// flip a visitor's flags (the visitor's session cookie goes along on a
+// top-level navigation): Sec-Fetch-Site says so where the browser sends it;
+// otherwise an Origin or, failing that, a Referer whose host is not the
+// request's. A request with none of them (typed, bookmarked) is not.
+func crossSite(r *http.Request) bool {
+	if v := r.Header.Get("Sec-Fetch-Site"); v != "" {
+		return v == "cross-site"
+	}
+	from := r.Header.Get("Origin")
+	if from == "" {
+		from = r.Header.Get("Referer")
+	}
+	if from == "" {
+		return false
+	}
+	u, err := url.Parse(from)
+	return err != nil || u.Host == "" || !strings.EqualFold(u.Host, r.Host)
+}
+
+// onlyWebSocketUpgrades removes a protocol upgrade other than WebSocket
+// (ReverseProxy has put the client's Upgrade back by now): an h2c tunnel
+// would carry requests flagproxy never inspects. HTTP2-Settings goes too.
+func onlyWebSocketUpgrades(h http.Header) {
+	delete(h, "Http2-Settings")
+	if up, ok := h["Upgrade"]; ok && (len(up) != 1 || !strings.EqualFold(strings.TrimSpace(up[0]), "websocket")) {
+		delete(h, "Upgrade")
+		delete(h, "Connection")
+	}
 }
 
 // setForwarded sets X-Forwarded-For, -Proto and -Host on the outbound
@@ -290,4 +358,3 @@ func (p *Proxy) isTrusted(remoteAddr string) bool {
 	}
 	return false
 }
-

@@ -361,22 +361,38 @@ func TestOverrideCookieAndCount(t *testing.T) {
 	}
 }
 
-// TestCrossSiteNavigationFlipsNothing: a browser's cross-site request
-// (Sec-Fetch-Site: cross-site) reaches the overrider without its query.
+// TestCrossSiteNavigationFlipsNothing: a request from another site reaches
+// the overrider without its query, whether the browser says so with
+// Sec-Fetch-Site or, lacking it (older Safari), with Origin or Referer.
 func TestCrossSiteNavigationFlipsNothing(t *testing.T) {
-	var saw engine.Params
+	var saw []string
 	hs := newHarness(t, Config{Overrider: fakeOverrider{sawQuery: &saw}}, nil)
 	hs.store.Publish(mustSnapshot(t, engine.Data{}), testNow())
-	hs.get(t, "/?session_disable_x", http.Header{"Sec-Fetch-Site": {"cross-site"}})
-	if len(saw) != 0 {
-		t.Errorf("cross-site request: overrider got query %v, want none", saw)
-	}
-	hs.get(t, "/?session_disable_x", http.Header{"Sec-Fetch-Site": {"same-origin"}})
-	if _, ok := saw["session_disable_x"]; !ok {
-		t.Errorf("same-origin request: overrider got query %v", saw)
-	}
-	if got := hs.backend.last(t).URL.RawQuery; got != "session_disable_x" {
-		t.Errorf("the URL reached Django as %q", got)
+	host := hs.frontend.Listener.Addr().String()
+	for _, tc := range []struct {
+		header http.Header
+		cross  bool
+	}{
+		{http.Header{"Sec-Fetch-Site": {"cross-site"}}, true},
+		{http.Header{"Sec-Fetch-Site": {"same-origin"}, "Origin": {"https://evil.test"}}, false},
+		{http.Header{"Sec-Fetch-Site": {"none"}}, false},
+		{http.Header{"Origin": {"https://evil.test"}}, true},
+		{http.Header{"Origin": {"null"}}, true},
+		{http.Header{"Origin": {"http://" + host}}, false},
+		{http.Header{"Referer": {"https://evil.test/page?enable_x"}}, true},
+		{http.Header{"Referer": {"http://" + strings.ToUpper(host) + "/page"}}, false},
+		{http.Header{"Referer": {"::not a url"}}, true},
+		{http.Header{"Origin": {"http://" + host}, "Referer": {"https://evil.test/"}}, false},
+		{nil, false},
+	} {
+		saw = nil
+		hs.get(t, "/?session_disable_x", tc.header)
+		if got := len(saw) == 0; got != tc.cross {
+			t.Errorf("%v: overrider got query %q, want cross-site %v", tc.header, saw, tc.cross)
+		}
+		if got := hs.backend.last(t).URL.RawQuery; got != "session_disable_x" {
+			t.Errorf("the URL reached Django as %q", got)
+		}
 	}
 }
 

@@ -1,23 +1,67 @@
 package proxy
 
 import (
+	"context"
 	"net"
 	"net/http"
 	"sync"
 	"time"
 )
 
+// DefaultUpstreamIdleTimeout closes idle upstream connections before
+// gunicorn's keep-alive (2 s) would, so flagproxy never sends a request on
+// a connection the server is closing.
+const DefaultUpstreamIdleTimeout = time.Second
+
+// unusedConnTimeout closes an upstream connection that carried no request
+// this long after it was dialled: net/http pools the connection it dialled
+// for a request that was canceled meanwhile, and gunicorn's sync and
+// gthread workers would wait on it for a request that never comes.
+const unusedConnTimeout = 200 * time.Millisecond
+
 // newTransport clones http.DefaultTransport (never changing it) and sets
 // the timeouts and the idle pool of a reverse proxy to one upstream.
-func newTransport(responseHeaderTimeout time.Duration) *http.Transport {
+func newTransport(responseHeaderTimeout, idleTimeout time.Duration) *http.Transport {
 	t := http.DefaultTransport.(*http.Transport).Clone()
-	t.DialContext = (&net.Dialer{Timeout: DefaultDialTimeout, KeepAlive: 30 * time.Second}).DialContext
+	d := &net.Dialer{Timeout: DefaultDialTimeout, KeepAlive: 30 * time.Second}
+	t.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := d.DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		return newReapedConn(c, unusedConnTimeout), nil
+	}
 	t.ResponseHeaderTimeout = responseHeaderTimeout
+	t.IdleConnTimeout = idleTimeout
 	t.MaxIdleConnsPerHost = DefaultMaxIdleConnsPerHost
 	// Forward Accept-Encoding as the client sent it: Django must not see a
 	// gzip preference the client never stated.
 	t.DisableCompression = true
 	return t
+}
+
+// reapedConn is an upstream connection that closes itself when nothing is
+// written on it within a grace period after the dial.
+type reapedConn struct {
+	net.Conn
+	once  sync.Once
+	timer *time.Timer
+}
+
+func newReapedConn(c net.Conn, grace time.Duration) *reapedConn {
+	rc := &reapedConn{Conn: c}
+	rc.timer = time.AfterFunc(grace, func() { rc.Conn.Close() })
+	return rc
+}
+
+func (c *reapedConn) Write(p []byte) (int, error) {
+	c.once.Do(func() { c.timer.Stop() })
+	return c.Conn.Write(p)
+}
+
+func (c *reapedConn) Close() error {
+	c.timer.Stop()
+	return c.Conn.Close()
 }
 
 // responseRequest makes sure every response carries its request, which

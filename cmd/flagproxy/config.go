@@ -8,9 +8,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/netip"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -48,6 +50,11 @@ type Config struct {
 	PollInterval       time.Duration
 	StaleAfter         time.Duration
 	UpstreamTimeout    time.Duration
+	UpstreamIdle       time.Duration
+	MaxBodySize        byteSize
+	BodyReadTimeout    time.Duration
+	BufferMemory       byteSize
+	BufferDir          string
 	FeatureFlagApp     string
 	Sources            string
 	TrustedProxies     string
@@ -93,6 +100,13 @@ func newFlagSet(name string, c *Config, out io.Writer) *flag.FlagSet {
 	fs.DurationVar(&c.PollInterval, "poll-interval", DefaultPollInterval, "how often to reload the flag tables")
 	fs.DurationVar(&c.StaleAfter, "stale-after", DefaultStaleAfter, "report the flags as \"stale\" when the last successful load is older than this")
 	fs.DurationVar(&c.UpstreamTimeout, "upstream-timeout", DefaultUpstreamTimout, "how long to wait for the Django site's response headers (then 504)")
+	fs.DurationVar(&c.UpstreamIdle, "upstream-idle-timeout", proxy.DefaultUpstreamIdleTimeout, "close idle connections to the Django site after this (keep it below gunicorn's --keep-alive, 2s by default)")
+	c.MaxBodySize = proxy.DefaultMaxBodySize
+	fs.Var(&c.MaxBodySize, "max-body-size", "largest request body accepted, in bytes or with a k, M or G suffix (larger: 413, Django never sees it)")
+	fs.DurationVar(&c.BodyReadTimeout, "body-read-timeout", proxy.DefaultBodyReadTimeout, "how long a client may leave its request body idle before 408")
+	c.BufferMemory = proxy.DefaultBufferMemory
+	fs.Var(&c.BufferMemory, "buffer-memory", "how much of one request or response body is buffered in memory before the rest goes to a temporary file")
+	fs.StringVar(&c.BufferDir, "buffer-dir", "", "`directory` for the temporary files of large bodies (default: the system's temporary directory)")
 	fs.StringVar(&c.FeatureFlagApp, "featureflag-app", djangodb.DefaultFeatureFlagApp, "app label of the FeatureFlag model (its table is <label>_featureflag)")
 	fs.StringVar(&c.Sources, "sources", "auto", "flag sources to read: auto (every source whose tables exist) or a comma-separated list of "+sourceNames())
 	fs.StringVar(&c.TrustedProxies, "trusted-proxies", "", "comma-separated `CIDRs` of proxies in front of flagproxy whose X-Forwarded-* headers are kept")
@@ -206,9 +220,15 @@ func (c *Config) Validate() error {
 	for _, d := range []struct {
 		flag string
 		v    time.Duration
-	}{{"--poll-interval", c.PollInterval}, {"--stale-after", c.StaleAfter}, {"--upstream-timeout", c.UpstreamTimeout}} {
+	}{{"--poll-interval", c.PollInterval}, {"--stale-after", c.StaleAfter}, {"--upstream-timeout", c.UpstreamTimeout},
+		{"--upstream-idle-timeout", c.UpstreamIdle}, {"--body-read-timeout", c.BodyReadTimeout}} {
 		if d.v <= 0 {
 			add("%s %v: must be positive", d.flag, d.v)
+		}
+	}
+	if c.BufferDir != "" {
+		if st, err := os.Stat(c.BufferDir); err != nil || !st.IsDir() {
+			add("--buffer-dir %q: not a directory", c.BufferDir)
 		}
 	}
 	if c.StaleAfter > 0 && c.StaleAfter < c.PollInterval {
@@ -406,4 +426,31 @@ func sourceNames() string {
 		names = append(names, string(s))
 	}
 	return strings.Join(names, ", ")
+}
+
+// byteSize is a size flag: a number of bytes, or one with a k, M or G
+// suffix (powers of 1024).
+type byteSize int64
+
+func (b *byteSize) String() string { return strconv.FormatInt(int64(*b), 10) }
+
+func (b *byteSize) Set(s string) error {
+	mult := int64(1)
+	switch {
+	case strings.HasSuffix(s, "k"), strings.HasSuffix(s, "K"):
+		mult = 1 << 10
+	case strings.HasSuffix(s, "M"):
+		mult = 1 << 20
+	case strings.HasSuffix(s, "G"):
+		mult = 1 << 30
+	}
+	if mult > 1 {
+		s = s[:len(s)-1]
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n <= 0 || n > math.MaxInt64/mult {
+		return fmt.Errorf("want a positive number of bytes, optionally with a k, M or G suffix")
+	}
+	*b = byteSize(n * mult)
+	return nil
 }

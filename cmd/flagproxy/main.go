@@ -196,22 +196,27 @@ func serve(ctx context.Context, c *Config, log *slog.Logger, ready func(proxyAdd
 		overrider = o
 	}
 	p, err := proxy.New(proxy.Config{
-		Upstream:        c.upstreamURL,
-		Snapshots:       &store,
-		Subjects:        subjects,
-		Overrider:       overrider,
-		Locale:          c.django.Locale(cmp.Or(c.DjangoVersion, c.django.DjangoVersion)),
-		TrustedProxies:  c.trusted,
-		StaleAfter:      c.StaleAfter,
-		SigningKey:      signingKey,
-		UpstreamTimeout: c.UpstreamTimeout,
-		Logger:          log,
-		Registerer:      reg,
+		Upstream:            c.upstreamURL,
+		Snapshots:           &store,
+		Subjects:            subjects,
+		Overrider:           overrider,
+		Locale:              c.django.Locale(cmp.Or(c.DjangoVersion, c.django.DjangoVersion)),
+		TrustedProxies:      c.trusted,
+		StaleAfter:          c.StaleAfter,
+		SigningKey:          signingKey,
+		UpstreamTimeout:     c.UpstreamTimeout,
+		UpstreamIdleTimeout: c.UpstreamIdle,
+		MaxBodySize:         int64(c.MaxBodySize),
+		BodyReadTimeout:     c.BodyReadTimeout,
+		BufferMemory:        int64(c.BufferMemory),
+		BufferDir:           c.BufferDir,
+		Logger:              log,
+		Registerer:          reg,
 	})
 	if err != nil {
 		return err
 	}
-	admin := proxy.NewAdmin(proxy.AdminConfig{Snapshots: &store, Gatherer: reg, Logger: log})
+	admin := proxy.NewAdmin(proxy.AdminConfig{Snapshots: &store, Header: p.Pipeline(), Gatherer: reg, Logger: log})
 
 	pln, err := net.Listen("tcp", c.Listen)
 	if err != nil {
