@@ -70,6 +70,9 @@ type Cookie struct {
 	Value  string
 	MaxAge int
 	Secure bool
+	// Refresh is set on a cookie that re-issues the value the request's
+	// cookie already holds: writing it only renews its expiry.
+	Refresh bool
 }
 
 // Decisions holds the outcome of one evaluation. Flags, Switches and Samples

@@ -354,8 +354,12 @@ func parseGoldenCookie(s string) (engine.Cookie, error) {
 		c.Secure = true
 		rest = rest[1:]
 	}
+	if len(rest) > 0 && rest[0] == "Refresh" {
+		c.Refresh = true
+		rest = rest[1:]
+	}
 	if len(rest) > 0 {
-		return engine.Cookie{}, fmt.Errorf("cookie %q: unexpected %q (only Max-Age=N then Secure)", s, rest[0])
+		return engine.Cookie{}, fmt.Errorf("cookie %q: unexpected %q (only Max-Age=N, Secure, Refresh in that order)", s, rest[0])
 	}
 	return c, nil
 }
@@ -367,6 +371,9 @@ func formatGoldenCookie(c engine.Cookie) string {
 	}
 	if c.Secure {
 		s += "; Secure"
+	}
+	if c.Refresh {
+		s += "; Refresh"
 	}
 	return s
 }

@@ -239,12 +239,13 @@ func (w *waffleRule) user(u *Subject) (Decision, bool) {
 // that makes it sticky.
 func (w *waffleRule) percent(r *Request, e *evaluation) Decision {
 	var d Decision
-	if v, ok := get(r.Cookies, w.cookie); ok {
+	v, had := get(r.Cookies, w.cookie)
+	if had {
 		d = Decision{On: v == "True", Reason: ReasonPercentCookie}
 	} else {
 		d = Decision{On: e.rnd.Float64()*100 <= w.Percent.Float(), Reason: ReasonPercentRoll}
 	}
-	c := Cookie{Name: w.cookie, Value: pyBool(d.On), MaxAge: w.ws.MaxAge, Secure: w.ws.Secure}
+	c := Cookie{Name: w.cookie, Value: pyBool(d.On), MaxAge: w.ws.MaxAge, Secure: w.ws.Secure, Refresh: had && v == pyBool(d.On)}
 	if w.Rollout && !d.On {
 		c.MaxAge = 0
 	}

@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"strconv"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -18,9 +19,12 @@ import (
 // benchSnapshot has 50 flags of every source (waffle percentages, some
 // with languages, testing flags and plain ones, feature-flipper features,
 // FeatureFlag keys), 10 switches and 5 samples.
-func benchSnapshot(tb testing.TB) *engine.Snapshot {
+func benchSnapshot(tb testing.TB) *engine.Snapshot { return benchSnapshotN(tb, 1) }
+
+// benchSnapshotN has scale times as many waffle flags, features and keys.
+func benchSnapshotN(tb testing.TB, scale int) *engine.Snapshot {
 	d := engine.Data{Sources: []engine.Source{engine.SourceWaffle, engine.SourceFeatureFlipper, engine.SourceFeatureFlag}}
-	for i := range 30 {
+	for i := range 30 * scale {
 		f := engine.WaffleFlag{Name: fmt.Sprintf("waffle_flag_%02d", i)}
 		switch i % 3 {
 		case 0:
@@ -35,9 +39,11 @@ func benchSnapshot(tb testing.TB) *engine.Snapshot {
 		}
 		d.WaffleFlags = append(d.WaffleFlags, f)
 	}
-	for i := range 10 {
+	for i := range 10 * scale {
 		d.Features = append(d.Features, engine.Feature{Name: fmt.Sprintf("feature_%02d", i), Enabled: i%2 == 0})
-		d.FeatureFlags = append(d.FeatureFlags, engine.FeatureFlag{Key: fmt.Sprintf("model_flag_%02d", i), Enabled: true, RolloutPercent: int64(10 * i)})
+		d.FeatureFlags = append(d.FeatureFlags, engine.FeatureFlag{Key: fmt.Sprintf("model_flag_%02d", i), Enabled: true, RolloutPercent: int64(10 * (i % 10))})
+	}
+	for i := range 10 {
 		d.Switches = append(d.Switches, engine.Switch{Name: fmt.Sprintf("switch_%02d", i), Active: i%2 == 1})
 	}
 	for i := range 5 {
@@ -81,14 +87,27 @@ func BenchmarkServeHTTP(b *testing.B) {
 		name string
 		body []byte
 	}{{"", nil}, {"-page", bytes.Repeat([]byte("<p>flagproxy</p>"), 2048)}} {
-		benchServeHTTP(b, page.name, stubTransport{page.body})
+		benchServeHTTP(b, page.name, stubTransport{page.body}, benchSnapshot(b),
+			"sessionid=abcdefgh12345678; dwf_waffle_flag_00=True; csrftoken=x")
 	}
 }
 
-func benchServeHTTP(b *testing.B, suffix string, transport http.RoundTripper) {
+// BenchmarkServeHTTP1000 is BenchmarkServeHTTP with 1,000 flags (600 of them
+// waffle flags, 200 of those percentages) for a returning visitor, whose
+// request carries a dwf_ cookie for every percentage flag, renewed an
+// hour ago.
+func BenchmarkServeHTTP1000(b *testing.B) {
+	cookie := "sessionid=abcdefgh12345678; csrftoken=x; flagproxy_waffle_renewed=" + strconv.FormatInt(testNow().Unix()-3600, 10)
+	for i := 0; i < 600; i += 3 {
+		cookie += fmt.Sprintf("; dwf_waffle_flag_%02d=%s", i, []string{"True", "False"}[i%2])
+	}
+	benchServeHTTP(b, "", stubTransport{}, benchSnapshotN(b, 20), cookie)
+}
+
+func benchServeHTTP(b *testing.B, suffix string, transport http.RoundTripper, snap *engine.Snapshot, cookie string) {
 	upstream, _ := url.Parse("http://django.test")
 	req := httptest.NewRequest(http.MethodGet, "http://django.test/page?dwft_waffle_flag_01=1&q=x", nil)
-	req.Header.Set("Cookie", "sessionid=abcdefgh12345678; dwf_waffle_flag_00=True; csrftoken=x")
+	req.Header.Set("Cookie", cookie)
 	req.Header.Set("User-Agent", "bench")
 	req.Header.Set("Accept", "text/html")
 	req.Header.Set("Accept-Language", "fr-CA,fr;q=0.9,en-US;q=0.8,en;q=0.7")
@@ -118,7 +137,7 @@ func benchServeHTTP(b *testing.B, suffix string, transport http.RoundTripper) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		store.Publish(benchSnapshot(b), testNow())
+		store.Publish(snap, testNow())
 		run(b, p)
 	})
 }

@@ -305,7 +305,7 @@ func FuzzHeaderEncoding(f *testing.F) {
 		dec := snap.Evaluate(&engine.Request{Overrides: engine.Overrides{URL: urlOverrides}}, fixedRand(0.5))
 		e := newEncoder(snap)
 		value := e.encode(&dec, StateOK)
-		p := &Proxy{pipe: &Pipeline{limits: defaultLimits()}}
+		p := &Proxy{pipe: newPipeline()}
 		if large {
 			p.pipe.limits = limits{inline: 32, part: 16, maxParts: MaxParts}
 		}

@@ -3,13 +3,17 @@ package proxy
 import (
 	"context"
 	"errors"
+	"hash/maphash"
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	lru "github.com/hashicorp/golang-lru/v2"
 
 	"github.com/flagproxy/flagproxy/engine"
 )
@@ -75,6 +79,14 @@ type Pipeline struct {
 	limits     limits
 	enc        atomic.Pointer[encoder] // for the snapshot last seen
 	gzip       sync.Pool               // *gzip.Writer
+	seed       maphash.Seed
+	large      *lru.Cache[uint64, *largeValue]
+}
+
+// newPipeline returns a Pipeline with its caches.
+func newPipeline() *Pipeline {
+	large, _ := lru.New[uint64, *largeValue](largeValueCache) // only a size <= 0 fails
+	return &Pipeline{seed: maphash.MakeSeed(), large: large, limits: defaultLimits(), rand: globalRand{}}
 }
 
 // Decide decides every flag, switch and sample for in.
@@ -136,8 +148,44 @@ func (p *Pipeline) evaluate(ctx context.Context, in Input, res *Result) {
 	}
 	res.Subject = req.Subject
 	res.Decisions = snap.Evaluate(&req, p.rand)
-	res.Waffle = res.Decisions.Cookies
+	res.Waffle = p.cookiesToWrite(snap, res.Decisions.Cookies, cookies, req.Now)
 	p.record(ctx, snap, &res.Decisions, req.Subject.UserID)
+}
+
+// RefreshCookie is the cookie in which flagproxy remembers when it last
+// renewed a visitor's waffle cookies (Unix seconds).
+const RefreshCookie = "flagproxy_waffle_renewed"
+
+// cookiesToWrite bounds the Set-Cookie lines of a response. Waffle writes a
+// dwf_ cookie for every percentage flag on every response; flagproxy writes
+// those whose value is new (a fresh roll, a changed value) on every
+// response, and renews the others (Cookie.Refresh) at most once a day, or
+// every half of WAFFLE_MAX_AGE if that is shorter, noting when in
+// RefreshCookie. A visitor seen within WAFFLE_MAX_AGE keeps every side it
+// rolled, as with waffle.
+func (p *Pipeline) cookiesToWrite(snap *engine.Snapshot, all []engine.Cookie, sent engine.Params, now time.Time) []engine.Cookie {
+	refresh := 0
+	for _, c := range all {
+		if c.Refresh {
+			refresh++
+		}
+	}
+	if refresh == 0 {
+		return all
+	}
+	ws := snap.WaffleSettings()
+	period := min(24*time.Hour, time.Duration(ws.MaxAge)*time.Second/2)
+	if last, err := strconv.ParseInt(sent[RefreshCookie], 10, 64); err == nil && now.Sub(time.Unix(last, 0)) < period && last <= now.Unix() {
+		out := make([]engine.Cookie, 0, len(all)-refresh)
+		for _, c := range all {
+			if !c.Refresh {
+				out = append(out, c)
+			}
+		}
+		return out
+	}
+	marker := engine.Cookie{Name: RefreshCookie, Value: strconv.FormatInt(now.Unix(), 10), MaxAge: ws.MaxAge, Secure: ws.Secure}
+	return append(all, marker)
 }
 
 // subject identifies the visitor: the user in.UserID names, else the

@@ -185,22 +185,14 @@ func New(cfg Config) (*Proxy, error) {
 		return nil, err
 	}
 	p.metrics = m
-	p.pipe = &Pipeline{
-		snaps:      cfg.Snapshots,
-		subjects:   cfg.Subjects,
-		users:      cfg.Users,
-		overrider:  cfg.Overrider,
-		locale:     cfg.Locale,
-		staleAfter: cmp.Or(cfg.StaleAfter, DefaultStaleAfter),
-		signingKey: slices.Clone(cfg.SigningKey),
-		logger:     p.logger,
-		now:        p.now,
-		rand:       cfg.Rand,
-		metrics:    m,
-		limits:     defaultLimits(),
-	}
-	if p.pipe.rand == nil {
-		p.pipe.rand = globalRand{}
+	p.pipe = newPipeline()
+	p.pipe.snaps, p.pipe.subjects, p.pipe.users = cfg.Snapshots, cfg.Subjects, cfg.Users
+	p.pipe.overrider, p.pipe.locale = cfg.Overrider, cfg.Locale
+	p.pipe.staleAfter = cmp.Or(cfg.StaleAfter, DefaultStaleAfter)
+	p.pipe.signingKey = slices.Clone(cfg.SigningKey)
+	p.pipe.logger, p.pipe.now, p.pipe.metrics = p.logger, p.now, m
+	if cfg.Rand != nil {
+		p.pipe.rand = cfg.Rand
 	}
 
 	transport := cfg.Transport

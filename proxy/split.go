@@ -8,6 +8,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
+	"hash/maphash"
 	"net/http"
 	"strconv"
 )
@@ -23,30 +24,59 @@ type limits struct {
 func defaultLimits() limits { return limits{MaxInlineSize, PartSize, MaxParts} }
 
 // setFlags sets FlagsHeader (and its parts, for a large value) on h. value
-// is the JSON from e; on errTooLarge nothing is set.
+// is the JSON from e; on errTooLarge nothing is set. A large value seen
+// recently is not compressed again: visitors come back with the same
+// decisions, and compression is most of the cost of a large value.
 func (p *Pipeline) setFlags(h http.Header, e *encoder, value, state string) error {
 	if len(value) <= p.limits.inline {
 		h[FlagsHeader] = []string{value}
+		return nil
+	}
+	key := maphash.String(p.seed, value)
+	if c, ok := p.large.Get(key); ok && c.value == value {
+		setLarge(h, c)
 		return nil
 	}
 	parts, sum, err := p.split(value)
 	if err != nil {
 		return err
 	}
+	c := &largeValue{value: value, parts: parts, pointer: pointerJSON(e, len(parts), sum, state)}
+	p.large.Add(key, c)
+	setLarge(h, c)
+	return nil
+}
+
+// largeValue is a value's large form, as setFlags sends it.
+type largeValue struct {
+	value   string // the JSON (the cache checks it on every hit)
+	pointer string
+	parts   []string
+}
+
+// largeValueCache is how many large values setFlags remembers; each costs
+// its JSON and its compressed parts.
+const largeValueCache = 128
+
+func setLarge(h http.Header, c *largeValue) {
+	h[FlagsHeader] = []string{c.pointer}
+	for i, part := range c.parts {
+		h[partHeader(i+1)] = []string{part}
+	}
+}
+
+// pointerJSON is the FlagsHeader value of the large form.
+func pointerJSON(e *encoder, parts int, sum [sha256.Size]byte, state string) string {
 	b := make([]byte, 0, 128+len(e.versionTail))
 	b = append(b, `{"encoding":"`+Encoding+`","parts":`...)
-	b = strconv.AppendInt(b, int64(len(parts)), 10)
+	b = strconv.AppendInt(b, int64(parts), 10)
 	b = append(b, `,"sha256":"`...)
 	b = hex.AppendEncode(b, sum[:])
 	b = append(b, '"')
 	b = append(b, e.versionTail...)
 	b = append(b, state...)
 	b = append(b, `"}`...)
-	h[FlagsHeader] = []string{string(b)}
-	for i, part := range parts {
-		h[partHeader(i+1)] = []string{part}
-	}
-	return nil
+	return string(b)
 }
 
 // partHeader returns the canonical name of part i (1-based).
@@ -58,7 +88,9 @@ func (p *Pipeline) split(value string) ([]string, [sha256.Size]byte, error) {
 	var buf bytes.Buffer
 	zw, _ := p.gzip.Get().(*gzip.Writer)
 	if zw == nil {
-		zw = gzip.NewWriter(nil)
+		// The fastest level: most of a large value is names it repeats
+		// from the keys, which even level 1 finds.
+		zw, _ = gzip.NewWriterLevel(nil, gzip.BestSpeed)
 	}
 	zw.Reset(&buf)
 	_, err := zw.Write([]byte(value))
