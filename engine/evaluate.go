@@ -17,16 +17,19 @@ type evaluation struct {
 // dwf_ cookie, exactly as waffle orders them), then the visitor's stored
 // session override, then the URL override of this request.
 func (s *Snapshot) Evaluate(r *Request, rnd Rand) Decisions {
-	d := Decisions{
-		Flags:    make([]Decision, len(s.flags)),
-		Switches: make([]Decision, len(s.switches)),
-		Samples:  make([]Decision, len(s.samples)),
-	}
+	all := make([]Decision, len(s.flags)+len(s.switches)+len(s.samples))
+	nf, ns := len(s.flags), len(s.switches)
+	d := Decisions{Flags: all[:nf:nf], Switches: all[nf : nf+ns : nf+ns], Samples: all[nf+ns:]}
 	e := evaluation{rnd: rnd}
+	if s.cookies > 0 {
+		e.percent = make([]Cookie, 0, s.cookies)
+	}
 	for i := range s.flags {
 		d.Flags[i] = s.decideFlag(i, r, &e)
 	}
-	d.Cookies = append(e.percent, e.tests...)
+	if len(e.percent)+len(e.tests) > 0 {
+		d.Cookies = append(e.percent, e.tests...)
+	}
 	for i, sw := range s.switches {
 		d.Switches[i] = Decision{On: sw.Active, Reason: ReasonActive}
 	}

@@ -59,6 +59,7 @@ type Snapshot struct {
 	waffle    WaffleSettings
 	flagsSet  DjangoFlagsSettings
 	inputs    Inputs // what any rule reads
+	cookies   int    // rules that may write a cookie every request
 }
 
 // flagRule is one flag name and the rule of the source that defines it; a
@@ -120,6 +121,7 @@ func (s *Snapshot) buildSources(d *Data) (map[string][]flagRule, error) {
 			return nil, err
 		}
 		s.problems = append(s.problems, b.problems...)
+		s.cookies += b.cookies
 		for _, r := range b.rules {
 			if !utf8.ValidString(r.name) {
 				return nil, fmt.Errorf("%w: %s flag name %q is not valid UTF-8", ErrInvalidSnapshot, src.name, r.name)

@@ -39,6 +39,9 @@ type sourceDef struct {
 type built struct {
 	rules    []namedRule
 	problems []Problem
+	// cookies is how many of the rules may write a cookie on every
+	// request (Evaluate sizes its cookie list with it).
+	cookies int
 }
 
 // namedRule is one flag a source defines.

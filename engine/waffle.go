@@ -115,6 +115,9 @@ func buildWaffle(d *Data) (built, error) {
 		w.testCookie = pyFormat(ws.TestCookie, f.Name)
 		w.testHeader = strings.ReplaceAll(w.testCookie, "_", "-")
 		b.rules = append(b.rules, namedRule{f.Name, w})
+		if f.Percent.Valid && f.Percent.Tenths > 0 {
+			b.cookies++
+		}
 	}
 	return b, nil
 }

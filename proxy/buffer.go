@@ -5,11 +5,11 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"mime"
 	"net"
 	"net/http"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 )
@@ -262,8 +262,19 @@ func streams(res *http.Response) bool {
 		res.ContentLength == 0 || res.Request != nil && res.Request.Method == http.MethodHead {
 		return true
 	}
-	ct, _, _ := mime.ParseMediaType(res.Header.Get("Content-Type"))
-	return ct == "text/event-stream"
+	return isEventStream(res.Header.Get("Content-Type"))
+}
+
+// isEventStream reports whether a Content-Type is text/event-stream, with
+// or without parameters (mime.ParseMediaType's answer, without its
+// allocations).
+func isEventStream(ct string) bool {
+	const es = "text/event-stream"
+	if len(ct) < len(es) || !strings.EqualFold(ct[:len(es)], es) {
+		return false
+	}
+	rest := strings.TrimLeft(ct[len(es):], " \t")
+	return rest == "" || rest[0] == ';'
 }
 
 // bufferResponse reads the response body from the upstream at once, into

@@ -78,20 +78,21 @@ func (t responseRequest) RoundTrip(r *http.Request) (*http.Response, error) {
 }
 
 // bufferPool recycles ReverseProxy's copy buffers, which are otherwise
-// allocated (32 KiB) for every response body.
+// allocated (32 KiB) for every response body. It pools array pointers, so
+// that Put, which gets a slice back, allocates nothing.
 type bufferPool struct{ pool sync.Pool }
 
 const copyBufferSize = 32 << 10
 
 func (b *bufferPool) Get() []byte {
-	if p, ok := b.pool.Get().(*[]byte); ok {
-		return *p
+	if p, ok := b.pool.Get().(*[copyBufferSize]byte); ok {
+		return p[:]
 	}
-	return make([]byte, copyBufferSize)
+	return new([copyBufferSize]byte)[:]
 }
 
 func (b *bufferPool) Put(buf []byte) {
-	if cap(buf) == copyBufferSize {
-		b.pool.Put(&buf)
+	if len(buf) == copyBufferSize && cap(buf) == copyBufferSize {
+		b.pool.Put((*[copyBufferSize]byte)(buf))
 	}
 }
