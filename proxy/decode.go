@@ -33,8 +33,11 @@ type Payload struct {
 	Sources  map[string]string `json:"sources"`
 	// Conflicts is nil when the snapshot has no conflicts.
 	Conflicts map[string][]string `json:"conflicts,omitempty"`
-	Version   string              `json:"version"`
-	State     string              `json:"state"`
+	// Identity is "stale" when the visitor was recognised from cache past
+	// its lifetime during a database outage, else "".
+	Identity string `json:"identity,omitempty"`
+	Version  string `json:"version"`
+	State    string `json:"state"`
 }
 
 // pointer is the FlagsHeader value of the large form.

@@ -21,6 +21,9 @@
 //	"conflicts" object: flag name -> array of the source names ("waffle",
 //	            "featureflipper", "featureflag") that define it; present only
 //	            when the snapshot has conflicts (the name is still in "flags")
+//	"identity"  string: "stale" when the visitor's identity was served from
+//	            cache past its lifetime because the database could not be
+//	            read; absent otherwise
 //	"version"   string: the snapshot version, "" when there is none
 //	"state"     string: "ok"; "stale" when the snapshot's last successful load
 //	            is older than Config.StaleAfter (or its time is unknown);
@@ -227,9 +230,14 @@ func newEncoder(snap *engine.Snapshot) *encoder {
 	return e
 }
 
-// encode returns the flags JSON for d, which must come from e.snap.
-func (e *encoder) encode(d *engine.Decisions, state string) string {
-	n := e.fixed + len(state) + 5*(len(d.Flags)+len(d.Switches)+len(d.Samples))
+// identityStale is the member written when the visitor's identity is
+// stale.
+const identityStale = `,"identity":"stale"`
+
+// encode returns the flags JSON for d, which must come from e.snap;
+// staleIdentity adds "identity":"stale".
+func (e *encoder) encode(d *engine.Decisions, state string, staleIdentity bool) string {
+	n := e.fixed + len(state) + 5*(len(d.Flags)+len(d.Switches)+len(d.Samples)) + len(identityStale)
 	for i := range d.Flags {
 		if o := d.Flags[i].Reason.Origin(); o != "" && i < len(e.flagKeys) {
 			n += len(e.flagKeys[i]) + len(o) + 3
@@ -261,6 +269,9 @@ func (e *encoder) encode(d *engine.Decisions, state string) string {
 	}
 	b.WriteByte('}')
 	b.WriteString(e.conflicts)
+	if staleIdentity {
+		b.WriteString(identityStale)
+	}
 	b.WriteString(e.versionTail)
 	b.WriteString(state)
 	b.WriteString(`"}`)

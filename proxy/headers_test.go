@@ -304,7 +304,7 @@ func FuzzHeaderEncoding(f *testing.F) {
 		want.Version = snap.Version()
 		dec := snap.Evaluate(&engine.Request{Overrides: engine.Overrides{URL: urlOverrides}}, fixedRand(0.5))
 		e := newEncoder(snap)
-		value := e.encode(&dec, StateOK)
+		value := e.encode(&dec, StateOK, false)
 		p := &Proxy{pipe: newPipeline()}
 		if large {
 			p.pipe.limits = limits{inline: 32, part: 16, maxParts: MaxParts}
@@ -347,9 +347,9 @@ func BenchmarkEncodeHeader(b *testing.B) {
 	snap := benchSnapshot(b)
 	d := snap.Evaluate(&engine.Request{Overrides: engine.Overrides{URL: map[string]bool{"feature_03": true}}}, fixedRand(0.3))
 	e := newEncoder(snap)
-	b.SetBytes(int64(len(e.encode(&d, StateOK))))
+	b.SetBytes(int64(len(e.encode(&d, StateOK, false))))
 	b.ReportAllocs()
 	for b.Loop() {
-		e.encode(&d, StateOK)
+		e.encode(&d, StateOK, false)
 	}
 }

@@ -236,7 +236,7 @@ func (p *Pipeline) encode(ctx context.Context, res *Result) {
 		res.Waffle = nil
 		return
 	}
-	value := e.encode(&res.Decisions, res.State)
+	value := e.encode(&res.Decisions, res.State, res.Subject.Stale)
 	res.Header = make(http.Header, 2)
 	if err := p.setFlags(res.Header, e, value, res.State); err != nil {
 		p.metrics.headerOversize.Inc()
@@ -273,7 +273,7 @@ func (p *Pipeline) neverFits(e *encoder) bool {
 		Switches: make([]engine.Decision, s.NumSwitches()),
 		Samples:  make([]engine.Decision, s.NumSamples()),
 	}
-	value := e.encode(&d, StateStale)
+	value := e.encode(&d, StateStale, false)
 	if len(value) <= p.limits.inline {
 		return false
 	}

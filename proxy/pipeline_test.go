@@ -130,3 +130,22 @@ func TestPipelineSignsUnavailable(t *testing.T) {
 		t.Errorf("signature %q, want %q", got, want)
 	}
 }
+
+// TestStaleIdentityIsSaid: a visitor recognised from cache during an
+// outage (Subject.Stale) gets "identity":"stale"; anyone else has no such
+// member.
+func TestStaleIdentityIsSaid(t *testing.T) {
+	for _, stale := range []bool{false, true} {
+		hs := newHarness(t, Config{Subjects: fakeResolver{s: engine.Subject{UserID: "7", Authenticated: true, Stale: stale}}}, nil)
+		hs.store.Publish(mustSnapshot(t, djangoFlagsData()), testNow())
+		hs.get(t, "/", nil)
+		h := hs.backend.last(t).Header
+		want := ""
+		if stale {
+			want = "stale"
+		}
+		if p := decode(t, h); p.Identity != want {
+			t.Errorf("stale %v: identity %q in %s", stale, p.Identity, h.Get(FlagsHeader))
+		}
+	}
+}

@@ -20,6 +20,9 @@ STATE_OK = 'ok'
 STATE_STALE = 'stale'
 STATE_UNAVAILABLE = 'unavailable'
 STATES = (STATE_OK, STATE_STALE, STATE_UNAVAILABLE)
+#: The header's "identity" when the visitor was recognised from flagproxy's
+#: cache past its lifetime, because the database could not be read.
+IDENTITY_STALE = 'stale'
 
 #: The feature-flipper source of a decision taken from the database.
 SOURCE_SITE = 'site'
@@ -55,6 +58,10 @@ class Decisions:
     version: str = ''
     state: str = STATE_UNAVAILABLE
     error: Optional[str] = None
+    #: ``"stale"`` when flagproxy recognised the visitor from its cache past
+    #: the cache's lifetime because the database could not be read (the
+    #: flags of a logged-in user are still that user's), else ``""``.
+    identity: str = ''
 
     @classmethod
     def empty(cls, error, version=''):

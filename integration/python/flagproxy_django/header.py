@@ -5,8 +5,10 @@ The contract (flagproxy's ``proxy`` package documentation) in short:
 * ``X-Flagproxy-Flags`` holds one ASCII JSON object with the members
   ``flags``, ``switches``, ``samples`` (name -> true/false), ``sources``
   (flag name -> request input), optionally ``conflicts`` (flag name -> list
-  of library names), ``version`` (string) and ``state`` (``"ok"``,
-  ``"stale"`` or ``"unavailable"``).
+  of library names), ``version`` (string), ``state`` (``"ok"``,
+  ``"stale"`` or ``"unavailable"``) and, only when the visitor was
+  recognised from flagproxy's cache during a database outage,
+  ``identity`` (``"stale"``).
 * A value too large for one header is sent as the pointer object
   ``{"encoding":"gzip+base64url","parts":N,"sha256":"<hex>","version":…,
   "state":…}`` with the gzip-compressed JSON, in unpadded base64url, cut
@@ -30,7 +32,7 @@ import re
 import time
 import zlib
 
-from .decisions import STATES, Decisions
+from .decisions import IDENTITY_STALE, STATES, Decisions
 
 #: The request.META keys of the headers.
 FLAGS_META = 'HTTP_X_FLAGPROXY_FLAGS'
@@ -213,9 +215,13 @@ def _decisions(obj):
     state = obj.get('state')
     if state not in STATES:
         raise HeaderError(f'"state" must be one of {", ".join(STATES)}, not {excerpt(str(state))}')
+    identity = obj.get('identity', '')
+    if identity not in ('', IDENTITY_STALE):
+        raise HeaderError(f'"identity" must be absent or "{IDENTITY_STALE}", not {excerpt(str(identity))}')
     return Decisions(
         flags=maps['flags'], switches=maps['switches'], samples=maps['samples'], sources=sources,
-        conflicts={name: tuple(libs) for name, libs in conflicts.items()}, version=version, state=state)
+        conflicts={name: tuple(libs) for name, libs in conflicts.items()}, version=version, state=state,
+        identity=identity)
 
 
 def _is_int(value):

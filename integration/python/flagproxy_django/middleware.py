@@ -75,6 +75,9 @@ def read_request(request):
     if decisions.state == STATE_STALE:
         logger.info('flagproxy sent state "stale" for %s: its flag snapshot %r is out of date (is the database '
                     'reachable?); using it', _describe(request), decisions.version, extra={'request': request})
+    if decisions.identity:
+        logger.info('flagproxy recognised the visitor of %s from its cache during a database outage '
+                    '(identity "stale"); using it', _describe(request), extra={'request': request})
     return decisions
 
 

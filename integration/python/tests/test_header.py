@@ -40,6 +40,12 @@ class InlineTests(SimpleTestCase):
         d = read_flags(inline_meta(obj))  # json.dumps escapes to ASCII, surrogate pairs included
         self.assertEqual(d.flags, {'caf\u00e9 <&>': True, '\U0001f600': False})
 
+    def test_stale_identity(self):
+        self.assertEqual(read_flags(inline_meta(payload(identity='stale'))).identity, 'stale')
+        self.assertEqual(read_flags(inline_meta(payload())).identity, '')
+        with self.assertRaises(HeaderError):
+            read_flags(inline_meta(payload(identity='fresh')))
+
     def test_conflicts_and_version_are_optional(self):
         obj = payload()
         del obj['version']
