@@ -3,10 +3,10 @@ package djangodb
 import (
 	"context"
 	"crypto/subtle"
-	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math/big"
 	"slices"
 	"strconv"
@@ -60,10 +60,10 @@ type SessionConfig struct {
 	StoreQualname string
 	// CookieAge is SESSION_COOKIE_AGE, the signed_cookies engine's max age.
 	// It has no default: zero means what Django does with 0.
-	CookieAge              time.Duration
-	UseTZ                  bool // USE_TZ: how SQLite stores expire_date
-	TimeZone               *time.Location
-	AuthUserModel          string // AUTH_USER_MODEL, "app_label.ModelName"
+	CookieAge     time.Duration
+	UseTZ         bool // USE_TZ: how SQLite stores expire_date
+	TimeZone      *time.Location
+	AuthUserModel string // AUTH_USER_MODEL, "app_label.ModelName"
 	// UsernameField is the user model's USERNAME_FIELD column; its value
 	// becomes Subject.Username. Default "username".
 	UsernameField          string
@@ -181,6 +181,7 @@ type userShape struct {
 	int32Key                              bool // PostgreSQL integer (not bigint) id
 	hasActive, hasStaff, hasSuper, hasGrp bool
 	hasUsername                           bool
+	hasPerms                              bool // the user permissions table exists
 }
 
 // NewIdentities checks cfg (see SessionConfig) and returns an Identities.
@@ -309,50 +310,96 @@ func (ids *Identities) Plausible(value string) bool {
 // reason, and the time after which the answer must be asked again (the
 // session row's expiry; zero when not bounded). Any failure to verify the
 // session is an anonymous visitor with a reason and a nil error; only
-// database errors return an error (and an anonymous subject).
+// database errors return an error (and an anonymous subject). It is
+// ResolveBatch of one value.
 func (ids *Identities) Resolve(ctx context.Context, value string) (engine.Subject, Reason, time.Time, error) {
-	if value == "" {
-		return engine.Anonymous, ReasonNoCookie, time.Time{}, nil
-	}
-	// Django: a key shorter than 8 characters is no key at all.
-	if utf8.RuneCountInString(value) < 8 {
-		return engine.Anonymous, ReasonShortKey, time.Time{}, nil
-	}
-	if !ids.signed && !ids.Plausible(value) {
-		return engine.Anonymous, ReasonNoRow, time.Time{}, nil
-	}
+	out, _ := ids.ResolveBatch(ctx, []string{value})
+	r := out[0]
+	return r.Subject, r.Reason, r.Until, r.Err
+}
+
+// verified is a session whose data verified, waiting for its user.
+type verified struct {
+	i       int // the value's index in the batch
+	session map[string]any
+}
+
+// ResolveBatch resolves session cookie values as Resolve does, together:
+// one statement on django_session for all of them (none with
+// signed_cookies, whose cookie is the session), then one on the user table,
+// one on its groups and one on permissions for the users they name (a list
+// longer than maxInList takes one statement per maxInList). Rows are matched
+// to values by session key and to sessions by user key, never by position.
+// A database error fails the values not yet answered when it happened.
+// out[i] answers values[i]; queries counts the statements sent.
+func (ids *Identities) ResolveBatch(ctx context.Context, values []string) (out []Resolution, queries int) {
+	out = make([]Resolution, len(values))
 	now := ids.now()
-	var session map[string]any
-	var until time.Time
-	var err error
-	if ids.signed {
-		var signed time.Time
-		session, signed, err = ids.sig.loadsAt(value, ids.salt, ids.cfg.CookieAge, now)
-		// Valid while now - signed <= SESSION_COOKIE_AGE.
-		until = signed.Add(ids.cfg.CookieAge).Add(time.Nanosecond)
-	} else {
-		var data string
-		data, until, err = ids.sessionRow(ctx, value, now)
-		if err == nil {
-			session, err = ids.sig.loads(data, ids.salt, noMaxAge, now)
-			if ReasonOf(err) == ReasonBadSignature && ids.rules.legacySessionData {
-				session, err = legacyLoads(data, ids.className, ids.cfg.SecretKey)
+	var pending []verified
+	var keys []string
+	var keyed []int
+	for i, v := range values {
+		switch {
+		case v == "":
+			out[i].Reason = ReasonNoCookie
+		case utf8.RuneCountInString(v) < 8:
+			// Django: a key shorter than 8 characters is no key at all.
+			out[i].Reason = ReasonShortKey
+		case ids.signed:
+			session, signed, err := ids.sig.loadsAt(v, ids.salt, ids.cfg.CookieAge, now)
+			// Valid while now - signed <= SESSION_COOKIE_AGE.
+			out[i].Until = signed.Add(ids.cfg.CookieAge).Add(time.Nanosecond)
+			if !ids.verifiedOr(&out[i], err) {
+				continue
 			}
+			pending = append(pending, verified{i, session})
+		case !ids.Plausible(v):
+			out[i].Reason = ReasonNoRow
+		default:
+			keys = append(keys, v)
+			keyed = append(keyed, i)
 		}
 	}
-	if err != nil {
-		if ReasonOf(err) == ReasonDatabaseError {
-			return engine.Anonymous, ReasonDatabaseError, time.Time{}, err
+	if len(keys) > 0 {
+		rows, n, err := ids.sessionRows(ctx, keys, now)
+		queries += n
+		for _, i := range keyed {
+			if err != nil {
+				out[i] = Resolution{Reason: ReasonDatabaseError, Err: err}
+				continue
+			}
+			row, ok := rows[values[i]]
+			if !ok {
+				out[i].Reason = ReasonNoRow
+				continue
+			}
+			out[i].Until = row.until
+			session, err := ids.sig.loads(row.data, ids.salt, noMaxAge, now)
+			if ReasonOf(err) == ReasonBadSignature && ids.rules.legacySessionData {
+				session, err = legacyLoads(row.data, ids.className, ids.cfg.SecretKey)
+			}
+			if !ids.verifiedOr(&out[i], err) {
+				continue
+			}
+			pending = append(pending, verified{i, session})
 		}
-		return engine.Anonymous, ReasonOf(err), until, nil
 	}
-	s, reason, err := ids.user(ctx, session)
-	if err == nil && reason != ReasonHashMissing && reason != ReasonHashMismatch {
-		// Django flushes the session only on a missing or wrong auth hash;
-		// otherwise its data, feature-flipper's entries included, stays.
-		s.FeatureStatus = featureStatus(session)
+	queries += ids.users(ctx, out, pending)
+	return out, queries
+}
+
+// verifiedOr records in r why a session did not verify, and reports
+// whether it did.
+func (ids *Identities) verifiedOr(r *Resolution, err error) bool {
+	switch reason := ReasonOf(err); {
+	case err == nil:
+		return true
+	case reason == ReasonDatabaseError:
+		*r = Resolution{Reason: reason, Err: err}
+	default:
+		r.Reason = reason
 	}
-	return s, reason, until, err
+	return false
 }
 
 // featureStatus extracts django-feature-flipper's entries from a session:
@@ -372,34 +419,6 @@ func featureStatus(session map[string]any) map[string]bool {
 		out[name] = s == "enabled"
 	}
 	return out
-}
-
-// sessionRow reads the live django_session row for key.
-func (ids *Identities) sessionRow(ctx context.Context, key string, now time.Time) (string, time.Time, error) {
-	var row struct {
-		Data   string `db:"session_data"`
-		Expire any    `db:"expire_date"`
-	}
-	var err error
-	if ids.dialect == Postgres {
-		err = ids.db.GetContext(ctx, &row, `SELECT session_data, expire_date FROM django_session WHERE session_key = $1 AND expire_date > $2`, key, now)
-	} else {
-		// Django compares SQLite's naive text with now formatted the same
-		// way: UTC with USE_TZ, TIME_ZONE's wall clock without.
-		loc := time.UTC
-		if !ids.cfg.UseTZ {
-			loc = ids.cfg.TimeZone
-		}
-		err = ids.db.GetContext(ctx, &row, `SELECT session_data, CAST(expire_date AS TEXT) AS expire_date FROM django_session WHERE session_key = ? AND expire_date > ?`,
-			key, pythonDatetime(now.In(loc)))
-	}
-	if errors.Is(err, sql.ErrNoRows) {
-		return "", time.Time{}, reject(ReasonNoRow, nil)
-	}
-	if err != nil {
-		return "", time.Time{}, fmt.Errorf("read django_session: %w", err)
-	}
-	return row.Data, ids.expiry(row.Expire), nil
 }
 
 // expiry turns the row's expire_date into an instant (zero if unreadable).
@@ -435,65 +454,138 @@ func pythonDatetime(t time.Time) string {
 	return t.Format("2006-01-02 15:04:05.000000")
 }
 
-// user applies django.contrib.auth.get_user to a verified session.
-func (ids *Identities) user(ctx context.Context, session map[string]any) (engine.Subject, Reason, error) {
-	rawID, hasID := session["_auth_user_id"]
-	backend, hasBackend := session["_auth_user_backend"].(string)
-	if !hasID || rawID == nil || !hasBackend {
-		if hasID && !hasBackend {
-			return engine.Anonymous, ReasonBackend, nil
-		}
-		return engine.Anonymous, ReasonAnonymousSession, nil
+// users applies django.contrib.auth.get_user to verified sessions, writing
+// each answer into out, and returns the statements it sent.
+func (ids *Identities) users(ctx context.Context, out []Resolution, pending []verified) int {
+	type candidate struct {
+		verified
+		rawID   any
+		backend string
+		pk      string
 	}
-	if !slices.Contains(ids.cfg.AuthenticationBackends, backend) || !ids.backends[backend] {
-		return engine.Anonymous, ReasonBackend, nil
+	var cands []candidate
+	for _, p := range pending {
+		rawID, hasID := p.session["_auth_user_id"]
+		backend, hasBackend := p.session["_auth_user_backend"].(string)
+		switch {
+		case !hasID || rawID == nil || !hasBackend:
+			out[p.i].Reason = ReasonAnonymousSession
+			if hasID && !hasBackend {
+				out[p.i].Reason = ReasonBackend
+			}
+		case !slices.Contains(ids.cfg.AuthenticationBackends, backend) || !ids.backends[backend]:
+			out[p.i].Reason = ReasonBackend
+		default:
+			cands = append(cands, candidate{verified: p, rawID: rawID, backend: backend})
+			continue
+		}
+		out[p.i].Subject.FeatureStatus = featureStatus(p.session)
+	}
+	if len(cands) == 0 {
+		return 0
+	}
+	fail := func(err error, which []candidate) {
+		for _, c := range which {
+			out[c.i] = Resolution{Reason: ReasonDatabaseError, Err: err}
+		}
 	}
 	shape, err := ids.userShape(ctx)
 	if err != nil {
-		return engine.Anonymous, ReasonDatabaseError, err
+		fail(err, cands)
+		return 0
 	}
-	pk, ok := toPK(rawID, shape.uuid)
-	if !ok {
-		return engine.Anonymous, ReasonUserNotFound, nil
+	var pks []string
+	named := cands[:0]
+	for _, c := range cands {
+		pk, ok := toPK(c.rawID, shape.uuid)
+		if !ok {
+			out[c.i].Reason = ReasonUserNotFound
+			out[c.i].Subject.FeatureStatus = featureStatus(c.session)
+			continue
+		}
+		c.pk = pk
+		named = append(named, c)
+		pks = append(pks, pk)
 	}
-	u, found, err := ids.userRow(ctx, shape, pk)
+	if len(named) == 0 {
+		return 0
+	}
+	rows, queries, err := ids.userRows(ctx, shape, pks)
 	if err != nil {
-		return engine.Anonymous, ReasonDatabaseError, err
+		fail(err, named)
+		return queries
 	}
-	if !found {
-		return engine.Anonymous, ReasonUserNotFound, nil
+	authed := named[:0]
+	accepted := map[string]userRow{}
+	for _, c := range named {
+		u, found := rows[c.pk]
+		h, _ := c.session["_auth_user_hash"].(string)
+		switch {
+		case !found:
+			out[c.i].Reason = ReasonUserNotFound
+		case !u.active && (c.backend == backendModel || c.backend == backendRemote):
+			out[c.i].Reason = ReasonUserInactive
+		case h == "":
+			// Django flushes the session on a missing or wrong auth hash:
+			// its data, feature-flipper's entries included, is gone.
+			out[c.i].Reason = ReasonHashMissing
+			continue
+		case !ids.hashMatches(h, u.password):
+			out[c.i].Reason = ReasonHashMismatch
+			continue
+		default:
+			authed = append(authed, c)
+			accepted[c.pk] = u
+			continue
+		}
+		out[c.i].Subject.FeatureStatus = featureStatus(c.session)
 	}
-	if !u.active && (backend == backendModel || backend == backendRemote) {
-		return engine.Anonymous, ReasonUserInactive, nil
+	if len(authed) == 0 {
+		return queries
 	}
-	h, _ := session["_auth_user_hash"].(string)
-	if h == "" {
-		return engine.Anonymous, ReasonHashMissing, nil
-	}
-	if !ids.hashMatches(h, u.password) {
-		return engine.Anonymous, ReasonHashMismatch, nil
-	}
-	sub, err := ids.subject(ctx, shape, pk, u)
+	subjects, n, err := ids.subjects(ctx, shape, accepted)
+	queries += n
 	if err != nil {
-		return engine.Anonymous, ReasonDatabaseError, err
+		fail(err, authed)
+		return queries
 	}
-	return sub, ReasonAuthenticated, nil
+	for _, c := range authed {
+		s := subjects[c.pk]
+		s.FeatureStatus = featureStatus(c.session)
+		out[c.i].Subject, out[c.i].Reason = s, ReasonAuthenticated
+	}
+	return queries
 }
 
-// subject builds the logged-in subject of user pk: its flags, groups and
-// (when a ModelBackend-like backend is configured) permissions.
-func (ids *Identities) subject(ctx context.Context, shape *userShape, pk string, u userRow) (engine.Subject, error) {
-	s := engine.Subject{UserID: pk, Username: u.username, Authenticated: true, Active: u.active, Staff: u.staff, Superuser: u.superuser}
-	var err error
-	if s.Groups, err = ids.groups(ctx, shape, pk); err != nil {
-		return engine.Anonymous, err
+// subjects builds the logged-in subjects of users (by primary key): their
+// flags, groups and (when a ModelBackend-like backend is configured)
+// permissions, in one statement for the groups and one for the permissions.
+func (ids *Identities) subjects(ctx context.Context, shape *userShape, users map[string]userRow) (map[string]engine.Subject, int, error) {
+	pks := slices.Sorted(maps.Keys(users))
+	groups, queries, err := ids.groupsOf(ctx, shape, pks)
+	if err != nil {
+		return nil, queries, err
 	}
-	if ids.modelPerm && ids.permsExact && u.active && !u.superuser {
-		if s.Permissions, err = ids.permissions(ctx, shape, pk); err != nil {
-			return engine.Anonymous, err
+	var permPKs []string
+	if ids.modelPerm && ids.permsExact {
+		for _, pk := range pks {
+			if u := users[pk]; u.active && !u.superuser {
+				permPKs = append(permPKs, pk)
+			}
 		}
 	}
-	return s, nil
+	perms, n, err := ids.permissionsOf(ctx, shape, permPKs)
+	queries += n
+	if err != nil {
+		return nil, queries, err
+	}
+	out := make(map[string]engine.Subject, len(pks))
+	for _, pk := range pks {
+		u := users[pk]
+		out[pk] = engine.Subject{UserID: pk, Username: u.username, Authenticated: true, Active: u.active, Staff: u.staff,
+			Superuser: u.superuser, Groups: groups[pk], Permissions: perms[pk]}
+	}
+	return out, queries, nil
 }
 
 // User returns the subject of the user whose primary key is pk, as a
@@ -518,6 +610,22 @@ func (ids *Identities) User(ctx context.Context, pk string) (engine.Subject, err
 		return engine.Anonymous, nil
 	}
 	return ids.subject(ctx, shape, pk, u)
+}
+
+// userRow reads the row of user pk.
+func (ids *Identities) userRow(ctx context.Context, shape *userShape, pk string) (userRow, bool, error) {
+	rows, _, err := ids.userRows(ctx, shape, []string{pk})
+	u, found := rows[pk]
+	return u, found, err
+}
+
+// subject builds the logged-in subject of user pk, whose row is u.
+func (ids *Identities) subject(ctx context.Context, shape *userShape, pk string, u userRow) (engine.Subject, error) {
+	subjects, _, err := ids.subjects(ctx, shape, map[string]userRow{pk: u})
+	if err != nil {
+		return engine.Anonymous, err
+	}
+	return subjects[pk], nil
 }
 
 func (ids *Identities) hashMatches(h, password string) bool {

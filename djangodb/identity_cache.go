@@ -6,15 +6,78 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/prometheus/client_golang/prometheus"
-	"golang.org/x/sync/singleflight"
 	"golang.org/x/time/rate"
 
 	"github.com/flagproxy/flagproxy/engine"
 )
+
+// IdentityCache answers who a visitor is from their session cookie, keeping
+// each answer (keyed by the SHA-256 digest of the cookie value, never the
+// value) so that requests in steady state make no database query.
+//
+// Freshness. An answer is dated by the moment the queries that produced it
+// began (checked), and is never served at or past checked+TTL, nor at or
+// past the session's own expiry (expire_date, or the signed cookie's max
+// age). A request for a known (logged-in) session in the last part of that
+// time, from checked+TTL-Ahead (Ahead = min(TTL/2,
+// RecheckWait+LookupTimeout)), is served at once and starts a re-check in
+// the background (refresh ahead), whose answer replaces the old one; so an
+// active visitor never waits, and only a session idle past its TTL waits
+// for its lookup (at most LookupTimeout). A logout, password change,
+// deactivation or permission change committed at time T therefore reaches
+// every request that starts after T+TTL (plus any replication lag), except
+// in an outage (below). Refused and anonymous sessions are not re-checked in the
+// background: they are looked up again once TTL old.
+//
+// Batching. Lookups are grouped into batches resolved together
+// (SessionResolver.ResolveBatch: one query on django_session for the whole
+// batch, one on the user table, one on its groups, one on permissions). A
+// session not yet known waits at most BatchWait (2 ms) for others to join
+// its batch, a background re-check at most RecheckWait (500 ms); at most 4
+// batches run at once (the poller keeps its connection), and while they run
+// the next batch grows, up to BatchSize sessions of which at most 100 are
+// not yet known. A batch holding sessions not yet known spends one token of
+// the LookupsPerSecond budget (burst twice that), however many it holds;
+// re-checks of known sessions spend none, so a spray of random ids cannot
+// log out known users. When the budget is spent, new lookups wait for the
+// next token and ride in a bigger batch. At most Entries lookups of unknown
+// sessions wait at once; beyond that, and for a request that waited
+// LookupTimeout, the visitor is anonymous (uncached). So a spray costs at
+// most LookupsPerSecond queries a second of at most 100 random ids each, and
+// memory for Entries waiting values, 4 running batches and the
+// Entries-bounded refused cache; values that cannot be sessions (Plausible)
+// cost nothing.
+//
+// Outage. Once a re-check fails with a database error (until then the
+// answer is served unmarked, as above), a known identity is served with
+// Subject.Stale set until its last successful check is StaleMax old (each such session is retried at most once a second); after that, or
+// with StaleMax zero, the visitor is anonymous until the database answers. A
+// session never seen before is anonymous during an outage. The first
+// successful re-check replaces the stale answer (and clears Stale). An
+// answer is only ever served for the cookie value it was resolved from.
+type IdentityCache struct {
+	cfg     IdentityCacheConfig
+	log     *slog.Logger
+	known   *lru.Cache[[32]byte, cachedIdentity]
+	refused *lru.Cache[[32]byte, cachedIdentity]
+	batch   *batcher
+	now     func() time.Time
+	ahead   time.Duration
+	retry   time.Duration
+	lastLog atomic.Int64 // unix nanoseconds of the last batch failure logged
+
+	hits     *prometheus.CounterVec
+	misses   prometheus.Counter
+	lookups  prometheus.Counter
+	queries  prometheus.Counter
+	stale    prometheus.Counter
+	rejected *prometheus.CounterVec
+}
 
 // Defaults for IdentityCacheConfig.
 const (
@@ -22,69 +85,102 @@ const (
 	DefaultIdentityEntries       = 10000
 	DefaultIdentityLookupsPerSec = 200
 	DefaultIdentityLookupTimeout = 2 * time.Second
+	DefaultIdentityStaleMax      = 10 * time.Minute
+	DefaultIdentityBatchSize     = 1000
+	DefaultIdentityBatchWait     = 2 * time.Millisecond
+	DefaultIdentityRecheckWait   = 500 * time.Millisecond
 )
 
-// SessionResolver resolves one session cookie value; *Identities is one.
+// maxConcurrentLookups keeps identity batches from taking every database
+// connection (Open allows 8) away from the poller.
+const maxConcurrentLookups = 4
+
+// maxNewPerBatch bounds the sessions not yet known in one batch, and so
+// the database work a spray of random ids can buy with one token.
+const maxNewPerBatch = 100
+
+// maxOutageRetry is how often, at most, a known session served stale is
+// re-checked while the database fails (less if TTL is shorter).
+const maxOutageRetry = time.Second
+
+// ReasonLookupTimeout: the visitor waited LookupTimeout for a lookup that
+// had not answered.
+const ReasonLookupTimeout Reason = "lookup_timeout"
+
+// errLookupTimeout is returned to a request that waited LookupTimeout.
+var errLookupTimeout = errors.New("identity lookup: no answer within the lookup timeout")
+
+// Resolution is the answer for one session cookie value.
+type Resolution struct {
+	Subject engine.Subject
+	Reason  Reason
+	// Until is when the answer must be asked again at the latest (the
+	// session's expiry); zero when not bounded.
+	Until time.Time
+	// Err is a database error: nothing is known about the session, and
+	// Subject is anonymous.
+	Err error
+}
+
+// SessionResolver resolves session cookie values; *Identities is one.
 type SessionResolver interface {
 	// Plausible says, without a database query, whether value could name
 	// a session.
 	Plausible(value string) bool
-	Resolve(ctx context.Context, value string) (engine.Subject, Reason, time.Time, error)
+	// ResolveBatch resolves distinct values together, in as few queries
+	// as it can: out[i] answers values[i], matched by value, never by a
+	// row's position. queries is the number of statements it sent.
+	ResolveBatch(ctx context.Context, values []string) (out []Resolution, queries int)
 }
 
-// maxConcurrentLookups keeps identity lookups from taking every database
-// connection (Open allows 8) away from the poller.
-const maxConcurrentLookups = 4
-
-// IdentityCacheConfig configures an IdentityCache.
+// IdentityCacheConfig configures an IdentityCache. Zero durations and
+// sizes take the defaults above, except StaleMax.
 type IdentityCacheConfig struct {
 	Resolver SessionResolver
 	// CookieName is SESSION_COOKIE_NAME.
 	CookieName string
-	// TTL bounds how long an answer is reused: a logout, password change,
-	// deactivation or permission change in Django is seen within TTL.
+	// TTL is how long an answer is served without a re-check; see
+	// IdentityCache for the exact bound on how late a change is seen.
 	TTL time.Duration
-	// Entries bounds the cache of known sessions and, separately, the
-	// cache of rejected cookie values.
+	// Entries bounds the cache of known sessions, separately the cache of
+	// refused cookie values, and the lookups of unknown sessions waiting
+	// at once.
 	Entries int
-	// LookupsPerSecond bounds the database lookups for session values that
-	// are not cached (burst: twice as many). Beyond it a visitor whose
-	// session is not cached is served as anonymous, uncached, until the
-	// budget refills, so a client spraying random session ids cannot turn
-	// its requests into database queries.
+	// LookupsPerSecond bounds the batches (queries) per second for
+	// sessions not known (burst: twice as many); re-checks of known
+	// sessions do not count.
 	LookupsPerSecond float64
-	// LookupTimeout bounds one resolution; past it the visitor is served
-	// as anonymous.
+	// LookupTimeout bounds one batch's queries, and how long a request
+	// waits for a lookup; past it the visitor is served as anonymous.
 	LookupTimeout time.Duration
-	Logger        *slog.Logger
-	Registerer    prometheus.Registerer
-	// Now is the clock; nil means time.Now.
+	// StaleMax bounds how old (since its last successful check) a known
+	// identity may be when it is served, marked Stale, because the
+	// database fails. Zero disables serving stale identities.
+	StaleMax time.Duration
+	// BatchSize bounds the sessions resolved in one batch.
+	BatchSize int
+	// BatchWait is the longest a lookup of a session not yet known waits
+	// for others to join its batch.
+	BatchWait time.Duration
+	// RecheckWait is the longest a background re-check waits for others
+	// to join its batch.
+	RecheckWait time.Duration
+	Logger      *slog.Logger
+	Registerer  prometheus.Registerer
+	// Now is the clock answers are dated and aged by; nil means time.Now.
+	// Batch timing uses package time's timers.
 	Now func() time.Time
-}
-
-// IdentityCache answers who a visitor is from their cookies, reusing each
-// answer for a short, bounded time so that requests in steady state make
-// no database query. Cookie values are kept only as SHA-256 digests.
-type IdentityCache struct {
-	cfg     IdentityCacheConfig
-	log     *slog.Logger
-	known   *lru.Cache[[32]byte, cachedIdentity]
-	refused *lru.Cache[[32]byte, cachedIdentity]
-	limiter *rate.Limiter
-	slots   chan struct{} // bounds concurrent lookups
-	flight  singleflight.Group
-	now     func() time.Time
-
-	hits     *prometheus.CounterVec
-	misses   prometheus.Counter
-	lookups  prometheus.Counter
-	rejected *prometheus.CounterVec
 }
 
 type cachedIdentity struct {
 	subject engine.Subject
 	reason  Reason
-	until   time.Time
+	checked time.Time // when the queries of this answer began
+	until   time.Time // the session's expiry; zero: unbounded
+	// failed is set when a re-check of this answer failed with a database
+	// error; the next one is not started before retryAt.
+	failed  bool
+	retryAt time.Time
 }
 
 // NewIdentityCache checks cfg and returns an IdentityCache.
@@ -96,24 +192,20 @@ func NewIdentityCache(cfg IdentityCacheConfig) (*IdentityCache, error) {
 	if cfg.CookieName == "" {
 		cfg.CookieName = "sessionid"
 	}
-	if cfg.TTL < 0 || cfg.Entries < 0 || cfg.LookupsPerSecond < 0 {
-		errs = append(errs, fmt.Errorf("identity cache: negative TTL, entries or lookups per second"))
+	if cfg.TTL < 0 || cfg.Entries < 0 || cfg.LookupsPerSecond < 0 || cfg.StaleMax < 0 ||
+		cfg.BatchSize < 0 || cfg.BatchWait < 0 || cfg.RecheckWait < 0 {
+		errs = append(errs, fmt.Errorf("identity cache: negative TTL, entries, lookups per second, stale max or batch setting"))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	if cfg.TTL == 0 {
-		cfg.TTL = DefaultIdentityTTL
-	}
-	if cfg.Entries == 0 {
-		cfg.Entries = DefaultIdentityEntries
-	}
-	if cfg.LookupsPerSecond == 0 {
-		cfg.LookupsPerSecond = DefaultIdentityLookupsPerSec
-	}
-	if cfg.LookupTimeout <= 0 {
-		cfg.LookupTimeout = DefaultIdentityLookupTimeout
-	}
+	setDefault(&cfg.TTL, DefaultIdentityTTL)
+	setDefault(&cfg.Entries, DefaultIdentityEntries)
+	setDefault(&cfg.LookupsPerSecond, DefaultIdentityLookupsPerSec)
+	setDefault(&cfg.LookupTimeout, DefaultIdentityLookupTimeout)
+	setDefault(&cfg.BatchSize, DefaultIdentityBatchSize)
+	setDefault(&cfg.BatchWait, DefaultIdentityBatchWait)
+	setDefault(&cfg.RecheckWait, DefaultIdentityRecheckWait)
 	c := &IdentityCache{cfg: cfg, log: cfg.Logger, now: cfg.Now}
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
@@ -121,21 +213,32 @@ func NewIdentityCache(cfg IdentityCacheConfig) (*IdentityCache, error) {
 	if c.now == nil {
 		c.now = time.Now
 	}
+	// Re-check ahead of the TTL, early enough for the re-check to finish
+	// before it: an answer is never served past checked+TTL.
+	c.ahead = min(cfg.TTL/2, cfg.RecheckWait+cfg.LookupTimeout)
+	c.retry = min(cfg.TTL, maxOutageRetry)
 	c.known, _ = lru.New[[32]byte, cachedIdentity](cfg.Entries)
 	c.refused, _ = lru.New[[32]byte, cachedIdentity](cfg.Entries)
-	c.slots = make(chan struct{}, maxConcurrentLookups)
-	c.limiter = rate.NewLimiter(rate.Limit(cfg.LookupsPerSecond), int(2*cfg.LookupsPerSecond)+1)
+	c.batch = newBatcher(c, rate.NewLimiter(rate.Limit(cfg.LookupsPerSecond), int(2*cfg.LookupsPerSecond)+1))
 	c.hits = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "flagproxy_identity_cache_hits_total",
-		Help: "Visitor identifications answered from the cache, by whether the session was accepted.",
+		Help: "Visitor identifications answered from the cache without waiting, by whether the session was accepted.",
 	}, []string{"result"})
 	c.misses = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "flagproxy_identity_cache_misses_total",
-		Help: "Visitor identifications not in the cache.",
+		Help: "Visitor identifications not answered from the cache.",
 	})
 	c.lookups = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "flagproxy_identity_lookups_total",
-		Help: "Session resolutions performed (database reads for db-backed sessions).",
+		Help: "Sessions resolved against the database (new ones and re-checks), batched or not.",
+	})
+	c.queries = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "flagproxy_identity_queries_total",
+		Help: "Database statements sent to resolve sessions; a batched statement is one, whatever the sessions in it.",
+	})
+	c.stale = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "flagproxy_identity_stale_total",
+		Help: "Visitor identities served past their TTL, marked stale, because the database could not be read to re-check them.",
 	})
 	c.rejected = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "flagproxy_identity_rejected_total",
@@ -148,7 +251,7 @@ func NewIdentityCache(cfg IdentityCacheConfig) (*IdentityCache, error) {
 	c.hits.WithLabelValues("accepted")
 	c.hits.WithLabelValues("refused")
 	if r := cfg.Registerer; r != nil {
-		for _, col := range []prometheus.Collector{c.hits, c.misses, c.lookups, c.rejected, entries} {
+		for _, col := range []prometheus.Collector{c.hits, c.misses, c.lookups, c.queries, c.stale, c.rejected, entries} {
 			if err := r.Register(col); err != nil {
 				return nil, fmt.Errorf("register metrics: %w", err)
 			}
@@ -157,9 +260,49 @@ func NewIdentityCache(cfg IdentityCacheConfig) (*IdentityCache, error) {
 	return c, nil
 }
 
-// Subject returns the visitor the cookies' session stands for. Database
-// errors are returned (the caller serves the visitor as anonymous) and not
-// cached.
+func setDefault[T comparable](v *T, def T) {
+	var zero T
+	if *v == zero {
+		*v = def
+	}
+}
+
+// knownState is what may be done with a known session's answer now.
+type knownState int
+
+const (
+	stateFresh   knownState = iota // serve
+	stateRecheck                   // serve, and re-check in the background
+	stateStale                     // serve marked Stale (the database fails)
+	stateDue                       // do not serve: wait for a re-check
+)
+
+func (c *IdentityCache) state(e cachedIdentity, now time.Time) knownState {
+	if !e.until.IsZero() && !now.Before(e.until) {
+		return stateDue
+	}
+	age := now.Sub(e.checked)
+	switch {
+	case age < c.cfg.TTL-c.ahead:
+		return stateFresh
+	case age < c.cfg.TTL:
+		return stateRecheck
+	case e.failed && c.staleServable(e, now):
+		return stateStale
+	}
+	return stateDue
+}
+
+// staleServable says whether e may be served, marked Stale, because the
+// database failed to re-check it.
+func (c *IdentityCache) staleServable(e cachedIdentity, now time.Time) bool {
+	return c.cfg.StaleMax > 0 && now.Sub(e.checked) < c.cfg.StaleMax &&
+		(e.until.IsZero() || now.Before(e.until))
+}
+
+// Subject returns the visitor the cookies' session stands for. A database
+// error or a lookup timeout is returned (the caller serves the visitor as
+// anonymous) unless a known identity may be served stale instead.
 func (c *IdentityCache) Subject(ctx context.Context, cookies engine.Values) (engine.Subject, error) {
 	value, ok := "", false
 	if cookies != nil {
@@ -170,63 +313,95 @@ func (c *IdentityCache) Subject(ctx context.Context, cookies engine.Values) (eng
 	}
 	key := sha256.Sum256([]byte(value))
 	now := c.now()
-	// A value that was a valid login is looked up again when its answer
-	// is due, outside the budget: a spray of random ids must not log
-	// known users out.
-	revalidate := false
-	if e, ok := c.known.Get(key); ok {
-		if now.Before(e.until) {
+	e, isKnown := c.known.Get(key)
+	if isKnown {
+		switch c.state(e, now) {
+		case stateFresh:
 			c.hits.WithLabelValues("accepted").Inc()
 			return e.subject, nil
+		case stateRecheck:
+			c.hits.WithLabelValues("accepted").Inc()
+			if !e.failed || !now.Before(e.retryAt) {
+				c.batch.recheck(key, value)
+			}
+			return e.subject, nil
+		case stateStale:
+			c.hits.WithLabelValues("accepted").Inc()
+			c.stale.Inc()
+			if !now.Before(e.retryAt) {
+				c.batch.recheck(key, value)
+			}
+			s := e.subject
+			s.Stale = true
+			return s, nil
 		}
-		revalidate = true
-	}
-	if e, ok := c.refused.Get(key); ok && now.Before(e.until) {
+	} else if r, ok := c.refused.Get(key); ok && now.Sub(r.checked) < c.cfg.TTL && (r.until.IsZero() || now.Before(r.until)) {
 		c.hits.WithLabelValues("refused").Inc()
-		return e.subject, nil // anonymous, maybe with the session's feature_status entries
+		return r.subject, nil // anonymous, maybe with the session's feature_status entries
 	}
 	c.misses.Inc()
-	if !revalidate && !c.cfg.Resolver.Plausible(value) {
+	if !isKnown && !c.cfg.Resolver.Plausible(value) {
 		c.rejected.WithLabelValues(string(ReasonImplausible)).Inc()
 		return engine.Anonymous, nil
 	}
-	v, err, _ := c.flight.Do(string(key[:]), func() (any, error) {
-		if !revalidate && !c.limiter.AllowN(now, 1) {
-			return cachedIdentity{subject: engine.Anonymous, reason: ReasonLookupsLimited}, nil
-		}
-		// The lookup is shared by every request waiting for this value: it
-		// must not end with the first of them.
-		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.LookupTimeout)
-		defer cancel()
-		select {
-		case c.slots <- struct{}{}:
-			defer func() { <-c.slots }()
-		case <-lctx.Done():
-			return nil, fmt.Errorf("identity lookup: waiting for a free slot: %w", lctx.Err())
-		}
-		c.lookups.Inc()
-		s, reason, until, err := c.cfg.Resolver.Resolve(lctx, value)
-		if err != nil {
-			return nil, err
-		}
-		e := cachedIdentity{subject: s, reason: reason, until: now.Add(c.cfg.TTL)}
-		if !until.IsZero() && until.Before(e.until) {
-			e.until = until
-		}
-		if s.Authenticated {
-			c.known.Add(key, e)
-		} else {
-			c.refused.Add(key, e)
-		}
-		return e, nil
-	})
+	l := c.batch.lookup(key, value, isKnown)
+	if l == nil {
+		c.rejected.WithLabelValues(string(ReasonLookupsLimited)).Inc()
+		return engine.Anonymous, nil
+	}
+	res, err := c.batch.wait(ctx, l, c.cfg.LookupTimeout)
+	if err == nil {
+		err = res.Err
+	}
 	if err != nil {
-		c.rejected.WithLabelValues(string(ReasonDatabaseError)).Inc()
+		if isKnown && c.staleServable(e, c.now()) {
+			c.stale.Inc()
+			s := e.subject
+			s.Stale = true
+			return s, nil
+		}
+		reason := ReasonDatabaseError
+		if errors.Is(err, errLookupTimeout) {
+			reason = ReasonLookupTimeout
+		}
+		c.rejected.WithLabelValues(string(reason)).Inc()
 		return engine.Anonymous, err
 	}
-	e := v.(cachedIdentity)
-	if !e.subject.Authenticated && e.reason != ReasonAnonymousSession {
-		c.rejected.WithLabelValues(string(e.reason)).Inc()
+	if !res.Subject.Authenticated && res.Reason != ReasonAnonymousSession {
+		c.rejected.WithLabelValues(string(res.Reason)).Inc()
 	}
-	return e.subject, nil
+	return res.Subject, nil
+}
+
+// store records the answer of a lookup that began at checked: accepted
+// sessions in the known cache, others in the refused one. A database error
+// marks a known answer as failed, so that it is served stale or not at
+// all, and leaves everything else as it was.
+func (c *IdentityCache) store(key [32]byte, res Resolution, checked time.Time) {
+	if res.Err != nil {
+		if e, ok := c.known.Peek(key); ok && e.checked.Before(checked) {
+			e.failed, e.retryAt = true, c.now().Add(c.retry)
+			c.known.Add(key, e)
+		}
+		return
+	}
+	e := cachedIdentity{subject: res.Subject, reason: res.Reason, checked: checked, until: res.Until}
+	if res.Subject.Authenticated {
+		c.refused.Remove(key)
+		c.known.Add(key, e)
+		return
+	}
+	c.known.Remove(key)
+	c.refused.Add(key, e)
+}
+
+// batchFailed logs a failed batch, at most once a minute.
+func (c *IdentityCache) batchFailed(sessions int, err error) {
+	now := time.Now().UnixNano()
+	last := c.lastLog.Load()
+	if now-last < int64(time.Minute) || !c.lastLog.CompareAndSwap(last, now) {
+		return
+	}
+	c.log.Warn("identity lookup failed: known visitors are served from the cache (marked stale up to the stale limit), others as anonymous",
+		"sessions", sessions, "err", err)
 }

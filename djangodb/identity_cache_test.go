@@ -1,10 +1,15 @@
 package djangodb
 
 import (
+	"cmp"
 	"context"
+	"errors"
 	"fmt"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -13,24 +18,69 @@ import (
 	"github.com/flagproxy/flagproxy/engine"
 )
 
-// countingResolver answers from a map and counts its calls.
-type countingResolver struct {
-	mu    sync.Mutex
-	calls int
-	users map[string]engine.Subject
-	until time.Time
+// fakeResolver answers batches from a map of cookie value → subject, as a
+// database would at the moment the batch reads it, and records every batch.
+// A batch takes delay; with fail set it fails.
+type fakeResolver struct {
+	mu      sync.Mutex
+	users   map[string]engine.Subject
+	refuse  map[string]Reason // values refused for this reason (default: no row)
+	until   time.Time
+	fail    error
+	delay   time.Duration
+	batches [][]string
 }
 
-func (r *countingResolver) Plausible(v string) bool { return len(v) >= 8 }
+func newFake(users map[string]engine.Subject) *fakeResolver {
+	return &fakeResolver{users: users, refuse: map[string]Reason{}}
+}
 
-func (r *countingResolver) Resolve(_ context.Context, v string) (engine.Subject, Reason, time.Time, error) {
+func (r *fakeResolver) Plausible(v string) bool { return len(v) >= 8 }
+
+func (r *fakeResolver) ResolveBatch(_ context.Context, values []string) ([]Resolution, int) {
+	r.mu.Lock()
+	r.batches = append(r.batches, slices.Clone(values))
+	out := make([]Resolution, len(values))
+	for i, v := range values {
+		s, ok := r.users[v]
+		switch {
+		case r.fail != nil:
+			out[i] = Resolution{Reason: ReasonDatabaseError, Err: r.fail}
+		case ok:
+			out[i] = Resolution{Subject: s, Reason: ReasonAuthenticated, Until: r.until}
+		case r.refuse[v] != "":
+			out[i] = Resolution{Reason: r.refuse[v]}
+		default:
+			out[i] = Resolution{Reason: ReasonNoRow}
+		}
+	}
+	delay := r.delay
+	r.mu.Unlock()
+	time.Sleep(delay) // the answer reflects the moment of the read
+	return out, 1
+}
+
+// set changes the fake database under lock.
+func (r *fakeResolver) set(f func(r *fakeResolver)) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.calls++
-	if s, ok := r.users[v]; ok {
-		return s, ReasonAuthenticated, r.until, nil
+	f(r)
+}
+
+func (r *fakeResolver) batchCount() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.batches)
+}
+
+func (r *fakeResolver) lookedUp() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for _, b := range r.batches {
+		n += len(b)
 	}
-	return engine.Anonymous, ReasonNoRow, time.Time{}, nil
+	return n
 }
 
 type clock struct{ t time.Time }
@@ -40,96 +90,513 @@ func (c *clock) advance(d time.Duration) { c.t = c.t.Add(d) }
 
 func cookies(v string) engine.Values { return engine.Params{"sessionid": v} }
 
-func TestIdentityCacheTTLAndExpiry(t *testing.T) {
-	clk := &clock{t: time.Unix(1_800_000_000, 0)}
-	alice := engine.Subject{UserID: "1", Authenticated: true, Active: true}
-	r := &countingResolver{users: map[string]engine.Subject{"alicesession": alice}}
-	c, err := NewIdentityCache(IdentityCacheConfig{Resolver: r, TTL: 5 * time.Second, Now: clk.now, Registerer: prometheus.NewRegistry()})
+var (
+	alice = engine.Subject{UserID: "1", Username: "alice", Authenticated: true, Active: true}
+	bob   = engine.Subject{UserID: "2", Username: "bob", Authenticated: true, Active: true}
+)
+
+func newTestCache(t *testing.T, cfg IdentityCacheConfig) (*IdentityCache, *prometheus.Registry) {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	cfg.Registerer = reg
+	c, err := NewIdentityCache(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx := t.Context()
-	for range 100 {
-		s, err := c.Subject(ctx, cookies("alicesession"))
-		if err != nil || s.UserID != "1" {
-			t.Fatalf("Subject = %+v, %v", s, err)
-		}
-	}
-	if r.calls != 1 {
-		t.Errorf("100 requests made %d lookups, want 1", r.calls)
-	}
-	clk.advance(5 * time.Second)
-	c.Subject(ctx, cookies("alicesession"))
-	if r.calls != 2 {
-		t.Errorf("after the TTL: %d lookups, want 2", r.calls)
-	}
+	return c, reg
+}
 
-	// A session that expires before the TTL bounds the cached answer.
-	r.users["bobsession1"] = alice
-	r.until = clk.t.Add(2 * time.Second)
-	c.Subject(ctx, cookies("bobsession1"))
-	calls := r.calls
-	clk.advance(1500 * time.Millisecond)
-	c.Subject(ctx, cookies("bobsession1"))
-	if r.calls != calls {
-		t.Errorf("looked up again before the session's expiry")
+// ask returns who the cookie value stands for, and how long the request
+// waited (in the bubble's time).
+func ask(t *testing.T, c *IdentityCache, v string) (engine.Subject, time.Duration, error) {
+	t.Helper()
+	start := time.Now()
+	s, err := c.Subject(t.Context(), cookies(v))
+	return s, time.Since(start), err
+}
+
+// TestIdentityCacheFreshness: answers are reused within the TTL, never past
+// it or the session's own expiry, and re-checked in the background in its
+// last part (refresh ahead); an idle session past its TTL is looked up.
+func TestIdentityCacheFreshness(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := newFake(map[string]engine.Subject{"alicesession": alice})
+		c, _ := newTestCache(t, IdentityCacheConfig{Resolver: r})
+		for range 100 {
+			if s, _, err := ask(t, c, "alicesession"); err != nil || s.UserID != "1" {
+				t.Fatalf("Subject = %+v, %v", s, err)
+			}
+		}
+		if n := r.batchCount(); n != 1 {
+			t.Errorf("100 requests made %d batches, want 1", n)
+		}
+		time.Sleep(DefaultIdentityTTL - time.Second) // in the refresh-ahead window
+		if s, waited, _ := ask(t, c, "alicesession"); s.UserID != "1" || waited != 0 {
+			t.Errorf("near the TTL: %+v after %v, want alice at once", s, waited)
+		}
+		synctest.Wait()
+		time.Sleep(DefaultIdentityRecheckWait)
+		synctest.Wait()
+		if n := r.batchCount(); n != 2 {
+			t.Errorf("near the TTL: %d batches, want 2", n)
+		}
+		time.Sleep(DefaultIdentityTTL + time.Second) // idle past the refreshed answer's TTL
+		if s, waited, _ := ask(t, c, "alicesession"); s.UserID != "1" || waited == 0 || r.batchCount() != 3 {
+			t.Errorf("idle past the TTL: %+v after %v (%d batches), want a lookup", s, waited, r.batchCount())
+		}
+
+		// A session that expires before the TTL bounds the cached answer.
+		r.set(func(r *fakeResolver) {
+			r.users["bobsession1"] = bob
+			r.until = time.Now().Add(2 * time.Second)
+		})
+		ask(t, c, "bobsession1")
+		n := r.batchCount()
+		time.Sleep(1500 * time.Millisecond)
+		ask(t, c, "bobsession1")
+		if r.batchCount() != n {
+			t.Errorf("looked up again before the session's expiry")
+		}
+		time.Sleep(time.Second) // 2.5 s: past the session, within the 5 s TTL
+		if _, waited, _ := ask(t, c, "bobsession1"); waited == 0 || r.batchCount() != n+1 {
+			t.Errorf("answer kept past the session's expiry (waited %v)", waited)
+		}
+		if s, _ := c.Subject(t.Context(), nil); s.Authenticated {
+			t.Error("no cookies: want anonymous")
+		}
+	})
+}
+
+// TestIdentityCacheStaleWhileRevalidate: in the last part of its TTL, a
+// known session's answer is served at once while a single background
+// re-check runs, whose answer then replaces it.
+func TestIdentityCacheStaleWhileRevalidate(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := newFake(map[string]engine.Subject{"alicesession": alice})
+		r.delay = 300 * time.Millisecond // a slow database
+		c, _ := newTestCache(t, IdentityCacheConfig{Resolver: r})
+		if s, waited, _ := ask(t, c, "alicesession"); s.UserID != "1" || waited < r.delay {
+			t.Fatalf("first request: %+v after %v", s, waited)
+		}
+		staff := alice
+		staff.Staff = true
+		r.set(func(r *fakeResolver) { r.users["alicesession"] = staff })
+		time.Sleep(DefaultIdentityTTL - 2*time.Second)
+		// Requests during the re-check: the old answer, without waiting,
+		// and only one re-check.
+		for range 10 {
+			s, waited, err := ask(t, c, "alicesession")
+			if err != nil || s.Staff || !s.Authenticated || waited != 0 {
+				t.Fatalf("during the re-check: %+v, %v after %v; want the old answer at once", s, err, waited)
+			}
+			time.Sleep(40 * time.Millisecond)
+		}
+		time.Sleep(DefaultIdentityRecheckWait + r.delay)
+		s, waited, _ := ask(t, c, "alicesession")
+		if !s.Staff || waited != 0 {
+			t.Errorf("after the re-check: %+v after %v, want the new answer at once", s, waited)
+		}
+		if n := r.batchCount(); n != 2 {
+			t.Errorf("%d batches, want 2 (the first lookup and one re-check)", n)
+		}
+	})
+}
+
+// TestIdentityCacheChangeBound: a logout, a password change or a
+// deactivation made at any moment is seen by every request that starts
+// more than TTL later (the documented bound), whatever the database's speed
+// and however the requests are spread.
+func TestIdentityCacheChangeBound(t *testing.T) {
+	const ttl, recheck, timeout = 5 * time.Second, 500 * time.Millisecond, 2 * time.Second
+	bound := ttl
+	changes := map[string]func(r *fakeResolver){
+		"logout":          func(r *fakeResolver) { delete(r.users, "alicesession") },
+		"password change": func(r *fakeResolver) { delete(r.users, "alicesession"); r.refuse["alicesession"] = ReasonHashMismatch },
+		"deactivation":    func(r *fakeResolver) { delete(r.users, "alicesession"); r.refuse["alicesession"] = ReasonUserInactive },
 	}
-	clk.advance(time.Second) // 2.5 s: past the session, within the 5 s TTL
-	c.Subject(ctx, cookies("bobsession1"))
-	if r.calls != calls+1 {
-		t.Errorf("answer kept past the session's expiry")
-	}
-	if s, _ := c.Subject(ctx, nil); s.Authenticated {
-		t.Error("no cookies: want anonymous")
+	for name, change := range changes {
+		for _, delay := range []time.Duration{0, 100 * time.Millisecond, timeout - time.Millisecond} {
+			for _, every := range []time.Duration{10 * time.Millisecond, 700 * time.Millisecond, time.Hour} {
+				for _, after := range []time.Duration{0, ttl - time.Millisecond, ttl + recheck} {
+					t.Run(fmt.Sprintf("%s/db=%v/every=%v/at=%v", name, delay, every, after), func(t *testing.T) {
+						synctest.Test(t, func(t *testing.T) {
+							r := newFake(map[string]engine.Subject{"alicesession": alice})
+							r.delay = delay
+							c, _ := newTestCache(t, IdentityCacheConfig{Resolver: r, TTL: ttl, RecheckWait: recheck, LookupTimeout: timeout})
+							ask(t, c, "alicesession")
+							// The change lands just after a read.
+							time.Sleep(after)
+							r.set(change)
+							changed := time.Now()
+							deadline := changed.Add(bound)
+							for time.Since(changed) < 3*bound {
+								start := time.Now()
+								s, _ := c.Subject(t.Context(), cookies("alicesession"))
+								if s.Authenticated && !start.Before(deadline) {
+									t.Fatalf("a request %v after the change was still served as alice (bound %v)", start.Sub(changed), bound)
+								}
+								time.Sleep(min(every, 2*bound))
+							}
+						})
+					})
+				}
+			}
+		}
 	}
 }
 
-// TestIdentityCacheBoundsSprays sends many random session ids: memory stays
-// within Entries and database lookups within the rate budget.
+// TestIdentityCacheIdleSessionWaits: a known session back after longer
+// than its TTL is not served its old answer: the request waits for
+// the re-check (and sees a logout made meanwhile).
+func TestIdentityCacheIdleSessionWaits(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := newFake(map[string]engine.Subject{"alicesession": alice})
+		c, _ := newTestCache(t, IdentityCacheConfig{Resolver: r})
+		ask(t, c, "alicesession")
+		r.set(func(r *fakeResolver) { delete(r.users, "alicesession") })
+		time.Sleep(time.Hour)
+		s, waited, _ := ask(t, c, "alicesession")
+		if s.Authenticated {
+			t.Error("an hour-old answer was served")
+		}
+		if waited != DefaultIdentityBatchWait {
+			t.Errorf("waited %v, want the batch wait %v", waited, DefaultIdentityBatchWait)
+		}
+	})
+}
+
+// TestIdentityCacheBatchesNewSessions: N sessions asked for at once take
+// ceil(N/batch) batches, where a batch holds at most BatchSize sessions and
+// at most 100 not yet known; and known sessions' re-checks share batches.
+func TestIdentityCacheBatchesNewSessions(t *testing.T) {
+	for _, tc := range []struct{ n, batchSize, perBatch int }{
+		{1, 0, 100}, {99, 0, 100}, {100, 0, 100}, {101, 0, 100}, {250, 0, 100}, {1000, 0, 100}, {25, 10, 10}, {250, 10, 10},
+	} {
+		t.Run(fmt.Sprintf("n=%d/size=%d", tc.n, tc.batchSize), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				users := map[string]engine.Subject{}
+				for i := range tc.n {
+					users[fmt.Sprintf("session-%06d", i)] = engine.Subject{UserID: fmt.Sprint(i), Authenticated: true}
+				}
+				r := newFake(users)
+				r.delay = 5 * time.Millisecond
+				c, reg := newTestCache(t, IdentityCacheConfig{Resolver: r, BatchSize: tc.batchSize})
+				var wg sync.WaitGroup
+				var wrong atomic.Int64
+				var maxWait atomic.Int64
+				ask := func(i int) {
+					start := time.Now()
+					s, err := c.Subject(t.Context(), cookies(fmt.Sprintf("session-%06d", i)))
+					if err != nil || s.UserID != fmt.Sprint(i) {
+						wrong.Add(1)
+					}
+					if w := int64(time.Since(start)); w > maxWait.Load() {
+						maxWait.Store(w)
+					}
+				}
+				for i := range tc.n {
+					wg.Go(func() { ask(i) })
+				}
+				wg.Wait()
+				want := (tc.n + tc.perBatch - 1) / tc.perBatch
+				if got := r.batchCount(); got != want {
+					t.Errorf("%d concurrent new sessions: %d batches, want %d", tc.n, got, want)
+				}
+				if got := testutil.ToFloat64(c.queries); got != float64(want) {
+					t.Errorf("flagproxy_identity_queries_total = %v, want %d", got, want)
+				}
+				if wrong.Load() > 0 {
+					t.Errorf("%d visitors got someone else's identity, or none", wrong.Load())
+				}
+				// At most 4 batches run at once; the rest wait for a slot.
+				rounds := (want + maxConcurrentLookups - 1) / maxConcurrentLookups
+				if limit := DefaultIdentityBatchWait + time.Duration(rounds)*r.delay; time.Duration(maxWait.Load()) > limit {
+					t.Errorf("a request waited %v, want at most %v", time.Duration(maxWait.Load()), limit)
+				}
+
+				// All the answers fall due together: the re-checks of
+				// these known sessions share batches of up to BatchSize.
+				time.Sleep(DefaultIdentityTTL)
+				before := r.batchCount()
+				for i := range tc.n {
+					wg.Go(func() { ask(i) })
+				}
+				wg.Wait()
+				time.Sleep(DefaultIdentityRecheckWait + r.delay)
+				size := cmp.Or(tc.batchSize, DefaultIdentityBatchSize)
+				if got, want := r.batchCount()-before, (tc.n+size-1)/size; got != want {
+					t.Errorf("%d re-checks: %d batches, want %d", tc.n, got, want)
+				}
+				if problems, err := testutil.GatherAndLint(reg); err != nil || len(problems) > 0 {
+					t.Errorf("metrics lint: %v %v", problems, err)
+				}
+			})
+		})
+	}
+}
+
+// TestIdentityCacheBoundsSprays sends random session ids from many
+// clients for longer than the TTL: the database sees at most the budget's
+// batches of at most 100 ids each, memory stays within Entries, the known
+// user stays logged in throughout, and values that cannot be sessions cost
+// nothing.
 func TestIdentityCacheBoundsSprays(t *testing.T) {
-	clk := &clock{t: time.Unix(1_800_000_000, 0)}
-	r := &countingResolver{users: map[string]engine.Subject{"goodsession": {UserID: "1", Authenticated: true, Active: true}}}
-	reg := prometheus.NewRegistry()
-	c, err := NewIdentityCache(IdentityCacheConfig{Resolver: r, Entries: 100, LookupsPerSecond: 10, Now: clk.now, Registerer: reg})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := t.Context()
-	if s, _ := c.Subject(ctx, cookies("goodsession")); !s.Authenticated {
-		t.Fatal("good session not accepted")
-	}
-	for i := range 10000 {
-		c.Subject(ctx, cookies(fmt.Sprintf("random-%08d", i)))
-	}
-	if r.calls > 1+21 {
-		t.Errorf("10000 random ids made %d lookups; the budget is a burst of 21", r.calls)
-	}
-	if n := c.known.Len() + c.refused.Len(); n > 200 {
-		t.Errorf("cache holds %d entries, want at most 2×100", n)
-	}
-	// The known session's answer falls due during a spray that has used
-	// the whole budget: it is looked up again anyway, outside the budget.
-	clk.advance(DefaultIdentityTTL)
-	for i := range 100 {
-		c.Subject(ctx, cookies(fmt.Sprintf("again-%08d", i)))
-	}
-	if s, _ := c.Subject(ctx, cookies("goodsession")); !s.Authenticated {
-		t.Error("a spray made a known user anonymous")
-	}
-	// Values that cannot be sessions never spend the budget.
-	before := r.calls
-	for range 1000 {
-		c.Subject(ctx, cookies("short"))
-	}
-	if r.calls != before {
-		t.Errorf("implausible values made %d lookups", r.calls-before)
-	}
-	if got := testutil.ToFloat64(c.rejected.WithLabelValues(string(ReasonLookupsLimited))); got < 9000 {
-		t.Errorf("rate-limited rejections = %v", got)
-	}
-	if problems, err := testutil.GatherAndLint(reg); err != nil || len(problems) > 0 {
-		t.Errorf("metrics lint: %v %v", problems, err)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		r := newFake(map[string]engine.Subject{"goodsession": alice})
+		r.delay = 20 * time.Millisecond
+		const entries, perSecond = 100, 10
+		c, _ := newTestCache(t, IdentityCacheConfig{Resolver: r, Entries: entries, LookupsPerSecond: perSecond})
+		if s, _, _ := ask(t, c, "goodsession"); !s.Authenticated {
+			t.Fatal("good session not accepted")
+		}
+		start := time.Now()
+		const length = 12 * time.Second // more than TTL + grace
+		var wg sync.WaitGroup
+		var sent atomic.Int64
+		for g := range 3 * entries { // more clients than lookups may wait
+			wg.Go(func() {
+				for i := 0; time.Since(start) < length; i++ {
+					sent.Add(1)
+					c.Subject(t.Context(), cookies(fmt.Sprintf("random-%03d-%08d", g, i)))
+					time.Sleep(20 * time.Millisecond)
+				}
+			})
+		}
+		var maxPending, maxCached int
+		wg.Go(func() {
+			for time.Since(start) < length {
+				c.batch.mu.Lock()
+				maxPending = max(maxPending, len(c.batch.calls))
+				c.batch.mu.Unlock()
+				maxCached = max(maxCached, c.known.Len()+c.refused.Len())
+				time.Sleep(time.Millisecond)
+			}
+		})
+		var loggedOut atomic.Int64
+		wg.Go(func() {
+			for time.Since(start) < length {
+				if s, _ := c.Subject(t.Context(), cookies("goodsession")); !s.Authenticated {
+					loggedOut.Add(1)
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+		})
+		wg.Wait()
+		elapsed := time.Since(start)
+		t.Logf("%d random ids in %v: %d batches, %d ids looked up", sent.Load(), elapsed, r.batchCount(), r.lookedUp())
+		// The budget: a burst of 21, then 10 a second; the known user's
+		// re-checks (one every TTL-Ahead, 2.5 s: five in 12 s) come on top.
+		if limit := 21 + int(perSecond*elapsed.Seconds()) + 5; r.batchCount() > limit {
+			t.Errorf("%d batches, want at most %d", r.batchCount(), limit)
+		}
+		for _, b := range r.batches {
+			if len(b) > maxNewPerBatch+1 {
+				t.Errorf("a batch of %d ids, want at most %d", len(b), maxNewPerBatch+1)
+			}
+		}
+		// Queued: at most Entries unknown sessions (and the known one);
+		// running: at most 4 batches.
+		if limit := entries + 1 + maxConcurrentLookups*(maxNewPerBatch+1); maxPending > limit {
+			t.Errorf("%d lookups pending at once, want at most %d", maxPending, limit)
+		}
+		if maxCached > 2*entries {
+			t.Errorf("cache holds %d entries, want at most 2×%d", maxCached, entries)
+		}
+		if loggedOut.Load() > 0 {
+			t.Errorf("the spray made the known user anonymous %d times", loggedOut.Load())
+		}
+		if got := testutil.ToFloat64(c.rejected.WithLabelValues(string(ReasonLookupsLimited))); got < float64(sent.Load())/2 {
+			t.Errorf("rate-limited rejections = %v of %d", got, sent.Load())
+		}
+		// Values that cannot be sessions never reach the database.
+		before := r.batchCount()
+		for range 1000 {
+			ask(t, c, "short")
+		}
+		if r.batchCount() != before {
+			t.Errorf("implausible values made %d batches", r.batchCount()-before)
+		}
+		if n := r.lookedUp(); n > maxNewPerBatch*r.batchCount() {
+			t.Errorf("%d ids looked up in %d batches", n, r.batchCount())
+		}
+	})
+}
+
+// TestIdentityCacheOutage: while the database fails, a known identity is
+// served marked stale until its last good check is StaleMax old, then
+// anonymous; a session never seen is anonymous; recovery clears Stale.
+func TestIdentityCacheOutage(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := newFake(map[string]engine.Subject{"alicesession": alice, "bobsession1": bob})
+		const staleMax = time.Minute
+		c, reg := newTestCache(t, IdentityCacheConfig{Resolver: r, StaleMax: staleMax})
+		checked := time.Now()
+		ask(t, c, "alicesession")
+		ask(t, c, "bobsession1")
+		down := errors.New("connection refused")
+		r.set(func(r *fakeResolver) { r.fail = down })
+
+		time.Sleep(DefaultIdentityTTL - time.Second)
+		// The first request near the TTL does not know of the outage yet:
+		// the old answer, while the re-check runs (and fails).
+		known := map[string]engine.Subject{"alicesession": alice, "bobsession1": bob}
+		for v, want := range known {
+			if s, waited, err := ask(t, c, v); s.UserID != want.UserID || s.Stale || err != nil || waited != 0 {
+				t.Fatalf("near the TTL: %+v, %v after %v", s, err, waited)
+			}
+		}
+		time.Sleep(time.Second)
+		synctest.Wait()
+		for time.Since(checked) < staleMax-time.Second {
+			for v, want := range known {
+				s, waited, err := ask(t, c, v)
+				if s.UserID != want.UserID || !s.Stale || err != nil || waited != 0 {
+					t.Fatalf("%v into the outage: %+v, %v after %v; want %s, stale, at once", time.Since(checked), s, err, waited, want.Username)
+				}
+			}
+			if s, _, err := ask(t, c, "newsession"); s.Authenticated || err == nil {
+				t.Fatalf("a new session during the outage: %+v, %v; want anonymous with the error", s, err)
+			}
+			time.Sleep(7 * time.Second)
+		}
+		if got := testutil.ToFloat64(c.stale); got == 0 {
+			t.Error("flagproxy_identity_stale_total not counted")
+		}
+		// Retries while stale: at most about one a second per session.
+		if n, limit := r.batchCount(), 2+2*int(staleMax/time.Second); n > limit {
+			t.Errorf("%d batches during a %v outage, want at most %d", n, staleMax, limit)
+		}
+		// Past StaleMax: anonymous, with the error.
+		time.Sleep(time.Until(checked.Add(staleMax + time.Second)))
+		if s, _, err := ask(t, c, "alicesession"); s.Authenticated || !errors.Is(err, down) {
+			t.Errorf("past StaleMax: %+v, %v; want anonymous with the error", s, err)
+		}
+		// Recovery: the next request gets a fresh, non-stale answer.
+		r.set(func(r *fakeResolver) { r.fail = nil })
+		if s, _, err := ask(t, c, "alicesession"); s.UserID != "1" || s.Stale || err != nil {
+			t.Errorf("after recovery: %+v, %v", s, err)
+		}
+		if problems, err := testutil.GatherAndLint(reg); err != nil || len(problems) > 0 {
+			t.Errorf("metrics lint: %v %v", problems, err)
+		}
+	})
+}
+
+// TestIdentityCacheOutageRecovery: recovery within StaleMax clears Stale
+// within a retry and a re-check.
+func TestIdentityCacheOutageRecovery(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := newFake(map[string]engine.Subject{"alicesession": alice})
+		c, _ := newTestCache(t, IdentityCacheConfig{Resolver: r, StaleMax: time.Minute})
+		ask(t, c, "alicesession")
+		r.set(func(r *fakeResolver) { r.fail = errors.New("down") })
+		time.Sleep(DefaultIdentityTTL)
+		ask(t, c, "alicesession")
+		time.Sleep(DefaultIdentityRecheckWait)
+		synctest.Wait()
+		if s, _, _ := ask(t, c, "alicesession"); !s.Stale {
+			t.Fatal("not stale during the outage")
+		}
+		r.set(func(r *fakeResolver) { r.fail = nil })
+		recovered := time.Now()
+		for {
+			s, waited, _ := ask(t, c, "alicesession")
+			if waited != 0 || s.UserID != "1" {
+				t.Fatalf("during recovery: %+v after %v", s, waited)
+			}
+			if !s.Stale {
+				break
+			}
+			// A retry is due within a second of the last failure; it
+			// waits RecheckWait for its batch; plus this loop's step.
+			if time.Since(recovered) > maxOutageRetry+DefaultIdentityRecheckWait+50*time.Millisecond {
+				t.Fatalf("still stale %v after recovery", time.Since(recovered))
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	})
+}
+
+// TestIdentityCacheStaleMaxZero: with stale serving off, a failed re-check
+// makes the visitor anonymous, with the error.
+func TestIdentityCacheStaleMaxZero(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := newFake(map[string]engine.Subject{"alicesession": alice})
+		c, _ := newTestCache(t, IdentityCacheConfig{Resolver: r})
+		ask(t, c, "alicesession")
+		r.set(func(r *fakeResolver) { r.fail = errors.New("down") })
+		time.Sleep(DefaultIdentityTTL)
+		ask(t, c, "alicesession") // served while the re-check runs
+		time.Sleep(DefaultIdentityRecheckWait)
+		synctest.Wait()
+		if s, _, err := ask(t, c, "alicesession"); s.Authenticated || s.Stale || err == nil {
+			t.Errorf("StaleMax 0, re-check failed: %+v, %v; want anonymous with the error", s, err)
+		}
+	})
+}
+
+// misshapen answers batches with one answer too few.
+type misshapen struct{ *fakeResolver }
+
+func (m *misshapen) ResolveBatch(ctx context.Context, values []string) ([]Resolution, int) {
+	out, n := m.fakeResolver.ResolveBatch(ctx, values)
+	return out[1:], n
+}
+
+// TestIdentityCacheNeverCrossesCookies: many visitors at once each get
+// their own identity, and a resolver answering out of shape gives none.
+func TestIdentityCacheNeverCrossesCookies(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		users := map[string]engine.Subject{}
+		for i := range 500 {
+			users[fmt.Sprintf("visitor-%04d", i)] = engine.Subject{UserID: fmt.Sprint(i), Authenticated: true}
+		}
+		r := newFake(users)
+		c, _ := newTestCache(t, IdentityCacheConfig{Resolver: r, BatchSize: 64})
+		var wg sync.WaitGroup
+		for round := range 3 {
+			for i := range 500 {
+				wg.Go(func() {
+					s, err := c.Subject(t.Context(), cookies(fmt.Sprintf("visitor-%04d", i)))
+					if err != nil || s.UserID != fmt.Sprint(i) {
+						t.Errorf("round %d: visitor %d got %+v, %v", round, i, s, err)
+					}
+				})
+			}
+			wg.Wait()
+			time.Sleep(DefaultIdentityTTL)
+		}
+
+		m := &misshapen{newFake(map[string]engine.Subject{"alicesession": alice, "bobsession1": bob})}
+		c, _ = newTestCache(t, IdentityCacheConfig{Resolver: m})
+		for _, v := range []string{"alicesession", "bobsession1"} {
+			wg.Go(func() {
+				if s, err := c.Subject(t.Context(), cookies(v)); s.Authenticated || err == nil {
+					t.Errorf("%s with a misshapen answer: %+v, %v", v, s, err)
+				}
+			})
+		}
+		wg.Wait()
+	})
+}
+
+// TestIdentityCacheLookupTimeout: a request waits at most LookupTimeout,
+// then is anonymous; the answer still lands in the cache for the next one.
+func TestIdentityCacheLookupTimeout(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := newFake(map[string]engine.Subject{"alicesession": alice})
+		r.delay = 3 * time.Second
+		c, _ := newTestCache(t, IdentityCacheConfig{Resolver: r, LookupTimeout: time.Second})
+		s, waited, err := ask(t, c, "alicesession")
+		if s.Authenticated || !errors.Is(err, errLookupTimeout) || waited != time.Second {
+			t.Errorf("slow lookup: %+v, %v after %v; want anonymous after 1s", s, err, waited)
+		}
+		time.Sleep(3 * time.Second)
+		if s, waited, _ := ask(t, c, "alicesession"); s.UserID != "1" || waited != 0 {
+			t.Errorf("after the slow lookup: %+v after %v", s, waited)
+		}
+		time.Sleep(5 * time.Second) // let a refresh-ahead re-check finish
+	})
 }
 
 // TestCachedSessionMakesNoQuery resolves a real Django session once, then
@@ -167,7 +634,7 @@ func TestCachedSessionMakesNoQuery(t *testing.T) {
 }
 
 func BenchmarkIdentityCacheHit(b *testing.B) {
-	r := &countingResolver{users: map[string]engine.Subject{"0123456789abcdefghijklmnopqrstuv": {UserID: "1", Authenticated: true, Active: true, Groups: []int64{1, 2}}}}
+	r := newFake(map[string]engine.Subject{"0123456789abcdefghijklmnopqrstuv": {UserID: "1", Authenticated: true, Active: true, Groups: []int64{1, 2}}})
 	c, err := NewIdentityCache(IdentityCacheConfig{Resolver: r, TTL: time.Hour})
 	if err != nil {
 		b.Fatal(err)

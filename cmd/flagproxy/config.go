@@ -63,6 +63,7 @@ type Config struct {
 	IdentityTTL        time.Duration
 	IdentityEntries    int
 	IdentityLookups    float64
+	IdentityStaleMax   time.Duration
 	FlipPermission     string
 	OverrideKeys       string
 	OverrideCookie     string
@@ -112,9 +113,10 @@ func newFlagSet(name string, c *Config, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&c.TrustedProxies, "trusted-proxies", "", "comma-separated `CIDRs` of proxies in front of flagproxy whose X-Forwarded-* headers are kept")
 	fs.StringVar(&c.SigningKey, "signing-key", "", "if set, sign the flags header with HMAC-SHA256 (X-Flagproxy-Signature) (default: FLAGPROXY_SIGNING_KEY from --django-settings)")
 	fs.StringVar(&c.DjangoVersion, "django-version", "", "the site's Django `version` (3.2 to 6.x), which decides the session formats accepted and, from 4.1, three-part language prefixes in URLs (default: DJANGO_VERSION from --django-settings, else the newest rules)")
-	fs.DurationVar(&c.IdentityTTL, "identity-cache-ttl", djangodb.DefaultIdentityTTL, "how long a visitor's identity is reused; a logout, password change, deactivation or permission change shows within this time")
+	fs.DurationVar(&c.IdentityTTL, "identity-cache-ttl", djangodb.DefaultIdentityTTL, "how long a visitor's identity is reused (re-checked in the background before it runs out); a logout, password change, deactivation or permission change shows within this time")
 	fs.IntVar(&c.IdentityEntries, "identity-cache-entries", djangodb.DefaultIdentityEntries, "sessions kept in the identity cache (and, separately, rejected session values)")
-	fs.Float64Var(&c.IdentityLookups, "identity-lookups-per-second", djangodb.DefaultIdentityLookupsPerSec, "database lookups for sessions not in the cache; beyond it such visitors are served as anonymous")
+	fs.DurationVar(&c.IdentityStaleMax, "identity-stale-max", djangodb.DefaultIdentityStaleMax, "while the database cannot be read, keep serving a known visitor's identity (marked stale) until it is this old; 0 disables")
+	fs.Float64Var(&c.IdentityLookups, "identity-lookups-per-second", djangodb.DefaultIdentityLookupsPerSec, "batched queries a second for sessions not in the cache (burst twice that; each holds up to 100 new sessions); beyond it new visitors wait for the next, and are anonymous after 2s")
 	fs.StringVar(&c.FlipPermission, "flip-permission", overrides.DefaultPermission, "the Django `permission` (app_label.codename) that allows ?enable_x and ?session_enable_x")
 	fs.StringVar(&c.OverrideKeys, "override-keys", "", "comma-separated secrets (32 bytes or more) that sign and encrypt the override cookie, newest first (default: derived from SECRET_KEY and SECRET_KEY_FALLBACKS)")
 	fs.StringVar(&c.OverrideCookie, "override-cookie", overrides.DefaultCookieName, "`name` of flagproxy's override cookie")
@@ -396,6 +398,9 @@ func (c *Config) validateSession() []error {
 	}
 	if c.IdentityTTL <= 0 || c.IdentityEntries <= 0 || c.IdentityLookups <= 0 {
 		errs = append(errs, fmt.Errorf("--identity-cache-ttl, --identity-cache-entries and --identity-lookups-per-second must be positive"))
+	}
+	if c.IdentityStaleMax < 0 {
+		errs = append(errs, fmt.Errorf("--identity-stale-max must not be negative"))
 	}
 	return errs
 }

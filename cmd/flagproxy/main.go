@@ -175,6 +175,7 @@ func serve(ctx context.Context, c *Config, log *slog.Logger, ready func(proxyAdd
 			TTL:              c.IdentityTTL,
 			Entries:          c.IdentityEntries,
 			LookupsPerSecond: c.IdentityLookups,
+			StaleMax:         c.IdentityStaleMax,
 			Logger:           log,
 			Registerer:       reg,
 		})

@@ -1,0 +1,291 @@
+package djangodb
+
+import (
+	"encoding/hex"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/flagproxy/flagproxy/engine"
+)
+
+// batchKey is the session key of the i-th test user; loginSession names
+// users by the key's first six characters.
+func batchKey(i int) string { return fmt.Sprintf("%06d-batch-session-key", i) }
+
+// addSession stores a session with data for key, expiring in an hour.
+func addSession(t *testing.T, db *testDB, key string, data map[string]any) {
+	t.Helper()
+	value := djangoDumps(t, data, "django.contrib.sessions.SessionStore", "k", time.Now(), true)
+	var exp any = time.Now().Add(time.Hour)
+	if db.Dialect == SQLite {
+		exp = pythonDatetime(time.Now().UTC().Add(time.Hour))
+	}
+	db.Exec(t, `INSERT INTO django_session (session_key, session_data, expire_date) VALUES (?, ?, ?)`, key, value, exp)
+}
+
+// TestResolveBatchSQL resolves, in one batch, sessions of every kind
+// against real tables: each answer must be the one for its own value
+// (checked against fixed expectations and against Resolve of that value
+// alone), in four statements (sessions, users, groups, permissions).
+func TestResolveBatchSQL(t *testing.T) {
+	eachDatabase(t, true, func(t *testing.T, db *testDB) {
+		const n = 40
+		uids := make([]string, n)
+		for i := range n {
+			uids[i] = loginSession(t, db, batchKey(i), "k")
+		}
+		db.Exec(t, `INSERT INTO django_content_type (app_label, model) VALUES ('featureflipper', 'feature')`)
+		db.Exec(t, `INSERT INTO auth_permission (content_type_id, codename, name) SELECT id, 'can_flip_with_url', '' FROM django_content_type`)
+		db.Exec(t, `INSERT INTO auth_permission (content_type_id, codename, name) SELECT id, 'can_view', '' FROM django_content_type`)
+		beta := insertGroup(t, db, "beta")
+		gamma := insertGroup(t, db, "gamma")
+		db.Exec(t, `INSERT INTO auth_group_permissions (group_id, permission_id) SELECT ?, id FROM auth_permission WHERE codename = 'can_flip_with_url'`, beta)
+		for i := 10; i < n; i++ {
+			g := beta
+			if i%2 == 1 {
+				g = gamma
+			}
+			db.Exec(t, `INSERT INTO auth_user_groups (user_id, group_id) VALUES (?, ?)`, uids[i], g)
+			if i%3 == 0 {
+				db.Exec(t, `INSERT INTO auth_user_user_permissions (user_id, permission_id) SELECT ?, id FROM auth_permission WHERE codename = 'can_view'`, uids[i])
+			}
+		}
+		db.Exec(t, `DELETE FROM django_session WHERE session_key = ?`, batchKey(1))                             // logout
+		db.Exec(t, `UPDATE auth_user SET password = 'pbkdf2_sha256$changed' WHERE id = ?`, uids[2])             // password change
+		db.Exec(t, `UPDATE auth_user SET is_active = ? WHERE id = ?`, false, uids[3])                           // deactivation
+		db.Exec(t, `UPDATE auth_user SET is_superuser = ? WHERE id = ?`, true, uids[5])                         // superuser
+		db.Exec(t, `UPDATE django_session SET expire_date = ? WHERE session_key = ?`, expired(db), batchKey(4)) // expired
+		addSession(t, db, "anonymous-with-features", map[string]any{"feature_status_beta": "enabled"})
+		addSession(t, db, "session-of-nobody-0001", map[string]any{"_auth_user_id": "999999", "_auth_user_backend": backendModel, "_auth_user_hash": "x"})
+
+		h, err := Open(db.Target)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer h.Close()
+		ids, err := NewIdentities(h, db.Dialect, SessionConfig{SecretKey: "k", UseTZ: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := ids.userShape(t.Context()); err != nil { // read once, outside the count
+			t.Fatal(err)
+		}
+		type want struct {
+			user   string
+			reason Reason
+		}
+		expect := map[string]want{
+			batchKey(1):                  {"", ReasonNoRow},
+			batchKey(2):                  {"", ReasonHashMismatch},
+			batchKey(3):                  {"", ReasonUserInactive},
+			batchKey(4):                  {"", ReasonNoRow},
+			strings.ToUpper(batchKey(7)): {"", ReasonNoRow}, // another key, however the database collates
+			batchKey(7) + " ":            {"", ReasonNoRow},
+			"anonymous-with-features":    {"", ReasonAnonymousSession},
+			"session-of-nobody-0001":     {"", ReasonUserNotFound},
+			"no-such-session-key":        {"", ReasonNoRow},
+			"short":                      {"", ReasonShortKey},
+			strings.Repeat("x", 41):      {"", ReasonNoRow},
+			"abc\x00defghijk":            {"", ReasonNoRow},
+		}
+		for i := range n {
+			if _, ok := expect[batchKey(i)]; !ok {
+				expect[batchKey(i)] = want{uids[i], ReasonAuthenticated}
+			}
+		}
+		var values []string
+		for v := range expect {
+			values = append(values, v)
+		}
+		values = append(values, batchKey(20)) // a duplicate
+		out, queries := ids.ResolveBatch(t.Context(), values)
+		if len(out) != len(values) {
+			t.Fatalf("%d answers for %d values", len(out), len(values))
+		}
+		if queries != 4 {
+			t.Errorf("%d statements for one batch, want 4 (sessions, users, groups, permissions)", queries)
+		}
+		for i, v := range values {
+			got, w := out[i], expect[v]
+			if got.Err != nil || got.Subject.UserID != w.user || got.Reason != w.reason || got.Subject.Authenticated != (w.user != "") {
+				t.Errorf("%q: %s %+v (%v); want user %q, %s", v, got.Reason, got.Subject, got.Err, w.user, w.reason)
+				continue
+			}
+			s, reason, until, err := ids.Resolve(t.Context(), v)
+			if diff := cmp.Diff(Resolution{Subject: s, Reason: reason, Until: until, Err: err}, got); diff != "" {
+				t.Errorf("%q: the batch's answer differs from Resolve's (-alone +batch):\n%s", v, diff)
+			}
+		}
+		// Spot checks of groups and permissions, matched to their users.
+		byValue := map[string]engine.Subject{}
+		for i, v := range values {
+			byValue[v] = out[i].Subject
+		}
+		if s := byValue[batchKey(12)]; !s.HasPerm("featureflipper.can_flip_with_url") || !s.HasPerm("featureflipper.can_view") || len(s.Groups) != 1 || s.Groups[0] != beta {
+			t.Errorf("user 12 (beta, direct can_view): %+v", s)
+		}
+		if s := byValue[batchKey(13)]; s.HasPerm("featureflipper.can_flip_with_url") || s.HasPerm("featureflipper.can_view") || len(s.Groups) != 1 || s.Groups[0] != gamma {
+			t.Errorf("user 13 (gamma, no permission): %+v", s)
+		}
+		if s := byValue[batchKey(5)]; !s.Superuser || s.Permissions != nil {
+			t.Errorf("superuser: %+v (permissions are not read for superusers)", s)
+		}
+		if s := byValue["anonymous-with-features"]; !s.FeatureStatus["beta"] {
+			t.Errorf("anonymous session lost its feature_status: %+v", s)
+		}
+	})
+}
+
+func expired(db *testDB) any {
+	if db.Dialect == SQLite {
+		return pythonDatetime(time.Now().UTC().Add(-time.Minute))
+	}
+	return time.Now().Add(-time.Minute)
+}
+
+// TestResolveBatchSplitsLongLists: more values than maxInList take one
+// statement on django_session per maxInList, and still find their rows.
+func TestResolveBatchSplitsLongLists(t *testing.T) {
+	eachDatabase(t, true, func(t *testing.T, db *testDB) {
+		uid := loginSession(t, db, batchKey(0), "k")
+		h, err := Open(db.Target)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer h.Close()
+		ids, err := NewIdentities(h, db.Dialect, SessionConfig{SecretKey: "k", UseTZ: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids.userShape(t.Context())
+		values := make([]string, 2*maxInList+5)
+		for i := range values {
+			values[i] = fmt.Sprintf("missing-session-%06d", i)
+		}
+		values[len(values)-1] = batchKey(0)
+		out, queries := ids.ResolveBatch(t.Context(), values)
+		if s := out[len(out)-1]; s.Subject.UserID != uid {
+			t.Errorf("the one real session: %+v", s)
+		}
+		for _, r := range out[:len(out)-1] {
+			if r.Subject.Authenticated || r.Reason != ReasonNoRow {
+				t.Fatalf("a missing session: %+v", r)
+			}
+		}
+		// 3 on django_session, then users, groups and permissions.
+		if queries != 3+3 {
+			t.Errorf("%d statements, want 6", queries)
+		}
+	})
+}
+
+// TestResolveBatchSignedCookies: with signed_cookies the cookie is the
+// session, so a batch reads only the user tables.
+func TestResolveBatchSignedCookies(t *testing.T) {
+	eachDatabase(t, true, func(t *testing.T, db *testDB) {
+		now := time.Now().Truncate(time.Second)
+		var values []string
+		var uids []string
+		for i := range 3 {
+			uid := loginSession(t, db, batchKey(i), "k")
+			var password string
+			if err := db.W.Get(&password, db.W.Rebind(`SELECT password FROM auth_user WHERE id = ?`), uid); err != nil {
+				t.Fatal(err)
+			}
+			hash := hex.EncodeToString(saltedHMAC(authHashSalt, []byte(password), "k", sha256Alg))
+			values = append(values, djangoDumps(t, map[string]any{"_auth_user_id": uid, "_auth_user_backend": backendModel, "_auth_user_hash": hash},
+				signedCookiesSalt, "k", now, true))
+			uids = append(uids, uid)
+		}
+		db.Exec(t, `UPDATE auth_user SET is_active = ? WHERE id = ?`, false, uids[2])
+		h, err := Open(db.Target)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer h.Close()
+		ids, err := NewIdentities(h, db.Dialect, SessionConfig{SecretKey: "k", Engine: EngineSignedCookies, CookieAge: time.Hour})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids.userShape(t.Context())
+		out, queries := ids.ResolveBatch(t.Context(), values)
+		if queries != 3 {
+			t.Errorf("%d statements, want 3 (users, groups, permissions; no session query)", queries)
+		}
+		for i, want := range []string{uids[0], uids[1], ""} {
+			if out[i].Subject.UserID != want || out[i].Err != nil {
+				t.Errorf("cookie %d: %+v, want user %q", i, out[i], want)
+			}
+		}
+		if out[2].Reason != ReasonUserInactive {
+			t.Errorf("deactivated user: %s", out[2].Reason)
+		}
+	})
+}
+
+// TestIdentityCacheSQL puts the cache in front of real tables: concurrent
+// visitors each get their own user in few statements, and a logout, a
+// password change and a deactivation are seen once the answers are past
+// TTL + RecheckWait + LookupTimeout.
+func TestIdentityCacheSQL(t *testing.T) {
+	eachDatabase(t, true, func(t *testing.T, db *testDB) {
+		const n = 30
+		uids := make([]string, n)
+		for i := range n {
+			uids[i] = loginSession(t, db, batchKey(i), "k")
+		}
+		h, err := Open(db.Target)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer h.Close()
+		ids, err := NewIdentities(h, db.Dialect, SessionConfig{SecretKey: "k", UseTZ: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids.userShape(t.Context())
+		clk := &clock{t: time.Now()}
+		c, err := NewIdentityCache(IdentityCacheConfig{Resolver: ids, Now: clk.now, BatchWait: 20 * time.Millisecond, Registerer: prometheus.NewRegistry()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		check := func(round string, want func(i int) string) {
+			t.Helper()
+			var wg sync.WaitGroup
+			for i := range n {
+				wg.Go(func() {
+					s, err := c.Subject(t.Context(), cookies(batchKey(i)))
+					if err != nil || s.UserID != want(i) {
+						t.Errorf("%s: visitor %d: %+v, %v; want user %q", round, i, s, err, want(i))
+					}
+				})
+			}
+			wg.Wait()
+		}
+		check("first", func(i int) string { return uids[i] })
+		// 30 sessions, one batch in the usual case (a slow scheduler may
+		// split it): 4 statements each.
+		if q := testutil.ToFloat64(c.queries); q > 8 || int(q)%4 != 0 {
+			t.Errorf("30 concurrent new sessions took %v statements, want 4 (or 8)", q)
+		}
+		db.Exec(t, `DELETE FROM django_session WHERE session_key = ?`, batchKey(1))
+		db.Exec(t, `UPDATE auth_user SET password = 'pbkdf2_sha256$changed' WHERE id = ?`, uids[2])
+		db.Exec(t, `UPDATE auth_user SET is_active = ? WHERE id = ?`, false, uids[3])
+		changed := func(i int) bool { return i >= 1 && i <= 3 }
+		check("within the TTL", func(i int) string { return uids[i] })
+		clk.advance(DefaultIdentityTTL + DefaultIdentityRecheckWait + DefaultIdentityLookupTimeout)
+		check("past the bound", func(i int) string {
+			if changed(i) {
+				return ""
+			}
+			return uids[i]
+		})
+	})
+}
