@@ -32,6 +32,9 @@ type Dialect string
 const (
 	SQLite   Dialect = "sqlite"
 	Postgres Dialect = "postgres"
+	// File is a snapshot file (see ReadSnapshotFile) instead of a
+	// database: DSN is its absolute path.
+	File Dialect = "file"
 )
 
 // Target is a parsed database URL: which driver to use and how to reach the
@@ -48,6 +51,7 @@ type Target struct {
 //	sqlite:///relative/path.db     (relative to the working directory)
 //	sqlite:////absolute/path.db
 //	postgres://user:pass@host:port/name?sslmode=…  (also postgresql://, pgsql://)
+//	file:///absolute/path/flags.json  (a snapshot file instead of a database)
 //
 // PostgreSQL URLs without sslmode get sslmode=prefer, the default of libpq
 // and so of Django's psycopg2 backend. A Unix socket directory is given as
@@ -71,11 +75,27 @@ func ParseURL(raw string) (Target, error) {
 		return parseSQLite(u)
 	case "postgres", "postgresql", "pgsql":
 		return parsePostgres(u)
+	case "file":
+		return parseFile(u)
 	case "":
 		return Target{}, fmt.Errorf("%w: %q has no scheme (want sqlite:///path.db or postgres://user@host/name)", ErrDatabaseURL, u.Redacted())
 	default:
-		return Target{}, fmt.Errorf("%w: unsupported scheme %q (supported: sqlite, postgres)", ErrDatabaseURL, u.Scheme)
+		return Target{}, fmt.Errorf("%w: unsupported scheme %q (supported: sqlite, postgres, file)", ErrDatabaseURL, u.Scheme)
 	}
+}
+
+func parseFile(u *url.URL) (Target, error) {
+	if (u.Host != "" && u.Host != "localhost") || u.RawQuery != "" || u.Path == "" || !filepath.IsAbs(u.Path) {
+		return Target{}, fmt.Errorf("%w: file URL %q: want file:///absolute/path/flags.json", ErrDatabaseURL, u.Redacted())
+	}
+	st, err := os.Stat(u.Path)
+	switch {
+	case err != nil:
+		return Target{}, fmt.Errorf("%w: snapshot file: %v", ErrDatabaseURL, err)
+	case st.IsDir():
+		return Target{}, fmt.Errorf("%w: snapshot file %s is a directory", ErrDatabaseURL, u.Path)
+	}
+	return Target{Dialect: File, DSN: u.Path, Redacted: "file://" + u.Path}, nil
 }
 
 func parseSQLite(u *url.URL) (Target, error) {

@@ -60,6 +60,7 @@ type Snapshot struct {
 	flagsSet  DjangoFlagsSettings
 	inputs    Inputs // what any rule reads
 	cookies   int    // rules that may write a cookie every request
+	data      Data   // what the snapshot was built from
 }
 
 // flagRule is one flag name and the rule of the source that defines it; a
@@ -83,6 +84,7 @@ func NewSnapshot(d Data) (*Snapshot, error) {
 		}
 	}
 	s := &Snapshot{
+		data:      d,
 		sources:   slices.Clone(d.Sources),
 		flagIndex: make(map[string]int),
 		counts:    make(map[Source]int),
@@ -218,6 +220,11 @@ func (s *Snapshot) digest() string {
 	}
 	return h.sum()
 }
+
+// Data returns the rows and settings the snapshot was built from, for
+// persisting it; NewSnapshot of the same Data gives the same version. The
+// caller must not modify it.
+func (s *Snapshot) Data() Data { return s.data }
 
 // Version identifies the snapshot's content: 16 hex digits of a digest.
 func (s *Snapshot) Version() string { return s.version }

@@ -36,3 +36,11 @@ func (s *Store) LoadedAt() time.Time {
 	}
 	return time.Unix(0, n)
 }
+
+// Restore publishes snap, read from a persisted snapshot file rather than
+// loaded, when nothing has been published yet: LoadedAt stays zero, so the
+// snapshot counts as stale until the first real load replaces it. It
+// reports whether snap was published.
+func (s *Store) Restore(snap *Snapshot) bool {
+	return snap != nil && s.loadedAt.Load() == 0 && s.snap.CompareAndSwap(nil, snap)
+}

@@ -133,3 +133,37 @@ func TestStoreConcurrentPublishAndEvaluate(t *testing.T) {
 		t.Errorf("only %d evaluations ran", evaluations.Load())
 	}
 }
+
+// TestStoreRestore: a restored snapshot is served with no load time (so it
+// is stale) until a real load replaces it, and never replaces one.
+func TestStoreRestore(t *testing.T) {
+	var s engine.Store
+	a := mustSnapshotData(t, true)
+	b := mustSnapshotData(t, false)
+	if !s.Restore(a) || s.Load() != a || !s.LoadedAt().IsZero() {
+		t.Fatalf("Restore on an empty store: %p, loaded at %v", s.Load(), s.LoadedAt())
+	}
+	at := time.Unix(1_800_000_000, 0)
+	s.Publish(b, at)
+	if s.Load() != b || !s.LoadedAt().Equal(at) {
+		t.Errorf("Publish after Restore: %p at %v", s.Load(), s.LoadedAt())
+	}
+	if s.Restore(a) || s.Load() != b {
+		t.Error("Restore replaced a loaded snapshot")
+	}
+	if s.Restore(nil) {
+		t.Error("Restore(nil) reported success")
+	}
+}
+
+func mustSnapshotData(t *testing.T, on bool) *engine.Snapshot {
+	t.Helper()
+	d := engine.DefaultData()
+	d.Sources = []engine.Source{engine.SourceWaffle}
+	d.Switches = []engine.Switch{{Name: "s", Active: on}}
+	s, err := engine.NewSnapshot(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}

@@ -26,6 +26,11 @@ type AdminConfig struct {
 	// Header says whether a snapshot's flags header fits the limits; nil
 	// leaves it out of /readyz. *Pipeline is one.
 	Header HeaderChecker
+	// MaxStaleness, when positive, makes /readyz fail while the last
+	// successful load is older (or there has been none, even with a
+	// restored snapshot), so that an orchestrator stops routing to a
+	// proxy that lost its database. Zero keeps it ready on stale flags.
+	MaxStaleness time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -44,7 +49,7 @@ type HeaderChecker interface {
 //
 // Other paths answer 404, and methods other than GET and HEAD 405.
 func NewAdmin(cfg AdminConfig) http.Handler {
-	a := &admin{snaps: cfg.Snapshots, header: cfg.Header, logger: cfg.Logger, now: cfg.Now}
+	a := &admin{snaps: cfg.Snapshots, header: cfg.Header, maxStale: cfg.MaxStaleness, logger: cfg.Logger, now: cfg.Now}
 	if a.logger == nil {
 		a.logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
@@ -88,10 +93,11 @@ func (e httpError) Error() string {
 func (e httpError) Unwrap() error { return e.Err }
 
 type admin struct {
-	snaps  SnapshotSource
-	header HeaderChecker
-	logger *slog.Logger
-	now    func() time.Time
+	snaps    SnapshotSource
+	header   HeaderChecker
+	maxStale time.Duration
+	logger   *slog.Logger
+	now      func() time.Time
 }
 
 // handle adapts an error-returning handler: it answers only GET and HEAD,
@@ -134,15 +140,18 @@ func (a *admin) healthz(w http.ResponseWriter, _ *http.Request) error {
 
 // readiness is the /readyz body once a snapshot is loaded.
 type readiness struct {
-	Ready      bool            `json:"ready"`
-	Version    string          `json:"version"`
-	AgeSeconds float64         `json:"age_seconds"`
-	LoadedAt   string          `json:"loaded_at"`
-	Flags      int             `json:"flags"`
-	Switches   int             `json:"switches"`
-	Samples    int             `json:"samples"`
-	Sources    []engine.Source `json:"sources"`
-	Conflicts  []string        `json:"conflicts"`
+	Ready      bool    `json:"ready"`
+	Version    string  `json:"version"`
+	AgeSeconds float64 `json:"age_seconds"`
+	LoadedAt   string  `json:"loaded_at,omitempty"`
+	// Restored is set while the snapshot is the persisted one read at
+	// start, and no load from the database has succeeded yet.
+	Restored  bool            `json:"restored,omitempty"`
+	Flags     int             `json:"flags"`
+	Switches  int             `json:"switches"`
+	Samples   int             `json:"samples"`
+	Sources   []engine.Source `json:"sources"`
+	Conflicts []string        `json:"conflicts"`
 	// HeaderTooLarge is set when no flags header of this snapshot fits
 	// the header limits: every request then carries state unavailable.
 	HeaderTooLarge bool `json:"header_too_large,omitempty"`
@@ -163,8 +172,7 @@ func (a *admin) readyz(w http.ResponseWriter, _ *http.Request) error {
 	body := readiness{
 		Ready:      true,
 		Version:    snap.Version(),
-		AgeSeconds: a.now().Sub(at).Seconds(),
-		LoadedAt:   at.UTC().Format(time.RFC3339),
+		AgeSeconds: -1,
 		Flags:      snap.NumFlags(),
 		Switches:   snap.NumSwitches(),
 		Samples:    snap.NumSamples(),
@@ -175,6 +183,15 @@ func (a *admin) readyz(w http.ResponseWriter, _ *http.Request) error {
 		body.Conflicts = append(body.Conflicts, c.Name)
 	}
 	body.HeaderTooLarge = a.header != nil && !a.header.HeaderFits(snap)
+	if at.IsZero() {
+		body.Restored = true // from a snapshot file; nothing loaded yet
+	} else {
+		body.AgeSeconds, body.LoadedAt = a.now().Sub(at).Seconds(), at.UTC().Format(time.RFC3339)
+	}
+	if a.maxStale > 0 && (at.IsZero() || a.now().Sub(at) > a.maxStale) {
+		body.Ready = false
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}
 	b, err := json.Marshal(body)
 	if err != nil {
 		return err

@@ -76,3 +76,35 @@ func TestAdminWithoutGatherer(t *testing.T) {
 		t.Errorf("/readyz without snapshots = %d, want 503", rec.Code)
 	}
 }
+
+// TestReadyzPolicy: a restored snapshot is ready by default and says so;
+// with MaxStaleness, /readyz fails until a load succeeds, and again when the
+// last one is older than it.
+func TestReadyzPolicy(t *testing.T) {
+	get := func(a http.Handler) (int, string) {
+		rec := httptest.NewRecorder()
+		a.ServeHTTP(rec, httptest.NewRequest("GET", "/readyz", nil))
+		return rec.Code, rec.Body.String()
+	}
+	store := &engine.Store{}
+	store.Restore(goldenSnapshot(t))
+	lenient := NewAdmin(AdminConfig{Snapshots: store, Now: testNow})
+	strict := NewAdmin(AdminConfig{Snapshots: store, Now: testNow, MaxStaleness: 30 * time.Second})
+	if code, body := get(lenient); code != 200 || !strings.Contains(body, `"restored":true`) || !strings.Contains(body, `"age_seconds":-1`) {
+		t.Errorf("restored, default policy: %d %s", code, body)
+	}
+	if code, body := get(strict); code != 503 || !strings.Contains(body, `"ready":false`) {
+		t.Errorf("restored, max staleness: %d %s", code, body)
+	}
+	store.Publish(goldenSnapshot(t), testNow().Add(-10*time.Second))
+	if code, body := get(strict); code != 200 || strings.Contains(body, "restored") {
+		t.Errorf("loaded 10 s ago, max staleness 30 s: %d %s", code, body)
+	}
+	store.Publish(goldenSnapshot(t), testNow().Add(-31*time.Second))
+	if code, _ := get(strict); code != 503 {
+		t.Errorf("loaded 31 s ago, max staleness 30 s: %d", code)
+	}
+	if code, _ := get(lenient); code != 200 {
+		t.Errorf("loaded 31 s ago, default policy: %d", code)
+	}
+}

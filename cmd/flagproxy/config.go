@@ -55,6 +55,9 @@ type Config struct {
 	BodyReadTimeout    time.Duration
 	BufferMemory       byteSize
 	BufferDir          string
+	SnapshotFile       string
+	Output             string // flagproxy snapshot -o
+	ReadyMaxStaleness  time.Duration
 	FeatureFlagApp     string
 	Sources            string
 	TrustedProxies     string
@@ -107,6 +110,11 @@ func newFlagSet(name string, c *Config, out io.Writer) *flag.FlagSet {
 	fs.DurationVar(&c.BodyReadTimeout, "body-read-timeout", proxy.DefaultBodyReadTimeout, "how long a client may leave its request body idle before 408")
 	c.BufferMemory = proxy.DefaultBufferMemory
 	fs.Var(&c.BufferMemory, "buffer-memory", "how much of one request or response body is buffered in memory before the rest goes to a temporary file")
+	if name == "snapshot" {
+		fs.StringVar(&c.Output, "o", "", "`file` to write the snapshot to (required)")
+	}
+	fs.StringVar(&c.SnapshotFile, "snapshot-file", "", "`file` to persist each new snapshot in, and to serve from (as stale) when flagproxy starts while the database is unreachable")
+	fs.DurationVar(&c.ReadyMaxStaleness, "ready-max-staleness", 0, "if set, /readyz fails when the last successful load is older than this (default: stay ready and serve stale flags)")
 	fs.StringVar(&c.BufferDir, "buffer-dir", "", "`directory` for the temporary files of large bodies (default: the system's temporary directory)")
 	fs.StringVar(&c.FeatureFlagApp, "featureflag-app", djangodb.DefaultFeatureFlagApp, "app label of the FeatureFlag model (its table is <label>_featureflag)")
 	fs.StringVar(&c.Sources, "sources", "auto", "flag sources to read: auto (every source whose tables exist) or a comma-separated list of "+sourceNames())

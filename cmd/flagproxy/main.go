@@ -7,6 +7,7 @@
 //
 //	flagproxy [serve] [options]   run in front of a Django site (the default)
 //	flagproxy demo [options]      a self-contained demo with its own database and page
+//	flagproxy snapshot -o FILE    write the site's flags to a snapshot file
 //
 // Run `flagproxy serve -h` for the options. It needs cgo (the SQLite driver).
 package main
@@ -59,6 +60,9 @@ Commands:
   serve   run in front of a Django site (the default when no command is given)
   demo    run a self-contained demo: an embedded database with Django's schema
           and sample flags, and a built-in page that shows what the app receives
+  snapshot -o FILE [options]
+          read the flags once and write them to FILE, in the format of
+          --snapshot-file and --database file:///FILE
 
 Run "flagproxy serve -h" or "flagproxy demo -h" for the options.
 `
@@ -75,6 +79,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return serveCommand(ctx, args, getenv, stdout, stderr)
 	case "demo":
 		return demoCommand(ctx, args, getenv, stdout, stderr)
+	case "snapshot":
+		return snapshotCommand(ctx, args, getenv, stdout, stderr)
 	case "help":
 		fmt.Fprint(stdout, usage)
 		return 0
@@ -129,25 +135,21 @@ func serve(ctx context.Context, c *Config, log *slog.Logger, ready func(proxyAdd
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
 
-	db, err := djangodb.Open(c.target)
+	src, err := openSource(c, log, reg)
 	if err != nil {
 		return err
 	}
-	defer db.Close()
-	lc := c.loader
-	lc.Logger, lc.Registerer = log, reg
-	loader, err := djangodb.NewLoader(db, c.target.Dialect, lc)
-	if err != nil {
-		return err
-	}
-	if lc.WaffleFlagModel != djangodb.DefaultWaffleFlagModel {
-		log.Warn("WAFFLE_FLAG_MODEL is a custom model: flagproxy reads its columns like waffle.Flag's and cannot reproduce methods it overrides",
-			"model", lc.WaffleFlagModel)
-	}
+	defer src.Close()
+	db := src.db
 	var store engine.Store
+	var sink djangodb.Sink = &store
+	if c.SnapshotFile != "" {
+		restoreSnapshot(c.SnapshotFile, &store, log)
+		sink = &persistingSink{next: &store, path: c.SnapshotFile, log: log}
+	}
 	poller, err := djangodb.NewPoller(djangodb.PollerConfig{
-		Loader:     loader,
-		Sink:       &store,
+		Loader:     src.loader,
+		Sink:       sink,
 		Interval:   c.PollInterval,
 		JitterKey:  hostname() + c.Listen,
 		Logger:     log,
@@ -161,7 +163,10 @@ func serve(ctx context.Context, c *Config, log *slog.Logger, ready func(proxyAdd
 		signingKey = []byte(c.SigningKey)
 	}
 	var subjects proxy.SubjectResolver
-	if c.SecretKey == "" {
+	var users proxy.UserResolver
+	if db == nil {
+		// A snapshot file: no session or user tables.
+	} else if c.SecretKey == "" {
 		log.Warn("no SECRET_KEY (--secret-key, FLAGPROXY_SECRET_KEY or --django-settings): sessions cannot be verified, every visitor is anonymous")
 	} else {
 		sc := c.session
@@ -182,7 +187,7 @@ func serve(ctx context.Context, c *Config, log *slog.Logger, ready func(proxyAdd
 		if err != nil {
 			return err
 		}
-		subjects = cache
+		subjects, users = cache, ids
 	}
 	var overrider proxy.Overrider
 	if len(c.overrides.Keys) == 0 {
@@ -199,6 +204,7 @@ func serve(ctx context.Context, c *Config, log *slog.Logger, ready func(proxyAdd
 	p, err := proxy.New(proxy.Config{
 		Upstream:            c.upstreamURL,
 		Snapshots:           &store,
+		Users:               users,
 		Subjects:            subjects,
 		Overrider:           overrider,
 		Locale:              c.django.Locale(cmp.Or(c.DjangoVersion, c.django.DjangoVersion)),
@@ -217,7 +223,8 @@ func serve(ctx context.Context, c *Config, log *slog.Logger, ready func(proxyAdd
 	if err != nil {
 		return err
 	}
-	admin := proxy.NewAdmin(proxy.AdminConfig{Snapshots: &store, Header: p.Pipeline(), Gatherer: reg, Logger: log})
+	admin := proxy.NewAdmin(proxy.AdminConfig{Snapshots: &store, Header: p.Pipeline(), Gatherer: reg, Logger: log,
+		MaxStaleness: c.ReadyMaxStaleness})
 
 	pln, err := net.Listen("tcp", c.Listen)
 	if err != nil {
