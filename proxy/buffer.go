@@ -182,6 +182,12 @@ func (s *spooled) reopen() (io.ReadCloser, error) {
 // bytes and then in a temporary file.
 func (p *Proxy) bufferRequest(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == "PRI" {
+			// An HTTP/2 connection preface sent to an HTTP/1 server: never
+			// Django's to answer.
+			http.Error(w, http.StatusText(http.StatusHTTPVersionNotSupported), http.StatusHTTPVersionNotSupported)
+			return
+		}
 		if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
 			next.ServeHTTP(w, r)
 			return

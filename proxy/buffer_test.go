@@ -208,6 +208,21 @@ func TestOnlyWebSocketUpgradesPass(t *testing.T) {
 	}
 }
 
+// TestHTTP2PrefaceIsRefused: "PRI * HTTP/2.0" is answered 505 and never
+// reaches the upstream.
+func TestHTTP2PrefaceIsRefused(t *testing.T) {
+	hs := newHarness(t, Config{}, nil)
+	res := hs.raw(t, "PRI * HTTP/2.0\r\nHost: django.test\r\n\r\nSM\r\n\r\n")
+	if res.StatusCode != http.StatusHTTPVersionNotSupported {
+		t.Errorf("status %d, want 505", res.StatusCode)
+	}
+	hs.backend.mu.Lock()
+	defer hs.backend.mu.Unlock()
+	if len(hs.backend.reqs) != 0 {
+		t.Errorf("upstream saw %d requests", len(hs.backend.reqs))
+	}
+}
+
 // TestUnusedUpstreamConnectionsClose: a connection nothing was written on
 // closes after the grace period, one that carried a request does not.
 func TestUnusedUpstreamConnectionsClose(t *testing.T) {

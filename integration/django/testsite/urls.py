@@ -12,3 +12,11 @@ urlpatterns = [
     path('session/', views.session_view),
     path('djflags/<str:name>/', views.djflags_view),
 ]
+
+# For gunicorn_test.go: a large page, a view that reads the request body,
+# and one that shows every HTTP_* key Django saw.
+urlpatterns += [
+    path('bigpage/', views.bigpage_view),
+    path('upload/', views.upload_view),
+    path('meta/', views.meta_view),
+]

@@ -152,3 +152,28 @@ def djflags_view(request, name):
         })
 
     return FlagproxyMiddleware(answer)(request)
+
+
+@csrf_exempt
+def bigpage_view(request):
+    """A page of ?size= bytes (default 256 KiB, at most 64 MiB), for clients
+    that disconnect in the middle of a response or never read it."""
+    from django.http import HttpResponse
+    size = min(int(request.GET.get('size', 256 * 1024)), 64 << 20)
+    return HttpResponse(b'x' * size, content_type='application/octet-stream')
+
+
+@csrf_exempt
+def upload_view(request):
+    """Read the whole request body (as a view handling a POST does) and
+    report its length and SHA-256."""
+    import hashlib
+    body = request.body
+    return JsonResponse({'length': len(body), 'sha256': hashlib.sha256(body).hexdigest()})
+
+
+@csrf_exempt
+def meta_view(request):
+    """Every HTTP_* key of request.META, as the WSGI server passed it."""
+    return JsonResponse({k: v for k, v in request.META.items() if k.startswith('HTTP_')},
+                        json_dumps_params={'sort_keys': True})
