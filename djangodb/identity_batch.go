@@ -57,7 +57,7 @@ func (b *batcher) recheck(key [32]byte, value string) {
 	if b.calls[key] != nil {
 		return
 	}
-	l := &lookup{key: key, value: value, known: true, due: time.Now().Add(b.c.cfg.RecheckWait), done: make(chan struct{})}
+	l := &lookup{key: key, value: value, known: true, due: time.Now().Add(b.c.recheckWait), done: make(chan struct{})}
 	b.calls[key] = l
 	b.known = append(b.known, l)
 	b.kick()

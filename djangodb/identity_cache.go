@@ -38,7 +38,8 @@ import (
 // (SessionResolver.ResolveBatch: one query on django_session for the whole
 // batch, one on the user table, one on its groups, one on permissions). A
 // session not yet known waits at most BatchWait (2 ms) for others to join
-// its batch, a background re-check at most RecheckWait (500 ms); at most 4
+// its batch, a background re-check at most RecheckWait (500 ms; a quarter
+// of Ahead when that is less); at most 4
 // batches run at once (the poller keeps its connection), and while they run
 // the next batch grows, up to BatchSize sessions of which at most 100 are
 // not yet known. A batch holding sessions not yet known spends one token of
@@ -68,8 +69,10 @@ type IdentityCache struct {
 	batch   *batcher
 	now     func() time.Time
 	ahead   time.Duration
-	retry   time.Duration
-	lastLog atomic.Int64 // unix nanoseconds of the last batch failure logged
+	// recheckWait is how long a re-check waits to join a batch.
+	recheckWait time.Duration
+	retry       time.Duration
+	lastLog     atomic.Int64 // unix nanoseconds of the last batch failure logged
 
 	hits     *prometheus.CounterVec
 	misses   prometheus.Counter
@@ -216,6 +219,9 @@ func NewIdentityCache(cfg IdentityCacheConfig) (*IdentityCache, error) {
 	// Re-check ahead of the TTL, early enough for the re-check to finish
 	// before it: an answer is never served past checked+TTL.
 	c.ahead = min(cfg.TTL/2, cfg.RecheckWait+cfg.LookupTimeout)
+	// A re-check must leave its query time within the window: with a short
+	// TTL it waits less for others to join its batch.
+	c.recheckWait = min(cfg.RecheckWait, c.ahead/4)
 	c.retry = min(cfg.TTL, maxOutageRetry)
 	c.known, _ = lru.New[[32]byte, cachedIdentity](cfg.Entries)
 	c.refused, _ = lru.New[[32]byte, cachedIdentity](cfg.Entries)

@@ -648,3 +648,26 @@ func BenchmarkIdentityCacheHit(b *testing.B) {
 		}
 	}
 }
+
+// TestIdentityCacheShortTTLNeverWaits: with a TTL of 1 s an active visitor
+// still never waits after the first lookup: the refresh-ahead re-check
+// shortens its batch wait to fit the window.
+func TestIdentityCacheShortTTLNeverWaits(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := newFake(map[string]engine.Subject{"alicesession": alice})
+		r.delay = 5 * time.Millisecond
+		c, _ := newTestCache(t, IdentityCacheConfig{Resolver: r, TTL: time.Second})
+		ask(t, c, "alicesession")
+		waits := 0
+		for range 50 {
+			time.Sleep(100 * time.Millisecond)
+			if s, waited, _ := ask(t, c, "alicesession"); s.UserID != "1" || waited > 0 {
+				waits++
+			}
+		}
+		if waits > 0 {
+			t.Errorf("an active visitor waited %d times in 5 s with a 1 s TTL", waits)
+		}
+		time.Sleep(2 * time.Second)
+	})
+}
