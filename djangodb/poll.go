@@ -17,8 +17,18 @@ import (
 // Defaults for PollerConfig.
 const (
 	DefaultInterval = time.Second
+	// DefaultSQLiteInterval is the poll interval flagproxy uses on SQLite,
+	// where a poll of an unchanged database is one PRAGMA data_version.
+	DefaultSQLiteInterval = 250 * time.Millisecond
+	// DefaultFullReloadInterval bounds how long a Poller with a
+	// ChangeDetector goes without reading the tables.
+	DefaultFullReloadInterval = 30 * time.Second
 	// failureLogEvery bounds how often a persisting load failure is logged.
 	failureLogEvery = time.Minute
+	// wakeGap is the least time between the start of a load and a poll a
+	// notification asks for: a burst of commits costs a few loads, not
+	// one each.
+	wakeGap = 20 * time.Millisecond
 )
 
 // Sink receives every successfully loaded snapshot; *engine.Store is one.
@@ -46,11 +56,43 @@ type Status struct {
 	Version string
 }
 
+// ChangeDetector tells a Poller whether the flag tables may have changed
+// since its last load, so that polling an unchanged database costs one
+// small query instead of a load. *Watch is one.
+type ChangeDetector interface {
+	// Changed reports whether the flag tables may have changed since the
+	// last load reported to Loaded. The Poller calls it before every load;
+	// false with a nil error confirms that the last snapshot loaded is
+	// still current. A missed change is a bug; a false "changed" only
+	// costs a load.
+	Changed(ctx context.Context) (bool, error)
+	// Loaded reports that a load which began after the last call of
+	// Changed succeeded.
+	Loaded()
+}
+
+// Notifier is a ChangeDetector that is also told of changes as they
+// commit. A Poller runs it for as long as it runs itself.
+type Notifier interface {
+	ChangeDetector
+	// Run calls wake soon after a change commits, until ctx is done. Its
+	// error is logged; polling goes on without it.
+	Run(ctx context.Context, wake func()) error
+}
+
 // PollerConfig configures a Poller.
 type PollerConfig struct {
 	Loader   DataLoader
 	Sink     Sink
 	Interval time.Duration
+	// Changes, if not nil, is asked before each scheduled load whether
+	// anything changed; the load is skipped when nothing did. A Notifier
+	// also triggers a load as soon as a change is notified.
+	Changes ChangeDetector
+	// FullReloadInterval is the safety net of Changes: the tables are
+	// read at least this often even when no change was detected (default
+	// DefaultFullReloadInterval). It is unused without Changes.
+	FullReloadInterval time.Duration
 	// JitterKey (for example the host name and listen address) sets a
 	// deterministic offset of up to a tenth of the interval, so that many
 	// proxies polling one database spread their queries.
@@ -69,6 +111,11 @@ type Poller struct {
 	failures prometheus.Counter
 	duration prometheus.Histogram
 	problems prometheus.Gauge
+	checks   *prometheus.CounterVec
+
+	// Owned by Run's goroutine.
+	current  *engine.Snapshot // the last snapshot loaded
+	lastLoad time.Time        // when the last load began
 
 	mu     sync.Mutex
 	status Status
@@ -86,11 +133,17 @@ func NewPoller(cfg PollerConfig) (*Poller, error) {
 	if cfg.Interval < 0 {
 		errs = append(errs, fmt.Errorf("poller: negative interval %v", cfg.Interval))
 	}
+	if cfg.FullReloadInterval < 0 {
+		errs = append(errs, fmt.Errorf("poller: negative full reload interval %v", cfg.FullReloadInterval))
+	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
 	if cfg.Interval == 0 {
 		cfg.Interval = DefaultInterval
+	}
+	if cfg.FullReloadInterval == 0 {
+		cfg.FullReloadInterval = DefaultFullReloadInterval
 	}
 	p := &Poller{cfg: cfg, log: cfg.Logger}
 	if p.log == nil {
@@ -118,8 +171,17 @@ func NewPoller(cfg PollerConfig) (*Poller, error) {
 		Name: "flagproxy_snapshot_flag_problems",
 		Help: "Flags of the current snapshot whose library would raise when they are checked (they are decided off).",
 	})
+	p.checks = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "flagproxy_snapshot_change_checks_total",
+		Help: "Checks whether the flag tables changed, by result (unchanged: no load; changed, error: a load follows).",
+	}, []string{"result"})
+	if cfg.Changes != nil {
+		for _, r := range []string{checkUnchanged, checkChanged, checkError} {
+			p.checks.WithLabelValues(r)
+		}
+	}
 	if r := cfg.Registerer; r != nil {
-		for _, c := range []prometheus.Collector{p.loads, p.failures, p.duration, p.problems} {
+		for _, c := range []prometheus.Collector{p.loads, p.failures, p.duration, p.problems, p.checks} {
 			if err := r.Register(c); err != nil {
 				return nil, fmt.Errorf("register metrics: %w", err)
 			}
@@ -135,13 +197,42 @@ func (p *Poller) Status() Status {
 	return p.status
 }
 
-// Run loads a snapshot at once, then once per interval, until ctx is done.
-// It returns nil when ctx is canceled; load errors never stop it.
+// The results counted by flagproxy_snapshot_change_checks_total.
+const (
+	checkUnchanged = "unchanged"
+	checkChanged   = "changed"
+	checkError     = "error"
+)
+
+// Run loads a snapshot at once, then polls once per interval, until ctx is
+// done. Without Changes every poll is a load. With Changes a poll loads
+// only when Changes says something changed, when the last load failed, or
+// when the last load is FullReloadInterval old; a Notifier's wake-up polls
+// at once, or wakeGap after the last load began. Wake-ups that arrive
+// meanwhile are coalesced into that one poll. Run returns nil when ctx is
+// canceled; load errors never stop it.
 func (p *Poller) Run(ctx context.Context) error {
+	wake := make(chan struct{}, 1)
+	if n, ok := p.cfg.Changes.(Notifier); ok {
+		var wg sync.WaitGroup
+		defer wg.Wait()
+		wg.Go(func() {
+			err := n.Run(ctx, func() {
+				select {
+				case wake <- struct{}{}:
+				default:
+				}
+			})
+			if err != nil && ctx.Err() == nil {
+				p.log.Error("change notifications stopped; polling goes on", "error", err)
+			}
+		})
+	}
 	var lastLogged time.Time
 	p.poll(ctx, &lastLogged)
 	timer := time.NewTimer(p.offset + p.cfg.Interval)
 	defer timer.Stop()
+	var soon <-chan time.Time // a wake-up waiting for wakeGap
 	for {
 		select {
 		case <-ctx.Done():
@@ -149,13 +240,69 @@ func (p *Poller) Run(ctx context.Context) error {
 		case <-timer.C:
 			p.poll(ctx, &lastLogged)
 			timer.Reset(p.cfg.Interval)
+		case <-wake:
+			if wait := wakeGap - time.Since(p.lastLoad); wait > 0 {
+				if soon == nil {
+					soon = time.After(wait)
+				}
+				continue
+			}
+			p.poll(ctx, &lastLogged)
+		case <-soon:
+			soon = nil
+			p.poll(ctx, &lastLogged)
 		}
 	}
 }
 
-// poll loads and builds one snapshot and publishes it.
+// poll asks Changes whether anything changed and loads when it did (or
+// must); otherwise it confirms the current snapshot.
 func (p *Poller) poll(ctx context.Context, lastLogged *time.Time) {
+	d := p.cfg.Changes
+	if d == nil {
+		p.reload(ctx, lastLogged)
+		return
+	}
+	changed, err := d.Changed(ctx)
+	switch {
+	case err != nil:
+		p.checks.WithLabelValues(checkError).Inc()
+		if ctx.Err() != nil {
+			return
+		}
+		p.log.Debug("change check failed; loading", "error", err)
+	case changed:
+		p.checks.WithLabelValues(checkChanged).Inc()
+	default:
+		p.checks.WithLabelValues(checkUnchanged).Inc()
+	}
+	p.mu.Lock()
+	failing := !p.status.FailingSince.IsZero()
+	p.mu.Unlock()
+	if err == nil && !changed && !failing && p.current != nil && time.Since(p.lastLoad) < p.cfg.FullReloadInterval {
+		p.confirm()
+		return
+	}
+	if p.reload(ctx, lastLogged) {
+		d.Loaded()
+	}
+}
+
+// confirm republishes the current snapshot, which Changes has just found
+// current, as freshly loaded.
+func (p *Poller) confirm() {
+	now := time.Now()
+	p.mu.Lock()
+	p.status.LastSuccess = now
+	p.mu.Unlock()
+	p.cfg.Sink.Publish(p.current, now)
+}
+
+// reload loads and builds one snapshot and publishes it. It reports
+// whether the load succeeded.
+func (p *Poller) reload(ctx context.Context, lastLogged *time.Time) bool {
 	start := time.Now()
+	p.lastLoad = start
 	snap, err := p.load(ctx)
 	p.loads.Inc()
 	p.duration.Observe(time.Since(start).Seconds())
@@ -163,8 +310,9 @@ func (p *Poller) poll(ctx context.Context, lastLogged *time.Time) {
 		if ctx.Err() == nil {
 			p.failed(err, lastLogged)
 		}
-		return
+		return false
 	}
+	p.current = snap
 	now := time.Now()
 	p.mu.Lock()
 	failingSince, prev := p.status.FailingSince, p.status.Version
@@ -178,6 +326,7 @@ func (p *Poller) poll(ctx context.Context, lastLogged *time.Time) {
 	if snap.Version() != prev {
 		p.announce(snap)
 	}
+	return true
 }
 
 // load reads the data and builds the snapshot from it.
