@@ -259,7 +259,11 @@ func (l *Loader) read(ctx context.Context, t tx) (engine.Data, []string, error) 
 		return d, nil, err
 	} else if ok {
 		var rows []featureRow
-		if err := t.SelectContext(ctx, &rows, `SELECT name, enabled FROM featureflipper_feature ORDER BY id`); err != nil {
+		desc, err := l.infoColumns(ctx, t, "featureflipper_feature", "description")
+		if err != nil {
+			return d, nil, err
+		}
+		if err := t.SelectContext(ctx, &rows, `SELECT name, enabled, `+desc+` FROM featureflipper_feature ORDER BY id`); err != nil {
 			return d, nil, readErr("featureflipper_feature", err)
 		}
 		for _, r := range rows {
@@ -267,7 +271,7 @@ func (l *Loader) read(ctx context.Context, t tx) (engine.Data, []string, error) 
 				problems = append(problems, "featureflipper_feature: "+bad)
 				continue
 			}
-			d.Features = append(d.Features, engine.Feature{Name: r.Name.String, Enabled: r.Enabled.Bool})
+			d.Features = append(d.Features, engine.Feature{Name: r.Name.String, Enabled: r.Enabled.Bool, Description: r.Description.String})
 		}
 	}
 	if ok, err := want(engine.SourceFeatureFlag, l.t.model); err != nil {
@@ -343,7 +347,11 @@ func knownSources() string {
 
 func (l *Loader) readWaffle(ctx context.Context, t tx, tables map[string]struct{}, d *engine.Data) ([]string, error) {
 	var rows []waffleFlagRow
-	q := `SELECT id, name, everyone, percent, testing, superusers, staff, authenticated, languages, rollout FROM ` + quote(l.t.flag) + ` ORDER BY id`
+	flagInfo, err := l.infoColumns(ctx, t, l.t.flag, waffleInfo...)
+	if err != nil {
+		return nil, err
+	}
+	q := `SELECT id, name, everyone, percent, testing, superusers, staff, authenticated, languages, rollout, ` + flagInfo + ` FROM ` + quote(l.t.flag) + ` ORDER BY id`
 	if err := t.SelectContext(ctx, &rows, q); err != nil {
 		return nil, readErr(l.t.flag, err)
 	}
@@ -372,6 +380,7 @@ func (l *Loader) readWaffle(ctx context.Context, t tx, tables map[string]struct{
 			Rollout:       r.Rollout.Bool,
 			Languages:     r.Languages.String,
 			Users:         users[r.ID],
+			Info:          info(r.Note, r.Created, r.Modified),
 		}
 		if r.Everyone.Valid {
 			f.Everyone = engine.TristateOf(r.Everyone.Bool)
@@ -387,10 +396,17 @@ func (l *Loader) readWaffle(ctx context.Context, t tx, tables map[string]struct{
 		}
 		d.WaffleFlags = append(d.WaffleFlags, f)
 	}
+	if err := readGroupNames(ctx, t, tables, d); err != nil {
+		return nil, err
+	}
 
 	if _, ok := tables[l.t.switches]; ok {
 		var rows []switchRow
-		if err := t.SelectContext(ctx, &rows, `SELECT name, active FROM `+quote(l.t.switches)+` ORDER BY id`); err != nil {
+		cols, err := l.infoColumns(ctx, t, l.t.switches, waffleInfo...)
+		if err != nil {
+			return nil, err
+		}
+		if err := t.SelectContext(ctx, &rows, `SELECT name, active, `+cols+` FROM `+quote(l.t.switches)+` ORDER BY id`); err != nil {
 			return nil, readErr(l.t.switches, err)
 		}
 		for _, r := range rows {
@@ -398,12 +414,16 @@ func (l *Loader) readWaffle(ctx context.Context, t tx, tables map[string]struct{
 				problems = append(problems, l.t.switches+": "+bad)
 				continue
 			}
-			d.Switches = append(d.Switches, engine.Switch{Name: r.Name.String, Active: r.Active.Bool})
+			d.Switches = append(d.Switches, engine.Switch{Name: r.Name.String, Active: r.Active.Bool, Info: info(r.Note, r.Created, r.Modified)})
 		}
 	}
 	if _, ok := tables[l.t.samples]; ok {
 		var rows []sampleRow
-		if err := t.SelectContext(ctx, &rows, `SELECT name, percent FROM `+quote(l.t.samples)+` ORDER BY id`); err != nil {
+		cols, err := l.infoColumns(ctx, t, l.t.samples, waffleInfo...)
+		if err != nil {
+			return nil, err
+		}
+		if err := t.SelectContext(ctx, &rows, `SELECT name, percent, `+cols+` FROM `+quote(l.t.samples)+` ORDER BY id`); err != nil {
 			return nil, readErr(l.t.samples, err)
 		}
 		for _, r := range rows {
@@ -415,7 +435,7 @@ func (l *Loader) readWaffle(ctx context.Context, t tx, tables map[string]struct{
 				problems = append(problems, fmt.Sprintf("%s %q: %s", l.t.samples, r.Name.String, bad))
 				continue
 			}
-			d.Samples = append(d.Samples, engine.Sample{Name: r.Name.String, Percent: engine.PercentOf(int32(r.Percent.Tenths))})
+			d.Samples = append(d.Samples, engine.Sample{Name: r.Name.String, Percent: engine.PercentOf(int32(r.Percent.Tenths)), Info: info(r.Note, r.Created, r.Modified)})
 		}
 	}
 	return problems, nil

@@ -26,7 +26,7 @@ func runLoaderContract(t *testing.T, db *testDB) {
 	bob := insertUser(t, db, "bob")
 	beta := insertGroup(t, db, "beta")
 
-	everyone := insertWaffleFlag(t, db, "f_everyone", map[string]any{"everyone": true})
+	everyone := insertWaffleFlag(t, db, "f_everyone", map[string]any{"everyone": true, "note": "on for all"})
 	insertWaffleFlag(t, db, "f_default", nil)
 	insertWaffleFlag(t, db, "f_pct", map[string]any{
 		"percent": "12.5", "rollout": true, "testing": true, "languages": " en , fr", "everyone": false,
@@ -57,20 +57,27 @@ func runLoaderContract(t *testing.T, db *testDB) {
 	want := engine.Data{
 		Sources: []engine.Source{engine.SourceWaffle, engine.SourceFeatureFlipper, engine.SourceFeatureFlag, engine.SourceDjangoFlags},
 		WaffleFlags: []engine.WaffleFlag{
-			{Name: "f_everyone", Everyone: engine.Yes, Superusers: true},
+			{Name: "f_everyone", Everyone: engine.Yes, Superusers: true, Info: engine.Info{Note: "on for all"}},
 			{Name: "f_default", Superusers: true},
 			{Name: "f_pct", Everyone: engine.No, Percent: engine.PercentOf(125), Testing: true, Superusers: true, Rollout: true, Languages: " en , fr"},
 			{Name: "f_users", Staff: true, Authenticated: true, Users: sortedIDs(a, b), Groups: []int64{beta}},
 		},
 		Switches:     []engine.Switch{{Name: "s_on", Active: true}, {Name: "s_off"}},
 		Samples:      []engine.Sample{{Name: "smp", Percent: engine.PercentOf(500)}},
-		Features:     []engine.Feature{{Name: "search", Enabled: true}, {Name: "beta-ui"}},
+		Features:     []engine.Feature{{Name: "search", Enabled: true}, {Name: "beta-ui", Description: "x"}},
 		FeatureFlags: []engine.FeatureFlag{{Key: "new-checkout", Enabled: true, RolloutPercent: 30, AllowedUsers: []string{a}}, {Key: "off-flag", RolloutPercent: 150}},
 		Waffle:       engine.DefaultWaffleSettings(),
 		DjangoFlags:  engine.DefaultDjangoFlagsSettings(),
+		Groups:       []engine.Group{{ID: beta, Name: "beta"}},
 	}
-	if diff := cmp.Diff(want, got, cmpopts.EquateEmpty(), cmp.Comparer(sameLocation)); diff != "" {
+	// The dates are the database's CURRENT_TIMESTAMP: checked apart.
+	if diff := cmp.Diff(want, got, cmpopts.EquateEmpty(), cmp.Comparer(sameLocation), cmpopts.IgnoreFields(engine.Info{}, "Created", "Modified")); diff != "" {
 		t.Errorf("loaded data mismatch (-want +got):\n%s", diff)
+	}
+	for _, in := range []engine.Info{got.WaffleFlags[0].Info, got.Switches[0].Info, got.Samples[0].Info} {
+		if d := time.Since(in.Modified); in.Created.IsZero() || d < -25*time.Hour || d > 25*time.Hour {
+			t.Errorf("created %v, modified %v: want the time of the INSERT", in.Created, in.Modified)
+		}
 	}
 
 	// The snapshot version follows the content: the same rows give the

@@ -29,24 +29,35 @@ type waffleFlagRow struct {
 	Authenticated pyBool  `db:"authenticated"`
 	Languages     text    `db:"languages"`
 	Rollout       pyBool  `db:"rollout"`
+	// Informative only (see load_info.go).
+	Note     text `db:"note"`
+	Created  when `db:"created"`
+	Modified when `db:"modified"`
 }
 
 // switchRow is a row of waffle_switch.
 type switchRow struct {
-	Name   text   `db:"name"`
-	Active pyBool `db:"active"`
+	Name     text   `db:"name"`
+	Active   pyBool `db:"active"`
+	Note     text   `db:"note"`
+	Created  when   `db:"created"`
+	Modified when   `db:"modified"`
 }
 
 // sampleRow is a row of waffle_sample.
 type sampleRow struct {
-	Name    text    `db:"name"`
-	Percent decimal `db:"percent"`
+	Name     text    `db:"name"`
+	Percent  decimal `db:"percent"`
+	Note     text    `db:"note"`
+	Created  when    `db:"created"`
+	Modified when    `db:"modified"`
 }
 
 // featureRow is a row of django-feature-flipper's featureflipper_feature.
 type featureRow struct {
-	Name    text   `db:"name"`
-	Enabled pyBool `db:"enabled"`
+	Name        text   `db:"name"`
+	Enabled     pyBool `db:"enabled"`
+	Description text   `db:"description"`
 }
 
 // featureFlagRow is a row of the FeatureFlag model's <app>_featureflag.

@@ -59,8 +59,8 @@ func (r Reason) Origin() string {
 
 // Decision is the outcome for one flag, switch or sample.
 type Decision struct {
-	On     bool
-	Reason Reason
+	On     bool   `json:"on"`
+	Reason Reason `json:"reason"`
 }
 
 // Cookie is a cookie that django-waffle's middleware would write on the
@@ -165,8 +165,15 @@ func (s *Subject) inGroups(set map[int64]struct{}) bool {
 // feature-flipper's URL and session overrides, already checked against the
 // visitor's permission. A name maps to the state it forces.
 type Overrides struct {
-	URL     map[string]bool
-	Session map[string]bool
+	URL     map[string]bool `json:"url,omitempty"`
+	Session map[string]bool `json:"session,omitempty"`
+	// Allowed says whether the visitor may flip: URL and stored session
+	// overrides apply only then (feature_status_ entries of the Django
+	// session apply to everyone).
+	Allowed bool `json:"allowed"`
+	// Refused lists the override parameters of the request that were not
+	// applied, and why (see overrides.go). Evaluate does not read it.
+	Refused []Refusal `json:"refused,omitempty"`
 }
 
 // Values looks up request values by name, the way Django's QueryDict or

@@ -30,6 +30,10 @@ type Data struct {
 	FlagStates  []FlagState         `json:"flag_states,omitempty"`
 	Waffle      WaffleSettings      `json:"waffle"`
 	DjangoFlags DjangoFlagsSettings `json:"django_flags"`
+	// Groups names the auth_group rows that waffle flags link to:
+	// informative only (rules in words), never part of a decision or of
+	// the snapshot's version.
+	Groups []Group `json:"groups,omitempty"`
 }
 
 // DefaultData returns empty Data with every library's default settings.
@@ -61,6 +65,9 @@ type Snapshot struct {
 	inputs    Inputs // what any rule reads
 	cookies   int    // rules that may write a cookie every request
 	data      Data   // what the snapshot was built from
+	// groupNames and infoDigest are informative only (see Info).
+	groupNames map[int64]string
+	infoDigest string
 }
 
 // flagRule is one flag name and the rule of the source that defines it; a
@@ -69,6 +76,7 @@ type flagRule struct {
 	name   string
 	source Source // "" for a conflict
 	rule   rule
+	alts   []flagRule // a conflict's definitions, by source
 }
 
 // NewSnapshot validates d, builds every source's rules and computes the
@@ -110,6 +118,11 @@ func NewSnapshot(d Data) (*Snapshot, error) {
 		return nil, err
 	}
 	s.version = s.digest()
+	s.groupNames = make(map[int64]string, len(d.Groups))
+	for _, g := range d.Groups {
+		s.groupNames[g.ID] = g.Name
+	}
+	s.infoDigest = s.digestInfo()
 	return s, nil
 }
 
@@ -158,7 +171,8 @@ func (s *Snapshot) index(byName map[string][]flagRule) {
 		}
 		slices.Sort(c.Sources)
 		s.conflicts = append(s.conflicts, c)
-		s.flags[i] = flagRule{name: n}
+		slices.SortFunc(rules, func(a, b flagRule) int { return cmp.Compare(a.source, b.source) })
+		s.flags[i] = flagRule{name: n, alts: rules}
 	}
 }
 

@@ -60,6 +60,11 @@ type rule interface {
 	digest(h *digester)
 	// inputs reports the request inputs decide reads.
 	inputs() Inputs
+	// explain walks the library's checks for r again, in order, into x,
+	// up to the one that decides (see explainer).
+	explain(r *Request, x *explainer)
+	// words describes the rule ("staff, groups: beta-testers, 25 %").
+	words(s *Snapshot) string
 }
 
 // KnownSources returns every source the engine can build flags from.

@@ -16,13 +16,14 @@ type Store struct {
 func (s *Store) Load() *Snapshot { return s.snap.Load() }
 
 // Publish records a successful load at time at. A snapshot whose version
-// equals the current one is not swapped in, so readers keep the same
-// pointer while the data is unchanged. A nil snapshot is ignored.
+// and informative fields (notes, dates: InfoDigest) equal the current
+// one's is not swapped in, so readers keep the same pointer while the data
+// is unchanged. A nil snapshot is ignored.
 func (s *Store) Publish(snap *Snapshot, at time.Time) {
 	if snap == nil {
 		return
 	}
-	if cur := s.snap.Load(); cur == nil || cur.Version() != snap.Version() {
+	if cur := s.snap.Load(); cur == nil || cur.Version() != snap.Version() || cur.InfoDigest() != snap.InfoDigest() {
 		s.snap.Store(snap)
 	}
 	s.loadedAt.Store(at.UnixNano())

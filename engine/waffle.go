@@ -23,18 +23,21 @@ type WaffleFlag struct {
 	Users []string `json:"users,omitempty"`
 	// Groups holds the ids of the linked auth_group rows.
 	Groups []int64 `json:"groups,omitempty"`
+	Info
 }
 
 // Switch is one row of waffle_switch.
 type Switch struct {
 	Name   string `json:"name"`
 	Active bool   `json:"active"`
+	Info
 }
 
 // Sample is one row of waffle_sample.
 type Sample struct {
 	Name    string  `json:"name"`
 	Percent Percent `json:"percent"`
+	Info
 }
 
 // WaffleSettings holds the WAFFLE_* settings that change decisions or the

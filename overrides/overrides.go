@@ -20,7 +20,11 @@ import (
 // Defaults for Config.
 const (
 	DefaultCookieName = "flagproxy_overrides"
+	// DefaultPermission is feature-flipper's flip permission, and
+	// PackagePermission the one flagproxy_django's migration creates, for
+	// sites without feature-flipper: DefaultPermissions accepts either.
 	DefaultPermission = "featureflipper.can_flip_with_url"
+	PackagePermission = "flagproxy_django.can_flip_with_url"
 	DefaultMaxAge     = 14 * 24 * time.Hour
 	DefaultMaxStored  = 64
 	// maxCookieLength bounds the encoded cookie (browsers keep 4096 bytes).
@@ -40,8 +44,10 @@ type Config struct {
 	Secure bool
 	// MaxAge is the cookie's lifetime; an older cookie is ignored.
 	MaxAge time.Duration
-	// Permission is the Django permission that allows flipping.
-	Permission string
+	// Permissions are the Django permissions that allow flipping: any one
+	// of them does (an active superuser has every permission). Empty
+	// means DefaultPermissions().
+	Permissions []string
 	// AnonymousFlipping is FEATURE_FLIPPER_ANONYMOUS_URL_FLIPPING: everyone
 	// may flip.
 	AnonymousFlipping bool
@@ -88,8 +94,8 @@ func New(cfg Config) (*Overrider, error) {
 	if cfg.CookieName == "" {
 		cfg.CookieName = DefaultCookieName
 	}
-	if cfg.Permission == "" {
-		cfg.Permission = DefaultPermission
+	if len(cfg.Permissions) == 0 {
+		cfg.Permissions = DefaultPermissions()
 	}
 	if cfg.MaxAge == 0 {
 		cfg.MaxAge = DefaultMaxAge
@@ -156,61 +162,52 @@ const (
 	keyOff  = "off"
 )
 
-// Overrides returns the overrides of one request for subject s: queryKeys
-// are the query string's field names in order (engine.ParseQueryKeys),
-// cookies the parsed Cookie header. The cookie it
-// returns, when not nil, must be set on the response: it stores (or
-// deletes) the visitor's session overrides.
-func (o *Overrider) Overrides(ctx context.Context, queryKeys []string, cookies engine.Values, s engine.Subject) (engine.Overrides, *http.Cookie, error) {
-	q := FromQuery(queryKeys)
-	allowed := o.cfg.AnonymousFlipping || s.HasPerm(o.cfg.Permission)
-	cur, present := o.read(ctx, cookies, s, allowed)
+// DefaultPermissions returns the permissions that allow flipping by
+// default: feature-flipper's and flagproxy_django's.
+func DefaultPermissions() []string { return []string{DefaultPermission, PackagePermission} }
 
-	var set *http.Cookie
-	if allowed && (q.SessionClear || len(q.SessionEnable)+len(q.SessionDisable) > 0) {
-		next := stored{user: s.UserID}
-		if !q.SessionClear {
-			next.on, next.off = cur.on, cur.off
-		}
-		next.on, next.off = apply(next.on, next.off, q.SessionEnable, q.SessionDisable)
-		max := o.cfg.MaxStored
-		for {
-			if n := len(next.on) + len(next.off); n > max {
-				o.log.LogAttrs(ctx, slog.LevelWarn, "too many session overrides; keeping the newest",
-					slog.String("user_id", s.UserID), slog.Int("max", max))
-				next.on, next.off = trim(next.on, next.off, q.SessionEnable, q.SessionDisable, max)
-			}
-			c, err := o.write(next, present)
-			if err == nil {
-				set, cur = c, next
-				break
-			}
-			if max = len(next.on) + len(next.off) - 1; max < 0 {
-				// Nothing fits: keep the other overrides of this request.
-				o.log.LogAttrs(ctx, slog.LevelWarn, "session overrides not stored", slog.Any("error", err))
-				break
-			}
-			// Too long for a cookie: drop one more (the oldest first).
-		}
-		if set != nil {
-			o.stored.Inc()
-			for _, n := range cur.on {
-				if slices.Contains(q.SessionEnable, n) {
-					o.log.LogAttrs(ctx, slog.LevelInfo, "session override stored", slog.String("user_id", s.UserID), slog.String("flag", n), slog.String("source", "session"), slog.Bool("on", true))
-				}
-			}
-			for _, n := range cur.off {
-				if slices.Contains(q.SessionDisable, n) {
-					o.log.LogAttrs(ctx, slog.LevelInfo, "session override stored", slog.String("user_id", s.UserID), slog.String("flag", n), slog.String("source", "session"), slog.Bool("on", false))
-				}
-			}
-			if q.SessionClear {
-				o.log.LogAttrs(ctx, slog.LevelInfo, "session overrides cleared", slog.String("user_id", s.UserID))
-			}
+// MayFlip reports whether s may flip: anonymous flipping is on, or s has
+// one of the permissions.
+func (o *Overrider) MayFlip(s *engine.Subject) bool {
+	if o.cfg.AnonymousFlipping {
+		return true
+	}
+	for _, p := range o.cfg.Permissions {
+		if s.HasPerm(p) {
+			return true
 		}
 	}
+	return false
+}
 
-	var out engine.Overrides
+// Overrides returns the overrides of one request (see
+// engine.OverrideQuery). The cookie it returns, when not nil, must be set
+// on the response: it stores (or deletes) the visitor's session overrides.
+// The override parameters it does not apply are listed in Refused: all of
+// them for a cross-site request or a visitor who may not flip, and those
+// naming no flag of the snapshot.
+func (o *Overrider) Overrides(ctx context.Context, in engine.OverrideQuery) (engine.Overrides, *http.Cookie, error) {
+	q := FromQuery(in.Keys)
+	s := in.Subject
+	allowed := o.MayFlip(&s)
+	out := engine.Overrides{Allowed: allowed, Refused: q.TooMany}
+	switch {
+	case len(q.Params) == 0:
+	case in.CrossSite:
+		out.Refused = append(out.Refused, refuse(q.Params, engine.RefusedCrossSite)...)
+		q = Query{}
+	case !allowed:
+		out.Refused = append(out.Refused, refuse(q.Params, engine.RefusedNotPermitted)...)
+		q = Query{}
+	default:
+		unknown := q.keep(func(name string) bool { return !in.Knows(name) })
+		out.Refused = append(out.Refused, refuse(unknown, engine.RefusedUnknownFlag)...)
+	}
+	cur, present := o.read(ctx, in.Cookies, s, allowed)
+	var set *http.Cookie
+	if allowed && (q.SessionClear || len(q.SessionEnable)+len(q.SessionDisable) > 0) {
+		set, cur = o.store(ctx, q, cur, present, s.UserID)
+	}
 	// feature-flipper honours the Django session's entries for everyone.
 	for name, on := range s.FeatureStatus {
 		setOverride(&out.Session, name, on)
@@ -230,6 +227,67 @@ func (o *Overrider) Overrides(ctx context.Context, queryKeys []string, cookies e
 		}
 	}
 	return out, set, nil
+}
+
+// refuse marks every parameter of ps refused for reason.
+func refuse(ps []engine.Refusal, reason engine.RefusalReason) []engine.Refusal {
+	out := make([]engine.Refusal, len(ps))
+	for i, p := range ps {
+		p.Reason = reason
+		out[i] = p
+	}
+	return out
+}
+
+// store applies q's session parameters to the stored overrides cur and
+// returns the cookie that keeps them (nil when nothing could be written)
+// and what it holds.
+func (o *Overrider) store(ctx context.Context, q Query, cur stored, present bool, user string) (*http.Cookie, stored) {
+	next := stored{user: user}
+	if !q.SessionClear {
+		next.on, next.off = cur.on, cur.off
+	}
+	next.on, next.off = apply(next.on, next.off, q.SessionEnable, q.SessionDisable)
+	max := o.cfg.MaxStored
+	var set *http.Cookie
+	for {
+		if n := len(next.on) + len(next.off); n > max {
+			o.log.LogAttrs(ctx, slog.LevelWarn, "too many session overrides; keeping the newest",
+				slog.String("user_id", user), slog.Int("max", max))
+			next.on, next.off = trim(next.on, next.off, q.SessionEnable, q.SessionDisable, max)
+		}
+		c, err := o.write(next, present)
+		if err == nil {
+			set, cur = c, next
+			break
+		}
+		if max = len(next.on) + len(next.off) - 1; max < 0 {
+			// Nothing fits: keep the other overrides of this request.
+			o.log.LogAttrs(ctx, slog.LevelWarn, "session overrides not stored", slog.Any("error", err))
+			return nil, cur
+		}
+		// Too long for a cookie: drop one more (the oldest first).
+	}
+	o.stored.Inc()
+	o.logStored(ctx, q, cur, user)
+	return set, cur
+}
+
+// logStored logs each session override q stored, and a clear.
+func (o *Overrider) logStored(ctx context.Context, q Query, cur stored, user string) {
+	for _, n := range cur.on {
+		if slices.Contains(q.SessionEnable, n) {
+			o.log.LogAttrs(ctx, slog.LevelInfo, "session override stored", slog.String("user_id", user), slog.String("flag", n), slog.String("source", "session"), slog.Bool("on", true))
+		}
+	}
+	for _, n := range cur.off {
+		if slices.Contains(q.SessionDisable, n) {
+			o.log.LogAttrs(ctx, slog.LevelInfo, "session override stored", slog.String("user_id", user), slog.String("flag", n), slog.String("source", "session"), slog.Bool("on", false))
+		}
+	}
+	if q.SessionClear {
+		o.log.LogAttrs(ctx, slog.LevelInfo, "session overrides cleared", slog.String("user_id", user))
+	}
 }
 
 func setOverride(m *map[string]bool, name string, on bool) {
@@ -270,7 +328,7 @@ func (o *Overrider) read(ctx context.Context, cookies engine.Values, s engine.Su
 		return stored{}, true
 	}
 	valid := func(names []string) []string {
-		out := slices.DeleteFunc(slices.Clone(names), func(n string) bool { return !engine.FlippableName(n) })
+		out := slices.DeleteFunc(slices.Clone(names), func(n string) bool { return !engine.OverrideName(n) })
 		slices.Sort(out)
 		return slices.Compact(out)
 	}

@@ -56,7 +56,8 @@ func request(t *testing.T, o *Overrider, rawQuery, cookie string, s engine.Subje
 	if cookie != "" {
 		cookies[o.cfg.CookieName] = cookie
 	}
-	got, set, err := o.Overrides(context.Background(), engine.ParseQueryKeys(rawQuery), cookies, s)
+	keys := engine.ParseQueryKeys(rawQuery)
+	got, set, err := o.Overrides(context.Background(), engine.OverrideQuery{Keys: keys, Cookies: cookies, Subject: s, Snapshot: knowing(t, keys)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,13 +89,13 @@ func TestFeatureFlipperScenarios(t *testing.T) {
 		{"9 Django session entries need no permission", plain, map[string]bool{"search": true}, "", false, nil, map[string]bool{"search": on}},
 		{"10 a disabling entry", anon, map[string]bool{"profile": false}, "", false, nil, map[string]bool{"profile": off}},
 		{"11 value ignored", perm, nil, "enable_search=false", false, map[string]bool{"search": on}, nil},
-		{"12 hyphen cannot be flipped", perm, nil, "enable_beta-x", false, nil, nil},
-		{"13 unknown names are passed on (the engine ignores them)", perm, nil, "enable_unknown", false, map[string]bool{"unknown": on}, nil},
+		{"12 any name the snapshot knows, hyphens included", perm, nil, "enable_beta-x&enable_new.checkout%20v2", false, map[string]bool{"beta-x": on, "new.checkout v2": on}, nil},
+		{"13 unknown names are refused", perm, nil, "enable_unknown", false, nil, nil},
 		{"15 anonymous flipping on", anon, nil, "session_enable_search&enable_x", true, map[string]bool{"x": on}, map[string]bool{"search": on}},
 		{"16 case-sensitive", perm, nil, "enable_Search", false, map[string]bool{"Search": on}, nil},
 		{"17 url and session", perm, nil, "session_enable_search&enable_search", false, map[string]bool{"search": on}, map[string]bool{"search": on}},
 		{"18 trailing newline", perm, nil, "enable_search%0A", false, map[string]bool{"search": on}, nil},
-		{"21 semicolon is no separator", perm, nil, "enable_a;enable_b", false, nil, nil},
+		{"21 semicolon is no separator: one name, a;enable_b", perm, nil, "enable_a;enable_b", false, map[string]bool{"a;enable_b": on}, nil},
 		{"superuser may flip", super, nil, "enable_x", false, map[string]bool{"x": on}, nil},
 		{"staff alone may not", staff, nil, "enable_x", false, nil, nil},
 		{"disable extension", perm, nil, "disable_x&session_disable_y", false, map[string]bool{"x": off}, map[string]bool{"y": off}},
@@ -107,7 +108,7 @@ func TestFeatureFlipperScenarios(t *testing.T) {
 			s.FeatureStatus = tt.status
 			got, _, _ := request(t, o, tt.query, "", s)
 			want := engine.Overrides{URL: tt.url, Session: tt.session}
-			if diff := cmp.Diff(want, got, cmpopts.EquateEmpty()); diff != "" {
+			if diff := cmp.Diff(want, got, cmpopts.EquateEmpty(), cmpopts.IgnoreFields(engine.Overrides{}, "Allowed", "Refused")); diff != "" {
 				t.Errorf("overrides (-want +got):\n%s", diff)
 			}
 		})
@@ -225,8 +226,8 @@ func TestStoredOverridesAreBounded(t *testing.T) {
 
 func TestFromQuery(t *testing.T) {
 	got := FromQuery(engine.ParseQueryKeys("enable_b&enable_a=0&enable_a&disable_c&session_enable_d&session_disable_e&session_clear_features=no&enable_&enable_caf%C3%A9&other=1&enable_x%0A"))
-	want := Query{Enable: []string{"a", "b", "x"}, Disable: []string{"c"}, SessionEnable: []string{"d"}, SessionDisable: []string{"e"}, SessionClear: true}
-	if diff := cmp.Diff(want, got); diff != "" {
+	want := Query{Enable: []string{"a", "b", "café", "x"}, Disable: []string{"c"}, SessionEnable: []string{"d"}, SessionDisable: []string{"e"}, SessionClear: true}
+	if diff := cmp.Diff(want, got, cmpopts.IgnoreFields(Query{}, "Params", "TooMany")); diff != "" {
 		t.Errorf("FromQuery (-want +got):\n%s", diff)
 	}
 	if !FromQuery(nil).Empty() {
@@ -262,7 +263,7 @@ func FuzzFromQuery(f *testing.F) {
 		q := FromQuery(engine.ParseQueryKeys(raw))
 		for _, l := range [][]string{q.Enable, q.Disable, q.SessionEnable, q.SessionDisable} {
 			for i, n := range l {
-				if !engine.FlippableName(n) {
+				if !engine.OverrideName(n) {
 					t.Fatalf("unflippable name %q from %q", n, raw)
 				}
 				if i > 0 && l[i-1] >= n {
@@ -284,7 +285,7 @@ func FuzzOverrideCookie(f *testing.F) {
 	f.Add("")
 	f.Add(strings.Repeat("A", 5000))
 	f.Fuzz(func(t *testing.T, v string) {
-		got, set, err := o.Overrides(context.Background(), nil, engine.Params{DefaultCookieName: v}, perm)
+		got, set, err := o.Overrides(context.Background(), engine.OverrideQuery{Cookies: engine.Params{DefaultCookieName: v}, Subject: perm})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -334,5 +335,88 @@ func TestExpiredCookieChangesNothing(t *testing.T) {
 	time.Sleep(2100 * time.Millisecond)
 	if got, _, _ := request(t, o, "", c, perm); len(got.Session) != 0 {
 		t.Errorf("expired cookie applied: %+v", got)
+	}
+}
+
+// knowing is a snapshot whose flags are every name the keys ask to flip,
+// except those beginning with "unknown".
+func knowing(t testing.TB, keys []string) *engine.Snapshot {
+	t.Helper()
+	d := engine.DefaultData()
+	d.Sources = []engine.Source{engine.SourceFeatureFlipper}
+	seen := map[string]bool{}
+	for _, p := range FromQuery(keys).Params {
+		if p.Name != "" && !seen[p.Name] && !strings.HasPrefix(p.Name, "unknown") {
+			seen[p.Name] = true
+			d.Features = append(d.Features, engine.Feature{Name: p.Name})
+		}
+	}
+	s, err := engine.NewSnapshot(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// TestRefusals: every override parameter not applied is reported once,
+// with its reason.
+func TestRefusals(t *testing.T) {
+	o := newOverrider(t, Config{})
+	snap := knowing(t, []string{"enable_beta", "enable_gradual-rollout"})
+	ask := func(raw string, s engine.Subject, crossSite bool) engine.Overrides {
+		t.Helper()
+		got, _, err := o.Overrides(context.Background(), engine.OverrideQuery{Keys: engine.ParseQueryKeys(raw), Subject: s, Snapshot: snap, CrossSite: crossSite})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	tests := []struct {
+		name      string
+		raw       string
+		s         engine.Subject
+		crossSite bool
+		want      []engine.Refusal
+		allowed   bool
+	}{
+		{"anonymous", "enable_beta&x=1&session_clear_features", anon, false, []engine.Refusal{
+			{Param: "enable_beta", Name: "beta", Reason: engine.RefusedNotPermitted},
+			{Param: "session_clear_features", Reason: engine.RefusedNotPermitted}}, false},
+		{"unknown", "enable_gradual-rollout&session_disable_nope&enable_gradual-rollout", perm, false, []engine.Refusal{
+			{Param: "session_disable_nope", Name: "nope", Reason: engine.RefusedUnknownFlag}}, true},
+		{"cross-site", "enable_beta", perm, true, []engine.Refusal{{Param: "enable_beta", Name: "beta", Reason: engine.RefusedCrossSite}}, true},
+		{"nothing asked", "q=enable_beta", anon, false, nil, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := ask(tt.raw, tt.s, tt.crossSite)
+			if diff := cmp.Diff(tt.want, got.Refused, cmpopts.EquateEmpty()); diff != "" || got.Allowed != tt.allowed {
+				t.Errorf("refused (-want +got):\n%s\nallowed %v", diff, got.Allowed)
+			}
+			if tt.crossSite && len(got.URL) > 0 {
+				t.Errorf("a cross-site request flipped %v", got.URL)
+			}
+		})
+	}
+	var many []string
+	for i := range 70 {
+		many = append(many, fmt.Sprintf("enable_f%02d", i))
+	}
+	if got := ask(strings.Join(many, "&"), perm, false); len(got.Refused) != 70 || got.Refused[69].Reason != engine.RefusedUnknownFlag ||
+		got.Refused[0].Reason != engine.RefusedTooMany {
+		t.Errorf("70 names: %d refused, %+v", len(got.Refused), got.Refused)
+	}
+}
+
+// TestPackagePermission: flagproxy_django's permission allows flipping by
+// default, as feature-flipper's does; a configured list replaces both.
+func TestPackagePermission(t *testing.T) {
+	pkg := engine.Subject{UserID: "9", Authenticated: true, Active: true, Permissions: []string{PackagePermission}}
+	if !newOverrider(t, Config{}).MayFlip(&pkg) || !newOverrider(t, Config{}).MayFlip(&perm) {
+		t.Error("the default permissions do not allow flipping")
+	}
+	only := newOverrider(t, Config{Permissions: []string{"site.flip"}})
+	if only.MayFlip(&pkg) || only.MayFlip(&perm) || !only.MayFlip(&super) {
+		t.Error("a configured permission did not replace the defaults")
 	}
 }

@@ -33,6 +33,12 @@ type AdminConfig struct {
 	MaxStaleness time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// OFREP, when set, serves OpenFeature's Remote Evaluation Protocol
+	// under OFREPPrefix (see NewOFREP).
+	OFREP http.Handler
+	// Status, when set, serves StatusPaths (/flags, /flags.json,
+	// /explain; see NewStatus).
+	Status http.Handler
 }
 
 // HeaderChecker says whether a snapshot's flags header fits the header
@@ -45,7 +51,9 @@ type HeaderChecker interface {
 //   - /healthz answers 200 "ok" while the process runs;
 //   - /readyz answers 503 {"ready":false} before the first snapshot and 200
 //     with a JSON summary of the current snapshot after it;
-//   - /metrics serves cfg.Gatherer in the Prometheus exposition formats.
+//   - /metrics serves cfg.Gatherer in the Prometheus exposition formats;
+//   - /ofrep/ is cfg.OFREP's, when set (POST; see NewOFREP);
+//   - /flags, /flags.json and /explain are cfg.Status's, when set.
 //
 // Other paths answer 404, and methods other than GET and HEAD 405.
 func NewAdmin(cfg AdminConfig) http.Handler {
@@ -68,6 +76,14 @@ func NewAdmin(cfg AdminConfig) http.Handler {
 			h.ServeHTTP(w, r)
 			return nil
 		}))
+	}
+	if cfg.OFREP != nil {
+		mux.Handle(OFREPPrefix, cfg.OFREP)
+	}
+	if cfg.Status != nil {
+		for _, path := range StatusPaths {
+			mux.Handle(path, cfg.Status)
+		}
 	}
 	mux.Handle("/", a.handle(func(http.ResponseWriter, *http.Request) error {
 		return httpError{Code: http.StatusNotFound, Msg: "not found"}

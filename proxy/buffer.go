@@ -25,6 +25,9 @@ const (
 	// DefaultBufferMemory is how much of one body (request or response)
 	// is held in memory before the rest goes to a temporary file.
 	DefaultBufferMemory = 256 << 10
+	// DefaultSendTimeout is how long one write of a buffered response to
+	// the client may take (nginx's send_timeout).
+	DefaultSendTimeout = 60 * time.Second
 	// DefaultMaxResponseFile bounds the temporary file of one response
 	// (nginx's proxy_max_temp_file_size); the rest of a larger response
 	// streams from the upstream at the client's pace.
@@ -37,6 +40,7 @@ type buffering struct {
 	bodyReadTimeout time.Duration
 	memory          int64
 	maxFile         int64
+	sendTimeout     time.Duration
 	dir             string
 	pool            sync.Pool // *bytes.Buffer
 }
@@ -305,6 +309,11 @@ func (p *Proxy) bufferResponse(res *http.Response) error {
 	}
 	res.Body.Close()
 	res.Body = body
+	if res.Request != nil {
+		if ex := exchangeOf(res.Request.Context()); ex != nil {
+			ex.sendTimeout = p.buf.sendTimeout
+		}
+	}
 	if res.ContentLength < 0 && len(res.Trailer) == 0 {
 		res.ContentLength = body.size
 		res.Header.Set("Content-Length", strconv.FormatInt(body.size, 10))

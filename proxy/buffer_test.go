@@ -151,6 +151,39 @@ func TestResponseIsBufferedForSlowReaders(t *testing.T) {
 	}
 }
 
+// TestSendTimeoutFreesTheBuffer: a client that stops reading a buffered
+// response is cut off after SendTimeout, and its buffer file goes; a
+// server-sent event stream has no such limit.
+func TestSendTimeoutFreesTheBuffer(t *testing.T) {
+	dir := t.TempDir()
+	hs := newHarness(t, Config{BufferMemory: 1 << 10, BufferDir: dir, SendTimeout: 200 * time.Millisecond},
+		func(w http.ResponseWriter, r *http.Request) {
+			_, _ = w.Write(bytes.Repeat([]byte("x"), 16<<20))
+		})
+	conn, err := net.Dial("tcp", hs.frontend.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprint(conn, rawRequest("/big"))
+	files := func() []string {
+		f, _ := filepath.Glob(filepath.Join(dir, "flagproxy-body-*"))
+		return f
+	}
+	waitUntil(t, "the response is buffered in a file", func() bool { return len(files()) == 1 })
+	waitUntil(t, "the buffer file is removed after the send timeout", func() bool { return len(files()) == 0 })
+}
+
+// waitUntil polls cond for up to 5 s.
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); !cond(); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("not within 5 s: %s", what)
+		}
+	}
+}
+
 // TestNoBufferingWhenAsked: X-Accel-Buffering: no streams the response, as
 // behind nginx, and the header does not reach the client.
 func TestNoBufferingWhenAsked(t *testing.T) {

@@ -10,10 +10,6 @@ import (
 	"github.com/flagproxy/flagproxy/engine"
 )
 
-// cookiesKey is the context key under which rewrite leaves the cookies of
-// the decisions ([]engine.Cookie) on the outbound request.
-type cookiesKey struct{}
-
 // modifyResponse adds the decisions' cookies to the response and buffers
 // its body (see bufferResponse).
 func (p *Proxy) modifyResponse(res *http.Response) error {
@@ -29,7 +25,11 @@ func (p *Proxy) setCookies(res *http.Response) error {
 	if res.Request == nil {
 		return nil
 	}
-	set, _ := res.Request.Context().Value(cookiesKey{}).(responseCookies)
+	ex := exchangeOf(res.Request.Context())
+	if ex == nil {
+		return nil
+	}
+	set := ex.cookies
 	if set.override != nil {
 		if v := set.override.String(); v != "" {
 			res.Header["Set-Cookie"] = append(res.Header["Set-Cookie"], v)

@@ -187,9 +187,12 @@ type fakeOverrider struct {
 	sawQuery *[]string // the query's names the overrider was given
 }
 
-func (f fakeOverrider) Overrides(_ context.Context, q []string, _ engine.Values, _ engine.Subject) (engine.Overrides, *http.Cookie, error) {
+func (f fakeOverrider) Overrides(_ context.Context, q engine.OverrideQuery) (engine.Overrides, *http.Cookie, error) {
 	if f.sawQuery != nil {
-		*f.sawQuery = q
+		*f.sawQuery = q.Keys
+		if q.CrossSite {
+			*f.sawQuery = nil // what a cross-site request may ask for
+		}
 	}
 	return f.o, f.cookie, f.err
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/flagproxy/flagproxy/engine"
 )
@@ -42,6 +43,9 @@ type Input struct {
 	// NoURLOverrides leaves the URL's override parameters unapplied (a
 	// cross-site request must not flip a visitor's flags).
 	NoURLOverrides bool
+	// Explain, when set, asks for the steps of one decision: Decide
+	// fills it (see explain.go), and does not count the decisions.
+	Explain *Explain
 }
 
 // Result is one decision of every flag, switch and sample.
@@ -59,6 +63,9 @@ type Result struct {
 	// Waffle and Override are the cookies to set on the response.
 	Waffle   []engine.Cookie
 	Override *http.Cookie
+	// Overrides are the visitor's overrides: whether the visitor may
+	// flip, the overrides applied, and the parameters refused.
+	Overrides engine.Overrides
 }
 
 // Pipeline decides flags: it identifies the visitor, works out the
@@ -81,6 +88,8 @@ type Pipeline struct {
 	gzip       sync.Pool               // *gzip.Writer
 	seed       maphash.Seed
 	large      *lru.Cache[uint64, *largeValue]
+	tally      *tally // decisions counted by name; nil counts nothing
+	refusals   *prometheus.CounterVec
 }
 
 // newPipeline returns a Pipeline with its caches.
@@ -150,6 +159,11 @@ func (p *Pipeline) evaluate(ctx context.Context, in Input, res *Result) {
 	res.Decisions = snap.Evaluate(&req, p.rand)
 	res.Waffle = p.cookiesToWrite(snap, res.Decisions.Cookies, cookies, req.Now)
 	p.record(ctx, snap, &res.Decisions, req.Subject.UserID)
+	if in.Explain != nil {
+		in.Explain.fill(snap, &req, &res.Decisions)
+	} else if p.tally != nil {
+		p.tally.add(snap, &res.Decisions)
+	}
 }
 
 // RefreshCookie is the cookie in which flagproxy remembers when it last
@@ -209,19 +223,23 @@ func (p *Pipeline) subject(ctx context.Context, in Input, cookies engine.Params)
 	return s
 }
 
-// overrides asks the Overrider for the visitor's overrides.
+// overrides asks the Overrider for the visitor's overrides, and reports
+// the override parameters it refused.
 func (p *Pipeline) overrides(ctx context.Context, in Input, cookies engine.Params, req *engine.Request, res *Result) {
-	var flips []string
-	if !in.NoURLOverrides {
-		flips = engine.ParseQueryKeys(in.RawQuery)
+	q := engine.OverrideQuery{Cookies: cookies, Subject: req.Subject, Snapshot: res.Snapshot, CrossSite: in.NoURLOverrides}
+	if !in.NoURLOverrides || mayAskOverrides(in.RawQuery) {
+		q.Keys = engine.ParseQueryKeys(in.RawQuery)
 	}
-	o, c, err := p.overrider.Overrides(ctx, flips, cookies, req.Subject)
+	o, c, err := p.overrider.Overrides(ctx, q)
 	if err != nil {
 		p.metrics.overrideErrors.Inc()
 		p.logger.LogAttrs(ctx, slog.LevelError, "override lookup failed; no overrides", slog.Any("error", err))
 		return
 	}
-	req.Overrides, res.Override = o, c
+	req.Overrides, res.Override, res.Overrides = o, c, o
+	if len(o.Refused) > 0 && in.Explain == nil {
+		p.refused(ctx, req.Subject.UserID, o.Refused)
+	}
 }
 
 // encode sets res.Header from the decisions. A value too large for the

@@ -51,10 +51,12 @@ type SubjectResolver interface {
 
 // Overrider works out a visitor's flag overrides for a request from its
 // query string's field names in order and its cookies, parsed as Django
-// parses them, and the visitor. A cookie it returns is set on the
-// response; an error means no overrides.
+// parses them, the visitor, and the snapshot whose flags may be flipped
+// (engine.OverrideQuery). A cookie it returns is set on the response; an
+// error means no overrides. It says whether the visitor may flip
+// (Overrides.Allowed) and which override parameters it refused.
 type Overrider interface {
-	Overrides(ctx context.Context, queryKeys []string, cookies engine.Values, s engine.Subject) (engine.Overrides, *http.Cookie, error)
+	Overrides(ctx context.Context, q engine.OverrideQuery) (engine.Overrides, *http.Cookie, error)
 }
 
 // Config configures a Proxy.
@@ -109,6 +111,9 @@ type Config struct {
 	// MaxResponseFile bounds the file one response is buffered in; zero
 	// means DefaultMaxResponseFile.
 	MaxResponseFile int64
+	// SendTimeout bounds one write of a buffered response to the client;
+	// zero means DefaultSendTimeout. Streamed responses have none.
+	SendTimeout time.Duration
 	// Logger receives the proxy's logs; nil discards them.
 	Logger *slog.Logger
 	// Registerer receives the proxy's metrics; nil registers them nowhere.
@@ -117,6 +122,23 @@ type Config struct {
 	Now func() time.Time
 	// Rand draws waffle's random rolls; nil means math/rand/v2.
 	Rand engine.Rand
+	// ConsolePath is the prefix of the paths flagproxy answers itself on
+	// the proxied site (DESIGN.md §7): requests under it never reach the
+	// upstream. Empty means DefaultConsolePath.
+	ConsolePath string
+	// BrowserFlags are the patterns (see nameMatcher) of the flags,
+	// switches and samples that ConsolePath's flags.json and waffle.js
+	// serve; with none, those paths answer 404.
+	BrowserFlags []string
+	// ConsolePublic shows the flags console (ConsolePath itself and
+	// me.json) to every visitor, read-only for those who may not flip;
+	// otherwise they get 404 there (see flagconsole.go).
+	ConsolePublic bool
+	// ConsoleKey signs the console's form tokens; nil means a random key
+	// (tokens then do not survive a restart, nor pass between replicas).
+	ConsoleKey []byte
+	// SecureCookies sets Secure on the console's own cookie.
+	SecureCookies bool
 }
 
 // Proxy is the flag-injecting reverse proxy. It is an http.Handler.
@@ -148,13 +170,20 @@ func New(cfg Config) (*Proxy, error) {
 	if cfg.StaleAfter < 0 {
 		errs = append(errs, fmt.Errorf("stale after: negative duration %v", cfg.StaleAfter))
 	}
-	if cfg.UpstreamTimeout < 0 || cfg.UpstreamIdleTimeout < 0 || cfg.BodyReadTimeout < 0 {
-		errs = append(errs, fmt.Errorf("upstream timeout %v, idle timeout %v, body read timeout %v: no timeout may be negative",
-			cfg.UpstreamTimeout, cfg.UpstreamIdleTimeout, cfg.BodyReadTimeout))
+	if cfg.UpstreamTimeout < 0 || cfg.UpstreamIdleTimeout < 0 || cfg.BodyReadTimeout < 0 || cfg.SendTimeout < 0 {
+		errs = append(errs, fmt.Errorf("upstream timeout %v, idle timeout %v, body read timeout %v, send timeout %v: no timeout may be negative",
+			cfg.UpstreamTimeout, cfg.UpstreamIdleTimeout, cfg.BodyReadTimeout, cfg.SendTimeout))
 	}
 	if cfg.MaxBodySize < 0 || cfg.BufferMemory < 0 || cfg.MaxResponseFile < 0 {
 		errs = append(errs, fmt.Errorf("max body size %d, buffer memory %d, max response file %d: no size may be negative",
 			cfg.MaxBodySize, cfg.BufferMemory, cfg.MaxResponseFile))
+	}
+	if err := CheckConsolePath(cmp.Or(cfg.ConsolePath, DefaultConsolePath)); err != nil {
+		errs = append(errs, err)
+	}
+	names, err := newNameMatcher(cfg.BrowserFlags)
+	if err != nil {
+		errs = append(errs, err)
 	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
@@ -167,6 +196,7 @@ func New(cfg Config) (*Proxy, error) {
 			bodyReadTimeout: cmp.Or(cfg.BodyReadTimeout, DefaultBodyReadTimeout),
 			memory:          cmp.Or(cfg.BufferMemory, DefaultBufferMemory),
 			maxFile:         cmp.Or(cfg.MaxResponseFile, DefaultMaxResponseFile),
+			sendTimeout:     cmp.Or(cfg.SendTimeout, DefaultSendTimeout),
 			dir:             cfg.BufferDir,
 		},
 		trusted: slices.Clone(cfg.TrustedProxies),
@@ -208,7 +238,17 @@ func New(cfg Config) (*Proxy, error) {
 		ErrorLog:       slog.NewLogLogger(p.logger.Handler(), slog.LevelError),
 		BufferPool:     &bufferPool{},
 	}
-	p.handler = m.instrument(p.bufferRequest(rp))
+	// Requests under the console prefix are answered here and never
+	// reach the upstream; each console feature registers its paths.
+	c, err := newConsole(cfg.ConsolePath, reg)
+	if err != nil {
+		return nil, err
+	}
+	(&browser{pipe: p.pipe, names: names, metrics: m, logger: p.logger, now: p.now}).register(c)
+	if err := p.addConsole(cfg, reg, c); err != nil {
+		return nil, err
+	}
+	p.handler = m.instrument(c.intercept(p.bufferRequest(rp)))
 	return p, nil
 }
 
@@ -271,8 +311,9 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 		out.Header[k] = v
 	}
 	if len(res.Waffle) > 0 || res.Override != nil {
-		set := responseCookies{waffle: res.Waffle, override: res.Override}
-		pr.Out = out.WithContext(context.WithValue(out.Context(), cookiesKey{}, set))
+		if ex := exchangeOf(out.Context()); ex != nil {
+			ex.cookies = responseCookies{waffle: res.Waffle, override: res.Override}
+		}
 	}
 }
 

@@ -29,7 +29,7 @@ const (
 	DefaultUpstream       = "http://127.0.0.1:8000"
 	DefaultDatabase       = "sqlite:///db.sqlite3"
 	DefaultAdminListen    = "127.0.0.1:9090"
-	DefaultPollInterval   = time.Second
+	DefaultPollInterval   = time.Second // PostgreSQL; djangodb.DefaultSQLiteInterval on SQLite
 	DefaultStaleAfter     = 30 * time.Second
 	DefaultUpstreamTimout = 60 * time.Second
 	DefaultShutdownGrace  = 10 * time.Second
@@ -48,11 +48,15 @@ type Config struct {
 	SecretKeyFallbacks string
 	DjangoSettingsFile string
 	PollInterval       time.Duration
+	FullReloadInterval time.Duration
+	Notify             bool
+	NotifyDatabase     string
 	StaleAfter         time.Duration
 	UpstreamTimeout    time.Duration
 	UpstreamIdle       time.Duration
 	MaxBodySize        byteSize
 	BodyReadTimeout    time.Duration
+	SendTimeout        time.Duration
 	BufferMemory       byteSize
 	BufferDir          string
 	SnapshotFile       string
@@ -68,9 +72,14 @@ type Config struct {
 	IdentityLookups    float64
 	IdentityStaleMax   time.Duration
 	FlipPermission     string
+	ConsolePublic      bool
 	OverrideKeys       string
 	OverrideCookie     string
 	OverrideSecure     bool
+	ConsolePath        string
+	BrowserFlags       string
+	OFREPKeys          string
+	OFREPListen        string
 	LogLevel           string
 	LogFormat          string
 	CheckConfig        bool
@@ -88,6 +97,12 @@ type Config struct {
 	// shutdownGrace is how long requests in flight may take to finish at
 	// shutdown; zero means DefaultShutdownGrace.
 	shutdownGrace time.Duration
+	// pollIntervalSet is whether --poll-interval was given; notifyDSN is
+	// the connection string of the LISTEN connection.
+	pollIntervalSet bool
+	notifyDSN       string
+	// explain holds `flagproxy explain`'s own options (explain.go).
+	explain explainOptions
 }
 
 // newFlagSet defines the serve options on a FlagSet bound to c.
@@ -101,17 +116,24 @@ func newFlagSet(name string, c *Config, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&c.SecretKey, "secret-key", "", "Django's SECRET_KEY (prefer the environment variable; default: SECRET_KEY from --django-settings)")
 	fs.StringVar(&c.SecretKeyFallbacks, "secret-key-fallbacks", "", "comma-separated SECRET_KEY_FALLBACKS (default: from --django-settings)")
 	fs.StringVar(&c.DjangoSettingsFile, "django-settings", "", "JSON `file` of the site's Django settings, keyed by setting name (default: Django's defaults)")
-	fs.DurationVar(&c.PollInterval, "poll-interval", DefaultPollInterval, "how often to reload the flag tables")
+	fs.Var(optionalDuration{&c.PollInterval, &c.pollIntervalSet}, "poll-interval", "how often to check the flag tables for changes (default 250ms on SQLite, 1s on PostgreSQL)")
+	fs.DurationVar(&c.FullReloadInterval, "full-reload-interval", djangodb.DefaultFullReloadInterval, "read the flag tables at least this often, even when no change was detected")
+	fs.BoolVar(&c.Notify, "notify", true, "on PostgreSQL, LISTEN for the change notifications of flagproxy_django's triggers and reload at once (polling stays the fallback)")
+	fs.StringVar(&c.NotifyDatabase, "notify-database", "", "PostgreSQL `URL` for the LISTEN connection, for when --database goes through a pooler in transaction mode (default: --database)")
 	fs.DurationVar(&c.StaleAfter, "stale-after", DefaultStaleAfter, "report the flags as \"stale\" when the last successful load is older than this")
 	fs.DurationVar(&c.UpstreamTimeout, "upstream-timeout", DefaultUpstreamTimout, "how long to wait for the Django site's response headers (then 504)")
 	fs.DurationVar(&c.UpstreamIdle, "upstream-idle-timeout", proxy.DefaultUpstreamIdleTimeout, "close idle connections to the Django site after this (keep it below gunicorn's --keep-alive, 2s by default)")
 	c.MaxBodySize = proxy.DefaultMaxBodySize
 	fs.Var(&c.MaxBodySize, "max-body-size", "largest request body accepted, in bytes or with a k, M or G suffix (larger: 413, Django never sees it)")
 	fs.DurationVar(&c.BodyReadTimeout, "body-read-timeout", proxy.DefaultBodyReadTimeout, "how long a client may leave its request body idle before 408")
+	fs.DurationVar(&c.SendTimeout, "send-timeout", proxy.DefaultSendTimeout, "how long one write of a buffered response to a client may take before the connection is closed")
 	c.BufferMemory = proxy.DefaultBufferMemory
 	fs.Var(&c.BufferMemory, "buffer-memory", "how much of one request or response body is buffered in memory before the rest goes to a temporary file")
 	if name == "snapshot" {
 		fs.StringVar(&c.Output, "o", "", "`file` to write the snapshot to (required)")
+	}
+	if name == "explain" {
+		c.explain.define(fs)
 	}
 	fs.StringVar(&c.SnapshotFile, "snapshot-file", "", "`file` to persist each new snapshot in, and to serve from (as stale) when flagproxy starts while the database is unreachable")
 	fs.DurationVar(&c.ReadyMaxStaleness, "ready-max-staleness", 0, "if set, /readyz fails when the last successful load is older than this (default: stay ready and serve stale flags)")
@@ -125,10 +147,15 @@ func newFlagSet(name string, c *Config, out io.Writer) *flag.FlagSet {
 	fs.IntVar(&c.IdentityEntries, "identity-cache-entries", djangodb.DefaultIdentityEntries, "sessions kept in the identity cache (and, separately, rejected session values)")
 	fs.DurationVar(&c.IdentityStaleMax, "identity-stale-max", djangodb.DefaultIdentityStaleMax, "while the database cannot be read, keep serving a known visitor's identity (marked stale) until it is this old; 0 disables")
 	fs.Float64Var(&c.IdentityLookups, "identity-lookups-per-second", djangodb.DefaultIdentityLookupsPerSec, "batched queries a second for sessions not in the cache (burst twice that; each holds up to 100 new sessions); beyond it new visitors wait for the next, and are anonymous after 2s")
-	fs.StringVar(&c.FlipPermission, "flip-permission", overrides.DefaultPermission, "the Django `permission` (app_label.codename) that allows ?enable_x and ?session_enable_x")
+	fs.StringVar(&c.FlipPermission, "flip-permission", defaultFlipPermissions(), "comma-separated Django `permissions` (app_label.codename), any of which allows ?enable_x, ?session_enable_x and the console")
+	fs.BoolVar(&c.ConsolePublic, "console-public", false, "show the flags console (<console-path>) to every visitor, read-only for those who may not flip (default: 404 for them)")
 	fs.StringVar(&c.OverrideKeys, "override-keys", "", "comma-separated secrets (32 bytes or more) that sign and encrypt the override cookie, newest first (default: derived from SECRET_KEY and SECRET_KEY_FALLBACKS)")
 	fs.StringVar(&c.OverrideCookie, "override-cookie", overrides.DefaultCookieName, "`name` of flagproxy's override cookie")
 	fs.BoolVar(&c.OverrideSecure, "override-cookie-secure", true, "send the override cookie only over HTTPS (browsers accept it on http://localhost too)")
+	fs.StringVar(&c.ConsolePath, "console-path", proxy.DefaultConsolePath, "`path` prefix flagproxy answers itself on the proxied site (never forwarded to Django)")
+	fs.StringVar(&c.BrowserFlags, "browser-flags", "", "comma-separated `patterns` (globs; switch:, sample:, flag: limit one kind; * for all) of the flags served to the page at <console-path>flags.json and waffle.js (default: none, those paths answer 404)")
+	fs.StringVar(&c.OFREPKeys, "ofrep-keys", "", "comma-separated API `keys` an OFREP caller must send (Authorization: Bearer or X-API-Key); without keys OFREP is served only on a loopback listener")
+	fs.StringVar(&c.OFREPListen, "ofrep-listen", "", "`address` to serve OFREP on instead of the admin listener")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "text or json")
 	fs.BoolVar(&c.CheckConfig, "check-config", false, "validate the configuration and exit")
@@ -146,6 +173,9 @@ func newFlagSet(name string, c *Config, out io.Writer) *flag.FlagSet {
 	}
 	return fs
 }
+
+// defaultFlipPermissions is --flip-permission's default.
+func defaultFlipPermissions() string { return strings.Join(overrides.DefaultPermissions(), ",") }
 
 // envName returns the environment variable of a flag: FLAGPROXY_ADMIN_LISTEN.
 func envName(flagName string) string {
@@ -167,7 +197,7 @@ func parseConfig(name string, args []string, getenv func(string) string, out io.
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	var errs []error
 	fs.VisitAll(func(f *flag.Flag) {
-		if set[f.Name] {
+		if set[f.Name] || c.explain.owns(f.Name) {
 			return
 		}
 		if v := getenv(envName(f.Name)); v != "" {
@@ -205,6 +235,20 @@ func (c *Config) Validate() error {
 	if c.target, err = djangodb.ParseURL(c.Database); err != nil {
 		add("--database: %v", err)
 	}
+	if c.PollInterval == 0 && !c.pollIntervalSet {
+		c.PollInterval = DefaultPollInterval
+		if c.target.Dialect == djangodb.SQLite {
+			c.PollInterval = djangodb.DefaultSQLiteInterval
+		}
+	}
+	c.notifyDSN = c.target.DSN
+	if c.NotifyDatabase != "" {
+		if t, err := djangodb.ParseURL(c.NotifyDatabase); err != nil || t.Dialect != djangodb.Postgres {
+			add("--notify-database: want a postgres:// URL")
+		} else {
+			c.notifyDSN = t.DSN
+		}
+	}
 	c.django = defaultDjangoSettings()
 	if c.DjangoSettingsFile != "" {
 		if c.django, err = loadDjangoSettings(c.DjangoSettingsFile); err != nil {
@@ -231,7 +275,8 @@ func (c *Config) Validate() error {
 		flag string
 		v    time.Duration
 	}{{"--poll-interval", c.PollInterval}, {"--stale-after", c.StaleAfter}, {"--upstream-timeout", c.UpstreamTimeout},
-		{"--upstream-idle-timeout", c.UpstreamIdle}, {"--body-read-timeout", c.BodyReadTimeout}} {
+		{"--upstream-idle-timeout", c.UpstreamIdle}, {"--body-read-timeout", c.BodyReadTimeout}, {"--send-timeout", c.SendTimeout},
+		{"--full-reload-interval", c.FullReloadInterval}} {
 		if d.v <= 0 {
 			add("%s %v: must be positive", d.flag, d.v)
 		}
@@ -267,6 +312,7 @@ func (c *Config) Validate() error {
 			add("flag tables: %s", e)
 		}
 	}
+	errs = append(errs, c.validateOFREP()...)
 	c.trusted = nil
 	for _, s := range splitList(c.TrustedProxies) {
 		p, err := netip.ParsePrefix(s)
@@ -324,7 +370,7 @@ func (c *Config) validateOverrides() []error {
 	c.overrides = overrides.Config{
 		CookieName:        c.OverrideCookie,
 		Secure:            c.OverrideSecure,
-		Permission:        c.FlipPermission,
+		Permissions:       splitList(c.FlipPermission),
 		AnonymousFlipping: c.django.AnonymousURLFlipping,
 		MaxAge:            time.Duration(c.django.SessionCookieAge) * time.Second,
 	}
@@ -341,8 +387,13 @@ func (c *Config) validateOverrides() []error {
 			c.overrides.Keys = append(c.overrides.Keys, k[:])
 		}
 	}
-	if app, code, ok := strings.Cut(c.FlipPermission, "."); !ok || app == "" || code == "" {
-		errs = append(errs, fmt.Errorf("--flip-permission %q: want app_label.codename", c.FlipPermission))
+	for _, p := range c.overrides.Permissions {
+		if app, code, ok := strings.Cut(p, "."); !ok || app == "" || code == "" {
+			errs = append(errs, fmt.Errorf("--flip-permission %q: want app_label.codename", p))
+		}
+	}
+	if len(c.overrides.Permissions) == 0 {
+		errs = append(errs, errors.New("--flip-permission: empty"))
 	}
 	if c.overrides.MaxAge <= 0 {
 		c.overrides.MaxAge = overrides.DefaultMaxAge
@@ -466,4 +517,53 @@ func (b *byteSize) Set(s string) error {
 	}
 	*b = byteSize(n * mult)
 	return nil
+}
+
+// optionalDuration is a duration flag that records whether it was set, so
+// that its default can depend on other options.
+type optionalDuration struct {
+	d   *time.Duration
+	set *bool
+}
+
+func (o optionalDuration) String() string {
+	if o.set == nil || !*o.set {
+		return ""
+	}
+	return o.d.String()
+}
+
+func (o optionalDuration) Set(s string) error {
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return errors.New("parse error")
+	}
+	*o.d, *o.set = d, true
+	return nil
+}
+
+// validateOFREP checks the console path, the browser patterns and the OFREP
+// options.
+func (c *Config) validateOFREP() []error {
+	var errs []error
+	if err := proxy.CheckConsolePath(c.ConsolePath); err != nil {
+		errs = append(errs, fmt.Errorf("--console-path: %v", err))
+	}
+	if err := proxy.CheckBrowserFlags(splitList(c.BrowserFlags)); err != nil {
+		errs = append(errs, fmt.Errorf("--browser-flags: %v", err))
+	}
+	for i, k := range splitList(c.OFREPKeys) {
+		if len(k) < 16 {
+			errs = append(errs, fmt.Errorf("--ofrep-keys: key %d is %d bytes; at least 16 are needed", i+1, len(k)))
+		}
+	}
+	if c.OFREPListen != "" {
+		if err := checkListen(c.OFREPListen); err != nil {
+			errs = append(errs, fmt.Errorf("--ofrep-listen %q: %v", c.OFREPListen, err))
+		}
+		if _, port, _ := net.SplitHostPort(c.OFREPListen); port != "0" && (c.OFREPListen == c.Listen || c.OFREPListen == c.AdminListen) {
+			errs = append(errs, fmt.Errorf("--ofrep-listen %q is also --listen or --admin-listen", c.OFREPListen))
+		}
+	}
+	return errs
 }

@@ -61,10 +61,9 @@ func demoCommand(ctx context.Context, args []string, getenv func(string) string,
 		return 1
 	}
 
-	// The demo has no users: let anonymous visitors flip, as a site with
-	// FEATURE_FLIPPER_ANONYMOUS_URL_FLIPPING does.
+	// The demo's users (demo_users.go): only alice may flip.
 	settingsPath := filepath.Join(*dir, "settings.json")
-	if err := os.WriteFile(settingsPath, []byte(`{"FEATURE_FLIPPER_ANONYMOUS_URL_FLIPPING": true}`), 0o600); err != nil {
+	if err := os.WriteFile(settingsPath, []byte(`{"SECRET_KEY": "`+demoSecretKey+`"}`), 0o600); err != nil {
 		fmt.Fprintf(stderr, "flagproxy demo: %v\n", err)
 		return 1
 	}
@@ -87,8 +86,8 @@ func demoCommand(ctx context.Context, args []string, getenv func(string) string,
 	c, err := parseConfig("serve", []string{
 		"--listen", *listen, "--admin-listen", *adminListen,
 		"--upstream", "http://" + sln.Addr().String(), "--database", "sqlite:///" + dbPath,
-		// The demo has no users; the key signs the override cookie.
-		"--secret-key", "flagproxy-demo-secret-key", "--django-settings", settingsPath,
+		// The key signs the sample users' sessions and the override cookie.
+		"--django-settings", settingsPath,
 		"--override-cookie-secure=false",
 	}, func(string) string { return "" }, stderr)
 	if err == nil {
@@ -100,15 +99,18 @@ func demoCommand(ctx context.Context, args []string, getenv func(string) string,
 	}
 	log := c.newLogger(stderr)
 	err = serve(ctx, c, log, func(p, a net.Addr) {
+		site.admin.set("http://" + a.String())
 		fmt.Fprintf(stdout, "\nflagproxy demo\n\n"+
 			"  open        http://%s/\n"+
-			"  readiness   http://%s/readyz\n"+
+			"  console     http://%s/_flagproxy/ (log in as alice on the page first)\n"+
+			"  flags       http://%s/flags\n"+
+			"  explain     http://%s/explain?flag=beta_dashboard&user=2\n"+
 			"  metrics     http://%s/metrics\n"+
 			"  database    %s (SQLite, Django's schema)\n\n"+
 			"The page is a stand-in for your Django app: it shows the X-Flagproxy-Flags\n"+
-			"header it received. Flip a row on the page (it writes to the database as\n"+
-			"Django's admin would) and watch the header change within a second.\n"+
-			"Press Ctrl-C to stop.\n\n", p, a, a, dbPath)
+			"header it received. Log in as a sample user, open the console, flip a flag;\n"+
+			"or flip a row (written as Django's admin would) and see the header follow.\n"+
+			"Press Ctrl-C to stop.\n\n", p, p, a, a, a, dbPath)
 	})
 	if err != nil {
 		log.Error("demo stopped", "error", err)
@@ -121,9 +123,13 @@ func demoCommand(ctx context.Context, args []string, getenv func(string) string,
 // flags header it receives and lets the visitor change rows in the
 // database, as the Django admin would.
 type demoSite struct {
-	db   *sqlx.DB
-	page *template.Template
+	db    *sqlx.DB
+	page  *template.Template
+	admin demoAdmin
 }
+
+// demoSecretKey is the demo site's SECRET_KEY.
+const demoSecretKey = "flagproxy-demo-secret-key"
 
 func newDemoSite(path string) (*demoSite, error) {
 	db, err := sqlx.Open("sqlite3", "file:"+path+"?_txlock=immediate&_busy_timeout=5000")
@@ -142,7 +148,7 @@ func newDemoSite(path string) (*demoSite, error) {
 type demoRow struct {
 	Table, Name, Column string
 	On                  bool
-	Note                string
+	Note, Rule          string
 }
 
 // demoToggles lists the rows the page offers to flip, and how.
@@ -157,6 +163,8 @@ func (s *demoSite) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case r.URL.Path == "/flip" && r.Method == http.MethodPost:
 		s.flip(w, r)
+	case r.URL.Path == "/login" && r.Method == http.MethodPost:
+		s.login(w, r)
 	case r.URL.Path == "/favicon.ico":
 		http.NotFound(w, r)
 	default:
@@ -169,6 +177,7 @@ func (s *demoSite) show(w http.ResponseWriter, r *http.Request) {
 		Kind, Name string
 		On         bool
 		Source     string
+		Rule, Note string
 	}
 	data := struct {
 		Payload proxy.Payload
@@ -178,7 +187,12 @@ func (s *demoSite) show(w http.ResponseWriter, r *http.Request) {
 		Rows    []demoRow
 		Path    string
 		Changed bool
-	}{Raw: r.Header.Get(proxy.FlagsHeader), Path: r.URL.RequestURI(), Changed: r.URL.Query().Has("changed")}
+		Waiting bool
+		User    string
+		Users   any
+	}{Raw: r.Header.Get(proxy.FlagsHeader), Path: r.URL.RequestURI(), Changed: r.URL.Query().Has("changed"),
+		Waiting: r.URL.Query().Has("waiting"), User: whoIs(r), Users: demoUsers}
+	rules := s.admin.rules(r.Context())
 	data.Payload, data.Err = proxy.Decode(r.Header)
 	add := func(kind string, m map[string]bool) {
 		names := make([]string, 0, len(m))
@@ -187,7 +201,7 @@ func (s *demoSite) show(w http.ResponseWriter, r *http.Request) {
 		}
 		sort.Strings(names)
 		for _, n := range names {
-			e := entry{Kind: kind, Name: n, On: m[n]}
+			e := entry{Kind: kind, Name: n, On: m[n], Rule: rules[kind+" "+n][0], Note: rules[kind+" "+n][1]}
 			if kind == "flag" {
 				e.Source = data.Payload.Sources[n]
 			}
@@ -208,7 +222,12 @@ func (s *demoSite) show(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		for _, row := range rows {
-			data.Rows = append(data.Rows, demoRow{Table: t.table, Name: row.Name, Column: t.column, On: row.On != nil && *row.On, Note: t.note})
+			kind := "flag"
+			if t.table == "waffle_switch" {
+				kind = "switch"
+			}
+			data.Rows = append(data.Rows, demoRow{Table: t.table, Name: row.Name, Column: t.column, On: row.On != nil && *row.On,
+				Note: t.note, Rule: rules[kind+" "+row.Name][0]})
 		}
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
@@ -229,11 +248,17 @@ func (s *demoSite) flip(w http.ResponseWriter, r *http.Request) {
 		if t.column == "everyone" {
 			set = fmt.Sprintf(`UPDATE %s SET everyone = CASE WHEN everyone THEN NULL ELSE 1 END WHERE %s = ?`, t.table, t.name)
 		}
+		old := s.admin.version(r.Context())
 		if _, err := s.db.ExecContext(r.Context(), set, name); err != nil {
 			http.Error(w, "demo database: "+err.Error(), http.StatusInternalServerError)
 			return
 		}
-		http.Redirect(w, r, "/?changed", http.StatusSeeOther)
+		// Land on a page that already shows the change.
+		if old != "" && s.admin.waitForNewVersion(r.Context(), old) {
+			http.Redirect(w, r, "/?changed", http.StatusSeeOther)
+			return
+		}
+		http.Redirect(w, r, "/?changed&waiting", http.StatusSeeOther)
 		return
 	}
 	http.Error(w, "unknown table", http.StatusBadRequest)

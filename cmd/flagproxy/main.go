@@ -45,6 +45,7 @@ var (
 	_ proxy.SnapshotSource     = (*engine.Store)(nil)
 	_ djangodb.Sink            = (*engine.Store)(nil)
 	_ djangodb.DataLoader      = (*djangodb.Loader)(nil)
+	_ djangodb.Notifier        = (*djangodb.Watch)(nil)
 	_ proxy.SubjectResolver    = (*djangodb.IdentityCache)(nil)
 	_ djangodb.SessionResolver = (*djangodb.Identities)(nil)
 	_ proxy.Overrider          = (*overrides.Overrider)(nil)
@@ -63,6 +64,10 @@ Commands:
   snapshot -o FILE [options]
           read the flags once and write them to FILE, in the format of
           --snapshot-file and --database file:///FILE
+  explain --flag NAME [--user ID | --session KEY] [--url /path?query] [options]
+          why a flag is on or off for that visitor at that URL: the steps
+          its library took; reads the database with the serve options, or
+          asks a running flagproxy with --admin http://127.0.0.1:9090
 
 Run "flagproxy serve -h" or "flagproxy demo -h" for the options.
 `
@@ -81,6 +86,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return demoCommand(ctx, args, getenv, stdout, stderr)
 	case "snapshot":
 		return snapshotCommand(ctx, args, getenv, stdout, stderr)
+	case "explain":
+		return explainCommand(ctx, args, getenv, stdout, stderr)
 	case "help":
 		fmt.Fprint(stdout, usage)
 		return 0
@@ -103,6 +110,7 @@ func serveCommand(ctx context.Context, args []string, getenv func(string) string
 		return 2
 	}
 	if c.CheckConfig {
+		checkFlipPermissions(ctx, c, stderr)
 		fmt.Fprintln(stdout, "flagproxy: configuration ok")
 		return 0
 	}
@@ -147,13 +155,25 @@ func serve(ctx context.Context, c *Config, log *slog.Logger, ready func(proxyAdd
 		restoreSnapshot(c.SnapshotFile, &store, log)
 		sink = &persistingSink{next: &store, path: c.SnapshotFile, log: log}
 	}
+	var changes djangodb.ChangeDetector
+	if db != nil {
+		w, err := djangodb.NewWatch(djangodb.WatchConfig{DB: db, Dialect: c.target.Dialect, Tables: c.loader,
+			Notify: c.Notify, NotifyDSN: c.notifyDSN, PingInterval: c.PollInterval, Logger: log, Registerer: reg})
+		if err != nil {
+			return err
+		}
+		defer w.Close()
+		changes = w
+	}
 	poller, err := djangodb.NewPoller(djangodb.PollerConfig{
-		Loader:     src.loader,
-		Sink:       sink,
-		Interval:   c.PollInterval,
-		JitterKey:  hostname() + c.Listen,
-		Logger:     log,
-		Registerer: reg,
+		Loader:             src.loader,
+		Sink:               sink,
+		Interval:           c.PollInterval,
+		Changes:            changes,
+		FullReloadInterval: c.FullReloadInterval,
+		JitterKey:          hostname() + c.Listen,
+		Logger:             log,
+		Registerer:         reg,
 	})
 	if err != nil {
 		return err
@@ -187,7 +207,20 @@ func serve(ctx context.Context, c *Config, log *slog.Logger, ready func(proxyAdd
 		if err != nil {
 			return err
 		}
-		subjects, users = cache, ids
+		// OFREP names users by primary key: cached and bounded as sessions are.
+		userCache, err := djangodb.NewUserCache(djangodb.UserCacheConfig{
+			Lookup:           ids,
+			TTL:              c.IdentityTTL,
+			Entries:          c.IdentityEntries,
+			LookupsPerSecond: c.IdentityLookups,
+			StaleMax:         c.IdentityStaleMax,
+			Logger:           log,
+			Registerer:       reg,
+		})
+		if err != nil {
+			return err
+		}
+		subjects, users = cache, userCache
 	}
 	var overrider proxy.Overrider
 	if len(c.overrides.Keys) == 0 {
@@ -215,16 +248,34 @@ func serve(ctx context.Context, c *Config, log *slog.Logger, ready func(proxyAdd
 		UpstreamIdleTimeout: c.UpstreamIdle,
 		MaxBodySize:         int64(c.MaxBodySize),
 		BodyReadTimeout:     c.BodyReadTimeout,
+		SendTimeout:         c.SendTimeout,
 		BufferMemory:        int64(c.BufferMemory),
 		BufferDir:           c.BufferDir,
+		ConsolePath:         c.ConsolePath,
+		BrowserFlags:        splitList(c.BrowserFlags),
+		ConsolePublic:       c.ConsolePublic,
+		ConsoleKey:          consoleKey(c),
+		SecureCookies:       c.OverrideSecure,
 		Logger:              log,
 		Registerer:          reg,
 	})
 	if err != nil {
 		return err
 	}
+	ofrep, err := ofrepHandler(c, p.Pipeline(), log, reg)
+	if err != nil {
+		return err
+	}
+	adminOFREP := ofrep
+	if c.OFREPListen != "" {
+		adminOFREP = nil
+	}
+	status, err := statusHandler(c, p.Pipeline(), poller, log)
+	if err != nil {
+		return err
+	}
 	admin := proxy.NewAdmin(proxy.AdminConfig{Snapshots: &store, Header: p.Pipeline(), Gatherer: reg, Logger: log,
-		MaxStaleness: c.ReadyMaxStaleness})
+		MaxStaleness: c.ReadyMaxStaleness, OFREP: adminOFREP, Status: status})
 
 	pln, err := net.Listen("tcp", c.Listen)
 	if err != nil {
@@ -255,6 +306,19 @@ func serve(ctx context.Context, c *Config, log *slog.Logger, ready func(proxyAdd
 		IdleTimeout:       60 * time.Second,
 		ErrorLog:          errorLog,
 	}
+	servers := []*http.Server{proxySrv, adminSrv}
+	var ofrepSrv *http.Server
+	var oln net.Listener
+	if c.OFREPListen != "" && ofrep != nil {
+		if oln, err = net.Listen("tcp", c.OFREPListen); err != nil {
+			pln.Close()
+			aln.Close()
+			return fmt.Errorf("--ofrep-listen: %w", err)
+		}
+		ofrepSrv = &http.Server{Handler: ofrep, ReadHeaderTimeout: adminSrv.ReadHeaderTimeout, ReadTimeout: adminSrv.ReadTimeout,
+			WriteTimeout: adminSrv.WriteTimeout, IdleTimeout: adminSrv.IdleTimeout, ErrorLog: errorLog}
+		servers = append(servers, ofrepSrv)
+	}
 	log.Info("flagproxy serving", "listen", pln.Addr().String(), "admin", aln.Addr().String(),
 		"upstream", c.upstreamURL.Redacted(), "database", c.target.Redacted)
 
@@ -262,9 +326,12 @@ func serve(ctx context.Context, c *Config, log *slog.Logger, ready func(proxyAdd
 	g.Go(func() error { return poller.Run(gctx) })
 	g.Go(func() error { return serveUntilClosed(proxySrv, pln) })
 	g.Go(func() error { return serveUntilClosed(adminSrv, aln) })
+	if ofrepSrv != nil {
+		g.Go(func() error { return serveUntilClosed(ofrepSrv, oln) })
+	}
 	g.Go(func() error {
 		<-gctx.Done()
-		shutdown(log, c.shutdownGrace, proxySrv, adminSrv)
+		shutdown(log, c.shutdownGrace, servers...)
 		return nil
 	})
 	if ready != nil {
@@ -304,4 +371,27 @@ func serveUntilClosed(srv *http.Server, ln net.Listener) error {
 func hostname() string {
 	h, _ := os.Hostname()
 	return h
+}
+
+// ofrepHandler builds the OFREP handler for the listener it will be served
+// on (--ofrep-listen, else the admin listener), or nil: without
+// --ofrep-keys OFREP is served only on a loopback listener, and the log
+// says which.
+func ofrepHandler(c *Config, pipe *proxy.Pipeline, log *slog.Logger, reg prometheus.Registerer) (http.Handler, error) {
+	addr, flagName := c.AdminListen, "--admin-listen"
+	if c.OFREPListen != "" {
+		addr, flagName = c.OFREPListen, "--ofrep-listen"
+	}
+	keys := splitList(c.OFREPKeys)
+	switch {
+	case len(keys) > 0:
+		log.Info("OFREP served with API keys", "listen", addr, "keys", len(keys))
+	case proxy.IsLoopbackListen(addr):
+		log.Info("OFREP served without API keys, to loopback callers only; set --ofrep-keys to serve it to others", "listen", addr)
+	default:
+		log.Warn("OFREP is off: no --ofrep-keys, and "+flagName+" is not a loopback address", "listen", addr)
+		return nil, nil
+	}
+	return proxy.NewOFREP(proxy.OFREPConfig{Pipeline: pipe, Keys: keys, SessionCookie: c.django.SessionCookieName,
+		Logger: log, Registerer: reg})
 }

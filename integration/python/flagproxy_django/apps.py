@@ -5,8 +5,10 @@ from django.apps import AppConfig
 class FlagproxyConfig(AppConfig):
     """Registers the system checks and the handler that installs notification triggers after migrate.
 
-    The app has no models; its one migration installs PostgreSQL triggers
-    (see flagproxy_django/notify.py).
+    Its migrations install PostgreSQL triggers (0001, see
+    flagproxy_django/notify.py) and create the flip permission
+    ``flagproxy_django.can_flip_with_url`` (0002, on an unmanaged model
+    without a table, see models.py).
     """
 
     name = 'flagproxy_django'

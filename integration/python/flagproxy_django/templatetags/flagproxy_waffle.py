@@ -21,13 +21,17 @@ the context's ``request`` (the current request when there is none).
 ``wafflejs`` inlines the script of waffle's ``wafflejs`` view (a global
 ``waffle`` with ``flag_is_active``, ``switch_is_active``,
 ``sample_is_active``, ``FLAGS``, ``SWITCHES``, ``SAMPLES``) for the
-decisions of the request.
+decisions of the request; with ``FLAGPROXY_WAFFLEJS_URL`` set (flagproxy's
+``/_flagproxy/waffle.js``, served when ``--browser-flags`` is), it writes a
+script element that loads that URL instead, so the page carries no flag and
+only the names flagproxy is told to expose reach the browser.
 """
 import json
 
 from django import template
 from django.conf import settings
 from django.template.base import VariableDoesNotExist
+from django.utils.html import escape
 from django.utils.safestring import mark_safe
 
 from ..decisions import current
@@ -133,6 +137,11 @@ class WaffleJSNode(template.Node):
     """The inline script of ``{% wafflejs %}``."""
 
     def render(self, context):
+        url = getattr(settings, 'FLAGPROXY_WAFFLEJS_URL', None)
+        if url:
+            # Inside <script>, as {% wafflejs %} is used: the parser runs
+            # the written script before the next one, as an inline one.
+            return mark_safe('document.write(%s);' % _js(f'<script src="{escape(url)}"></script>'))
         decisions = current(context.get('request'))
         return mark_safe(_WAFFLE_JS % {
             'flags': _js(decisions.flags),
@@ -146,5 +155,6 @@ class WaffleJSNode(template.Node):
 
 @register.tag
 def wafflejs(parser, token):
-    """``{% wafflejs %}``: waffle's JavaScript API with this request's values."""
+    """``{% wafflejs %}``: waffle's JavaScript API with this request's values,
+    or a loader of FLAGPROXY_WAFFLEJS_URL when it is set."""
     return WaffleJSNode()

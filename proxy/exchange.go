@@ -1,0 +1,74 @@
+package proxy
+
+import (
+	"context"
+	"net/http"
+	"time"
+)
+
+// exchange is one proxied request's state, shared by the steps that
+// ReverseProxy calls separately: it is the ResponseWriter the handler
+// writes to (recording the status code for the metrics), carries the
+// cookies rewrite decided to ModifyResponse, and bounds how long the
+// client may take to read a buffered response.
+type exchange struct {
+	http.ResponseWriter
+	code    int
+	cookies responseCookies
+	// sendTimeout, once bufferResponse has buffered the response, is how
+	// long one write to the client may take (nginx's send_timeout): a
+	// client that stops reading then frees its buffer file.
+	sendTimeout time.Duration
+	deadline    bool // a write deadline was set on the connection
+}
+
+type exchangeKey struct{}
+
+// newExchange wraps w and records the exchange in r's context.
+func newExchange(w http.ResponseWriter, r *http.Request) (*exchange, *http.Request) {
+	ex := &exchange{ResponseWriter: w}
+	return ex, r.WithContext(context.WithValue(r.Context(), exchangeKey{}, ex))
+}
+
+// exchangeOf returns the exchange of a request (inbound or outbound).
+func exchangeOf(ctx context.Context) *exchange {
+	ex, _ := ctx.Value(exchangeKey{}).(*exchange)
+	return ex
+}
+
+// writeDeadliner is what net/http's ResponseWriter offers (as
+// http.ResponseController uses it) to bound one write.
+type writeDeadliner interface {
+	SetWriteDeadline(time.Time) error
+}
+
+func (ex *exchange) WriteHeader(code int) {
+	if ex.code == 0 && code >= 200 || code == http.StatusSwitchingProtocols {
+		ex.code = code
+	}
+	ex.ResponseWriter.WriteHeader(code)
+}
+
+func (ex *exchange) Write(b []byte) (int, error) {
+	if ex.code == 0 {
+		ex.code = http.StatusOK
+	}
+	if ex.sendTimeout > 0 {
+		if d, ok := ex.ResponseWriter.(writeDeadliner); ok && d.SetWriteDeadline(time.Now().Add(ex.sendTimeout)) == nil {
+			ex.deadline = true
+		}
+	}
+	return ex.ResponseWriter.Write(b)
+}
+
+// done clears a write deadline, which would otherwise outlive the request
+// on a kept-alive connection.
+func (ex *exchange) done() {
+	if ex.deadline {
+		_ = ex.ResponseWriter.(writeDeadliner).SetWriteDeadline(time.Time{})
+	}
+}
+
+// Unwrap lets http.ResponseController (with which ReverseProxy flushes
+// server-sent events and hijacks upgrades) reach the underlying writer.
+func (ex *exchange) Unwrap() http.ResponseWriter { return ex.ResponseWriter }

@@ -1,0 +1,108 @@
+package proxy
+
+import (
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/flagproxy/flagproxy/engine"
+)
+
+// TestExplainEqualsTheHeader is the property: for random worlds, users and
+// requests, /explain asked for the user (by primary key, or by session
+// key) at the request's URL, with its cookies and Accept-Language, decides
+// every flag, switch and sample as the header of the proxied request did.
+// Both draw from the same fixed Rand, so fresh rolls agree too.
+func TestExplainEqualsTheHeader(t *testing.T) {
+	seed := uint64(21)
+	if s, err := strconv.ParseUint(os.Getenv("FLAGPROXY_EXPLAIN_SEED"), 10, 64); err == nil {
+		seed = s
+	}
+	rng := rand.New(rand.NewPCG(seed, 2))
+	worlds, perWorld := 30, 15
+	if testing.Short() {
+		worlds = 8
+	}
+	for wi := range worlds {
+		w := newPropWorld(rng)
+		sessions := sessionResolver{}
+		for pk, s := range w.users {
+			sessions["session-"+pk] = s
+		}
+		hs := newHarness(t, Config{Users: fakeUsers(w.users), Subjects: sessions, Overrider: propOverrider{},
+			Rand: fixedRand(rng.Float64()),
+			Locale: engine.NewLocale(engine.LocaleSettings{I18N: true, LanguageCode: "en", Languages: []string{"en", "fr", "de"},
+				CookieName: "django_language", Patterns: rng.IntN(2) == 0}),
+		}, nil)
+		snap := mustSnapshot(t, w.data)
+		hs.store.Publish(snap, testNow())
+		st, err := NewStatus(StatusConfig{Pipeline: hs.proxy.Pipeline()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for ri := range perWorld {
+			q := w.request(rng)
+			fail := func(format string, args ...any) {
+				t.Helper()
+				t.Fatalf("seed %d world %d request %d %+v:\n%s", seed, wi, ri, q, fmt.Sprintf(format, args...))
+			}
+			var lines []string
+			for k, v := range q.cookies {
+				lines = append(lines, k+"="+v)
+			}
+			cookie := strings.Join(lines, "; ")
+			header := http.Header{}
+			if q.user != "" {
+				lines = append(lines, "sessionid=session-"+q.user)
+			}
+			if len(lines) > 0 {
+				header.Set("Cookie", strings.Join(lines, "; "))
+			}
+			if q.language != "" {
+				header.Set("Accept-Language", q.language)
+			}
+			target := q.path
+			if q.query != "" {
+				target += "?" + q.query
+			}
+			hs.get(t, target, header)
+			web := decode(t, hs.backend.last(t).Header)
+			ask := url.Values{"url": {target}, "cookie": {cookie}, "language": {q.language}}
+			if q.user != "" {
+				if ri%2 == 0 {
+					ask.Set("user", q.user)
+				} else {
+					ask.Set("session", "session-"+q.user)
+				}
+			}
+			check := func(key string, want bool) {
+				ask.Set("flag", key)
+				rec := httptest.NewRecorder()
+				st.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/explain?"+ask.Encode(), nil))
+				var a ExplainAnswer
+				if rec.Code != 200 || json.Unmarshal(rec.Body.Bytes(), &a) != nil {
+					fail("explain %s: %d %s", key, rec.Code, rec.Body.String())
+				}
+				if a.Explanation.Decision.On != want || a.Version != snap.Version() {
+					fail("%s: header %v, explain %v (%s)\nsteps %+v", key, want, a.Explanation.Decision.On, a.Because, a.Explanation.Steps)
+				}
+			}
+			for name, on := range web.Flags {
+				check(keyOf(kindFlag, name), on)
+			}
+			for name, on := range web.Switches {
+				check(keyOf(kindSwitch, name), on)
+			}
+			for name, on := range web.Samples {
+				check(keyOf(kindSample, name), on)
+			}
+		}
+	}
+}
