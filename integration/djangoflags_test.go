@@ -40,6 +40,7 @@ Flag.objects.create(name="w_on", everyone=True)
 // --sources restricting what is read. Every change is awaited through the
 // snapshot version Django sees, then checked for every visitor.
 func TestDjangoFlagsBehindFlagproxy(t *testing.T) {
+	t.Parallel()
 	eachSite(t, func(t *testing.T, db *siteDB, server string) {
 		manage(t, db.URL, "shell", "-c", djflagsSeedPy)
 		siteEnv := "FLAGPROXY_DJANGO_SETTINGS=" + `{"FLAGS": ` + djflagsFLAGS + `}`

@@ -59,8 +59,10 @@ var exampleUsers = []exampleUser{
 // Django's login view; URL and session overrides for the QA user, none
 // for the others; and a change made in the database.
 func TestExampleBehindFlagproxy(t *testing.T) {
+	t.Parallel()
 	for _, d := range exampleDatabases {
 		t.Run(d.name, func(t *testing.T) {
+			t.Parallel()
 			requireDjango(t, "psycopg2", "gunicorn")
 			db, settings := newExampleSite(t, d.newDB)
 			upstream := exampleDjango(t, db.URL, "flagproxy")
@@ -234,8 +236,10 @@ func checkExampleOverrides(t *testing.T, proxyURL string) {
 // user, with the 50 % flag pinned each way by its dwf_ cookie, the pages
 // must be the same.
 func TestExampleSameHTMLWithWaffle(t *testing.T) {
+	t.Parallel()
 	for _, d := range exampleDatabases {
 		t.Run(d.name, func(t *testing.T) {
+			t.Parallel()
 			requireDjango(t, "psycopg2", "gunicorn")
 			db, settings := newExampleSite(t, d.newDB)
 			inProcess := exampleDjango(t, db.URL, "waffle")

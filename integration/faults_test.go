@@ -625,6 +625,9 @@ type faultCluster struct {
 	cred *syscall.Credential // the user to run them as, when root
 	dir  string              // everything: data, socket, log
 	port int
+	// hold keeps the port while the cluster is stopped, so that no other
+	// listener of the (parallel) tests takes it meanwhile.
+	hold net.Listener
 }
 
 // newFaultCluster creates and starts a cluster with an empty database
@@ -680,6 +683,10 @@ func (c *faultCluster) URL(name string) string {
 // Start starts the cluster and waits until it accepts connections.
 func (c *faultCluster) Start(t *testing.T) {
 	t.Helper()
+	if c.hold != nil {
+		c.hold.Close()
+		c.hold = nil
+	}
 	opts := fmt.Sprintf("-p %d -k %s -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off", c.port, c.dir)
 	if out, err := c.run("pg_ctl", "-D", c.data(), "-l", filepath.Join(c.dir, "postgres.log"), "-w", "-t", "30", "-o", opts, "start"); err != nil {
 		t.Fatalf("pg_ctl start: %v\n%s\n%s", err, out, c.log())
@@ -692,6 +699,16 @@ func (c *faultCluster) Stop(t *testing.T) {
 	t.Helper()
 	if out, err := c.run("pg_ctl", "-D", c.data(), "-m", "fast", "-w", "-t", "30", "stop"); err != nil {
 		t.Fatalf("pg_ctl stop: %v\n%s\n%s", err, out, c.log())
+	}
+	// Keep the port: freeAddr elsewhere could hand it to another listener
+	// (it did once: the restarted flagproxy's admin listener took it).
+	if ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", c.port)); err == nil {
+		c.hold = ln
+		t.Cleanup(func() {
+			if c.hold != nil {
+				c.hold.Close()
+			}
+		})
 	}
 }
 

@@ -126,8 +126,10 @@ func postgresDSN(t *testing.T) string {
 	return dsn
 }
 
-// eachSite runs f on the test site twice: on SQLite under runserver and on
-// PostgreSQL under gunicorn, each database fresh and migrated.
+// eachSite runs f on the test site twice, in parallel: on SQLite under
+// runserver and on PostgreSQL under gunicorn, each database fresh and
+// migrated. The caller must not do anything after it that needs f to have
+// run: parallel subtests run once the calling test function returns.
 func eachSite(t *testing.T, f func(t *testing.T, db *siteDB, server string)) {
 	for _, c := range []struct {
 		name, server string
@@ -137,6 +139,8 @@ func eachSite(t *testing.T, f func(t *testing.T, db *siteDB, server string)) {
 		{"postgres-gunicorn", "gunicorn", newPostgresSite},
 	} {
 		t.Run(c.name, func(t *testing.T) {
+			// Each site has its own database, ports and processes.
+			t.Parallel()
 			requireDjango(t, "psycopg2")
 			f(t, c.newDB(t), c.server)
 		})

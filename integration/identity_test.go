@@ -21,6 +21,7 @@ const testSecretKey = "flagproxy-test-secret-key-not-for-production"
 // logout, a password change and a deactivation made in Django reach the
 // header within the identity cache's TTL.
 func TestIdentityThroughFlagproxy(t *testing.T) {
+	t.Parallel()
 	eachSite(t, func(t *testing.T, db *siteDB, server string) {
 		ids := map[string]string{}
 		out := manage(t, db.URL, "shell", "-c", seedUsersPy)

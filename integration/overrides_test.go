@@ -19,6 +19,7 @@ import (
 // changes nothing; feature_status_ entries in the Django session count for
 // everyone; with FEATURE_FLIPPER_ANONYMOUS_URL_FLIPPING anyone may flip.
 func TestOverridesThroughFlagproxy(t *testing.T) {
+	t.Parallel()
 	eachSite(t, func(t *testing.T, db *siteDB, server string) {
 		manage(t, db.URL, "shell", "-c", seedFlippersPy)
 		upstream := django(t, server, db.URL)

@@ -17,6 +17,7 @@ import (
 // "manage.py flagproxy_settings" is checked by "flagproxy serve
 // --check-config".
 func TestPythonPackage(t *testing.T) {
+	t.Parallel()
 	requireDjango(t)
 	// go test caches results by the files the test opens: read the whole
 	// package, fixtures and templates included, so any change re-runs it.

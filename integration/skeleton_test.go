@@ -24,6 +24,7 @@ import (
 // client-supplied X-Flagproxy-* value; committed changes (SQL and waffle's
 // own management command) within two seconds.
 func TestDjangoBehindFlagproxy(t *testing.T) {
+	t.Parallel()
 	eachSite(t, func(t *testing.T, db *siteDB, server string) {
 		seed(t, db)
 		upstream := django(t, server, db.URL)
@@ -172,6 +173,7 @@ func waitForFlag(t *testing.T, proxyURL, name string, want bool, limit time.Dura
 
 // TestBadDatabaseExitsTwo runs the binary with broken --database values.
 func TestBadDatabaseExitsTwo(t *testing.T) {
+	t.Parallel()
 	for _, u := range []string{"mysql://u@h/db", "sqlite:///no/such/file.db", "postgres://u:pw@host"} {
 		cmd := exec.Command(flagproxyBinary(t), "serve", "--database", u)
 		out, err := cmd.CombinedOutput()
@@ -189,6 +191,7 @@ func TestBadDatabaseExitsTwo(t *testing.T) {
 // encoding and checks that gunicorn hands every part to Django and that
 // they decode to the full set.
 func TestLargeHeaderThroughGunicorn(t *testing.T) {
+	t.Parallel()
 	requireDjango(t, "gunicorn")
 	db := newSQLiteSite(t)
 	const n = 2000

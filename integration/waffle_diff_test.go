@@ -41,9 +41,13 @@ import (
 // percentages.
 //
 // FLAGPROXY_DIFF_SEED picks the run (default: random, logged);
-// FLAGPROXY_DIFF_CASES is the number of requests per database (default
-// 2000), split between the settings profiles.
+// FLAGPROXY_DIFF_CASES is the number of requests per database, split
+// between the settings profiles. Without it a run asks defaultDiffCases
+// and then goes on, world after world, until every step of waffle's
+// decision has decided some compared flags (see uncovered); long runs set
+// it (FLAGPROXY_DIFF_CASES=2000 was the old default).
 func TestWaffleDifferential(t *testing.T) {
+	t.Parallel()
 	seed := uint64(time.Now().UnixNano())
 	if s := os.Getenv("FLAGPROXY_DIFF_SEED"); s != "" {
 		n, err := strconv.ParseUint(s, 10, 64)
@@ -52,13 +56,13 @@ func TestWaffleDifferential(t *testing.T) {
 		}
 		seed = n
 	}
-	cases := 2000
+	cases, cover := defaultDiffCases, true
 	if s := os.Getenv("FLAGPROXY_DIFF_CASES"); s != "" {
 		n, err := strconv.Atoi(s)
 		if err != nil || n < 1 {
 			t.Fatalf("FLAGPROXY_DIFF_CASES=%q: want a positive number", s)
 		}
-		cases = n
+		cases, cover = n, false
 	}
 	t.Logf("FLAGPROXY_DIFF_SEED=%d FLAGPROXY_DIFF_CASES=%d", seed, cases)
 	eachSite(t, func(t *testing.T, db *siteDB, server string) {
@@ -68,11 +72,28 @@ func TestWaffleDifferential(t *testing.T) {
 				n++
 			}
 			t.Run(p.name, func(t *testing.T) {
-				runDifferential(t, db, server, p, seed+uint64(i), n)
+				runDifferential(t, db, server, p, seed+uint64(i), n, cover)
 			})
 		}
 	})
 }
+
+// defaultDiffCases is the number of requests per database without
+// FLAGPROXY_DIFF_CASES: 200 for each settings profile, four worlds of 6 to
+// 12 flags. Each world draws every column of every flag afresh, so four of
+// them hold, with near certainty, flags of every kind and visitors of
+// every kind (anonymous, a forged session, inactive, staff, superusers,
+// group members); the coverage check below makes sure of it, and a
+// profile's 200 cases make over 100 fresh rolls for the share check.
+const defaultDiffCases = 400
+
+// minStepHits is how many compared flag decisions each step of waffle's
+// decision must have made in a default run; maxCoverageFactor bounds how
+// far past its cases a default run goes to get them.
+const (
+	minStepHits       = 5
+	maxCoverageFactor = 4
+)
 
 // diffProfile is one set of Django settings both sides run under.
 type diffProfile struct {
@@ -131,7 +152,7 @@ func (p diffProfile) languageCookie() string {
 // casesPerWorld is how many requests are asked of one generated world.
 const casesPerWorld = 50
 
-func runDifferential(t *testing.T, db *siteDB, server string, p diffProfile, seed uint64, cases int) {
+func runDifferential(t *testing.T, db *siteDB, server string, p diffProfile, seed uint64, cases int, cover bool) {
 	settingsJSON, err := json.Marshal(p.settings)
 	if err != nil {
 		t.Fatal(err)
@@ -144,19 +165,33 @@ func runDifferential(t *testing.T, db *siteDB, server string, p diffProfile, see
 	proxyURL, _ := flagproxy(t, upstream, db.URL, "--django-settings", file, "--poll-interval", "100ms")
 
 	d := &differ{t: t, db: db, p: p, w: p.waffleSettings(), upstream: upstream, proxy: proxyURL,
-		rng: rand.New(rand.NewPCG(seed, 0x5eed)), seed: seed}
-	for done, world := 0, 0; done < cases; world++ {
+		rng: rand.New(rand.NewPCG(seed, 0x5eed)), seed: seed, steps: map[string]int{}}
+	done, world := 0, 0
+	runWorld := func(n int) {
 		d.newWorld(world)
-		for i := 0; i < casesPerWorld && done < cases; i, done = i+1, done+1 {
+		for i := 0; i < n; i, done = i+1, done+1 {
 			d.check(world, i)
 			if d.failures >= 5 {
 				t.Fatalf("stopping after %d disagreements (FLAGPROXY_DIFF_SEED=%d)", d.failures, seed)
 			}
 		}
+		world++
+	}
+	for done < cases {
+		runWorld(min(casesPerWorld, cases-done))
+	}
+	// A default run goes on until every step has decided enough flags
+	// (rarely needed: the default cases almost always suffice).
+	for cover && len(d.uncovered()) > 0 && done < maxCoverageFactor*cases {
+		runWorld(casesPerWorld)
+	}
+	if missing := d.uncovered(); cover && len(missing) > 0 {
+		t.Errorf("after %d cases no more than %d compared flags were decided by %q (FLAGPROXY_DIFF_SEED=%d): the generator no longer reaches every rule",
+			done, minStepHits-1, missing, seed)
 	}
 	d.checkShares()
-	t.Logf("%d cases in %s: %d flag decisions compared exactly, %d fresh rolls on each side, %d cookies compared",
-		cases, p.name, d.compared, len(d.rolls[0]), d.cookies)
+	t.Logf("%d cases in %s (%d worlds): %d flag decisions compared exactly, %d fresh rolls on each side, %d cookies compared; decided by %s",
+		done, p.name, world, d.compared, len(d.rolls[0]), d.cookies, d.stepSummary())
 }
 
 // differ holds one differential run.
@@ -176,6 +211,9 @@ type differ struct {
 	cookies  int
 	// rolls[0] are waffle's fresh rolls, rolls[1] flagproxy's.
 	rolls [2][]roll
+	// steps counts the compared flag decisions by the step of waffle's
+	// decision that made them (decidingStep).
+	steps map[string]int
 }
 
 type roll struct {
@@ -546,6 +584,7 @@ func (d *differ) check(world, i int) {
 		if slices.Contains(waffle.Rolled, f.name) && unwritable(f.name) {
 			continue
 		}
+		d.steps[d.decidingStep(f, q, sentCookies, waffle.Language)]++
 		if slices.Contains(ourRolled, f.name) && slices.Contains(theirRolled, f.name) {
 			pct, _ := strconv.ParseFloat(*f.percent, 64)
 			d.rolls[0] = append(d.rolls[0], roll{pct, want})
@@ -732,7 +771,8 @@ func (d *differ) checkShares() {
 	for side, rolls := range d.rolls {
 		if len(rolls) < 100 {
 			// A short run (a small FLAGPROXY_DIFF_CASES) proves nothing
-			// statistically; the default run makes over 1,000 rolls.
+			// statistically; the default run makes about 300 rolls a
+			// profile.
 			d.t.Logf("only %d fresh rolls: too few to check the shares", len(rolls))
 			return
 		}
@@ -753,4 +793,105 @@ func (d *differ) checkShares() {
 				name, on, len(rolls), want, z, d.seed)
 		}
 	}
+}
+
+// The steps of waffle's flag decision (spec/waffle.md §2.2, §2.3), as
+// decidingStep names them.
+var diffSteps = []string{"override", "everyone", "testing-query", "testing-header", "testing-cookie", "languages",
+	"authenticated", "staff", "superusers", "users", "groups", "percent-cookie", "percent-roll", "off"}
+
+// decidingStep names the step of waffle's flag_is_active that decides flag
+// f for request q, following spec/waffle.md §2.2: it only tallies what a
+// run covered (the decisions themselves are compared with waffle's).
+// language is the LANGUAGE_CODE Django derived.
+func (d *differ) decidingStep(f diffFlag, q diffRequest, cookies engine.Params, language *string) string {
+	query := map[string]bool{}
+	for _, kv := range strings.Split(q.query, "&") {
+		if kv == "" {
+			continue
+		}
+		k, _, _ := strings.Cut(kv, "=")
+		if u, err := url.QueryUnescape(k); err == nil {
+			k = u
+		}
+		query[k] = true
+	}
+	if d.w.Override && query[f.name] {
+		return "override"
+	}
+	if f.everyone != nil {
+		return "everyone"
+	}
+	if f.testing {
+		test := fmt.Sprintf(d.w.TestCookie, f.name)
+		if query[test] {
+			return "testing-query"
+		}
+		h := strings.ReplaceAll(test, "_", "-")
+		for _, hv := range q.headers {
+			if strings.EqualFold(hv[0], h) {
+				return "testing-header"
+			}
+		}
+		if _, ok := cookies.Get(test); ok {
+			return "testing-cookie"
+		}
+	}
+	if f.languages != "" && language != nil {
+		for _, l := range strings.Split(f.languages, ",") {
+			if strings.TrimSpace(l) == *language {
+				return "languages"
+			}
+		}
+	}
+	// ModelBackend: an inactive user's session is anonymous.
+	if q.user >= 0 && d.world.users[q.user].active {
+		u := d.world.users[q.user]
+		switch {
+		case f.authenticated:
+			return "authenticated"
+		case f.staff && u.staff:
+			return "staff"
+		case f.superusers && u.superuser:
+			return "superusers"
+		case slices.Contains(f.users, u.id):
+			return "users"
+		case slices.ContainsFunc(f.groups, func(g int64) bool { return slices.Contains(u.groups, g) }):
+			return "groups"
+		}
+	}
+	if f.percent != nil {
+		if pct, err := strconv.ParseFloat(*f.percent, 64); err == nil && pct > 0 {
+			if _, ok := cookies.Get(fmt.Sprintf(d.w.Cookie, f.name)); ok {
+				return "percent-cookie"
+			}
+			return "percent-roll"
+		}
+	}
+	return "off"
+}
+
+// uncovered lists the steps that decided fewer than minStepHits compared
+// flags ("override" only counts where WAFFLE_OVERRIDE is on).
+func (d *differ) uncovered() []string {
+	var out []string
+	for _, s := range diffSteps {
+		if s == "override" && !d.w.Override {
+			continue
+		}
+		if d.steps[s] < minStepHits {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func (d *differ) stepSummary() string {
+	var parts []string
+	for _, s := range diffSteps {
+		if n := d.steps[s]; n > 0 {
+			parts = append(parts, fmt.Sprintf("%s %d", s, n))
+		}
+	}
+	return strings.Join(parts, ", ")
 }

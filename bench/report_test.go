@@ -1,0 +1,85 @@
+package main
+
+import (
+	"testing"
+	"time"
+)
+
+func TestParseWrk(t *testing.T) {
+	out := "Running 4s test @ http://127.0.0.1:1/\n  1 threads and 64 connections\n" +
+		"BENCH requests=81234 duration_us=4001234 p50_us=2810 p99_us=9100 errors=3\n"
+	got, err := parseWrk(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := loadResult{Requests: 81234, Duration: 4001234 * time.Microsecond, P50: 2810 * time.Microsecond, P99: 9100 * time.Microsecond, Errors: 3}
+	if got != want {
+		t.Errorf("parseWrk = %+v, want %+v", got, want)
+	}
+	if _, err := parseWrk("no summary"); err == nil {
+		t.Error("parseWrk accepted output without a summary")
+	}
+}
+
+func TestSpreadAndFormat(t *testing.T) {
+	for _, c := range []struct {
+		in   []float64
+		want string
+	}{
+		{[]float64{3, 1, 2}, "2 (1–3)"},
+		{[]float64{4, 1, 2, 3}, "2 (1–4)"}, // 2.5 rendered without decimals
+		{[]float64{7}, "7"},
+		{nil, "–"},
+	} {
+		if got := spreadOf(c.in).format(fixed(0)); got != c.want {
+			t.Errorf("spreadOf(%v) = %q, want %q", c.in, got, c.want)
+		}
+	}
+	for v, want := range map[float64]string{0: "0", 999: "999", 1000: "1,000", 1234567: "1,234,567"} {
+		if got := thousands(v); got != want {
+			t.Errorf("thousands(%v) = %q, want %q", v, got, want)
+		}
+	}
+}
+
+func TestPercentile(t *testing.T) {
+	var s []time.Duration
+	for i := 100; i >= 1; i-- {
+		s = append(s, time.Duration(i))
+	}
+	if p50, p99 := percentile(s, 50), percentile(s, 99); p50 != 50 || p99 != 99 {
+		t.Errorf("p50 %d p99 %d, want 50 and 99", p50, p99)
+	}
+}
+
+func TestFlagRowsMixRules(t *testing.T) {
+	rows := flagRows(50, 100)
+	if len(rows) != 50 || rows[0].name != loggedInFlag || !rows[0].authenticated || rows[0].superusers {
+		t.Fatalf("want 50 rows with %s first, on for authenticated users only: %+v", loggedInFlag, rows[0])
+	}
+	var everyone, percent, staff, users, groups, languages, testing int
+	for _, r := range rows[1:] {
+		switch {
+		case r.everyone != nil:
+			everyone++
+		case r.testing:
+			testing++
+		case r.percent != nil:
+			percent++
+		case r.staff:
+			staff++
+		case len(r.users) > 0:
+			users++
+		case len(r.groups) > 0:
+			groups++
+		case r.languages != "":
+			languages++
+		}
+	}
+	for name, n := range map[string]int{"everyone": everyone, "percent": percent, "staff": staff, "users": users,
+		"groups": groups, "languages": languages, "testing": testing} {
+		if n == 0 {
+			t.Errorf("no %s flag", name)
+		}
+	}
+}

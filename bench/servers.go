@@ -1,0 +1,265 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// running is a started server under test.
+type running struct {
+	url   string // where clients send requests
+	admin string // flagproxy's admin listener, "" for the others
+	c     *child
+	pids  []int
+}
+
+// startServer starts one server fresh, pinned to the server CPU, and
+// waits until it proxies.
+func (e *env) startServer(ctx context.Context, name string, st *site, settings string) (*running, error) {
+	var r running
+	var err error
+	switch name {
+	case "flagproxy":
+		listen, lerr := freePort()
+		admin, aerr := freePort()
+		if lerr != nil || aerr != nil {
+			return nil, fmt.Errorf("free ports: %v %v", lerr, aerr)
+		}
+		r.url, r.admin = "http://"+listen, "http://"+admin
+		r.c, err = e.children.start("flagproxy", e.serverCPU, nil, e.bin["flagproxy"], "serve",
+			"--listen", listen, "--admin-listen", admin, "--upstream", e.upstream,
+			"--database", st.URL, "--django-settings", settings,
+			"--override-cookie-secure=false", "--log-level", "warn")
+		if err == nil {
+			err = waitHTTP(ctx, r.admin+"/readyz", 30*time.Second)
+		}
+	case "bare":
+		var addr string
+		r.c, addr, err = e.children.startReporting("bareproxy", e.serverCPU, e.bin["bareproxy"], "-listen", "127.0.0.1:0", "-upstream", e.upstream)
+		r.url = "http://" + addr
+	case "nginx":
+		var listen string
+		listen, err = freePort()
+		if err != nil {
+			return nil, err
+		}
+		r.url = "http://" + listen
+		var conf string
+		conf, err = e.nginxConfig(listen)
+		if err != nil {
+			return nil, err
+		}
+		prefix := filepath.Dir(conf)
+		r.c, err = e.children.start("nginx", e.serverCPU, nil, e.nginx, "-p", prefix, "-c", conf,
+			"-e", filepath.Join(prefix, "error.log"), "-g", "daemon off;")
+	default:
+		return nil, fmt.Errorf("unknown server %q", name)
+	}
+	if err == nil {
+		err = waitHTTP(ctx, r.url+"/", 30*time.Second)
+	}
+	if err != nil {
+		if r.c != nil {
+			e.children.stop(r.c)
+			return nil, fmt.Errorf("%s: %w\n%s", name, err, r.c.out)
+		}
+		return nil, err
+	}
+	r.pids = r.c.pids()
+	return &r, nil
+}
+
+// nginxConfig writes a configuration for one nginx worker proxying to the
+// upstream with keep-alive connections, in its own directory.
+func (e *env) nginxConfig(listen string) (string, error) {
+	dir, err := os.MkdirTemp(e.dir, "nginx-")
+	if err != nil {
+		return "", err
+	}
+	for _, d := range []string{"client_body", "proxy", "fastcgi", "uwsgi", "scgi"} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
+			return "", err
+		}
+	}
+	up := strings.TrimPrefix(e.upstream, "http://")
+	conf := fmt.Sprintf(`worker_processes 1;
+pid %[1]s/nginx.pid;
+error_log %[1]s/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path %[1]s/client_body;
+  proxy_temp_path %[1]s/proxy;
+  fastcgi_temp_path %[1]s/fastcgi;
+  uwsgi_temp_path %[1]s/uwsgi;
+  scgi_temp_path %[1]s/scgi;
+  large_client_header_buffers 4 64k;
+  upstream site { server %[2]s; keepalive 64; }
+  server {
+    listen %[3]s;
+    location / {
+      proxy_pass http://site;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host $host;
+      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+      proxy_set_header X-Forwarded-Proto $scheme;
+    }
+  }
+}
+`, dir, up, listen)
+	path := filepath.Join(dir, "nginx.conf")
+	return path, os.WriteFile(path, []byte(conf), 0o644)
+}
+
+// saturate runs the saturation load for d.
+func (e *env) saturate(ctx context.Context, url string, t traffic, d time.Duration) (loadResult, error) {
+	if e.wrk != nil {
+		return e.wrk.run(ctx, e.clientCPU, url, t, e.o.conns, d)
+	}
+	g := newGoClient(e.o.conns)
+	defer g.close()
+	return g.closedLoop(ctx, url, t, e.o.conns, d), ctx.Err()
+}
+
+// measure starts srv for scenario s, warms it up, measures it at
+// saturation and at the fixed rate, and stops it.
+func (e *env) measure(ctx context.Context, srv string, s scenario, st *site, settings string) (measurement, error) {
+	var m measurement
+	r, err := e.startServer(ctx, srv, st, settings)
+	if err != nil {
+		return m, err
+	}
+	defer e.children.stop(r.c)
+	t := traffic{sessions: st.Sessions[:s.sessions]}
+	url := r.url + "/"
+	if e.o.warmup > 0 {
+		if _, err := e.saturate(ctx, url, t, e.o.warmup); err != nil {
+			return m, fmt.Errorf("warm-up: %w", err)
+		}
+	}
+	if err := e.upstreamReset(ctx); err != nil {
+		return m, err
+	}
+	before := e.metrics(ctx, r)
+	up := []int{e.upstreamPID}
+	ticks0, upTicks0, busy0 := cpuTicks(r.pids), cpuTicks(up), cpuBusy()
+	m.sat, err = e.saturate(ctx, url, t, e.o.duration)
+	if err != nil {
+		return m, err
+	}
+	ticks1, upTicks1, busy1 := cpuTicks(r.pids), cpuTicks(up), cpuBusy()
+	after := e.metrics(ctx, r)
+	if m.sat.Requests > 0 {
+		m.cpuPerReq = float64(ticks1-ticks0) / clockTicks * 1e6 / float64(m.sat.Requests)
+		m.upstreamCPUPerReq = float64(upTicks1-upTicks0) / clockTicks * 1e6 / float64(m.sat.Requests)
+	}
+	if e.serverCPU != "" {
+		m.serverCPU, m.clientCPU = busyShare(busy0, busy1, e.serverCPU), busyShare(busy0, busy1, e.clientCPU)
+	}
+	if m.upstream, err = e.upstreamStats(ctx); err != nil {
+		return m, err
+	}
+	m.queriesPerSec = -1
+	if r.admin != "" {
+		secs := m.sat.Duration.Seconds()
+		m.lookupsPerSec = (after["flagproxy_identity_lookups_total"] - before["flagproxy_identity_lookups_total"]) / secs
+		if _, ok := after["flagproxy_identity_queries_total"]; ok {
+			m.queriesPerSec = (after["flagproxy_identity_queries_total"] - before["flagproxy_identity_queries_total"]) / secs
+		}
+	}
+	g := newGoClient(64)
+	m.fixed = g.fixedRate(ctx, url, t, e.o.rate, e.o.rateFor)
+	g.close()
+	if err := ctx.Err(); err != nil {
+		return m, err
+	}
+	m.rss = peakRSS(r.pids)
+	e.logf("%s %s: %+v", s.id, srv, m)
+	return m, nil
+}
+
+// upstreamStats is the upstream's /__bench/stats.
+type upstreamStats struct {
+	Requests  int64 `json:"requests"`
+	Sampled   int64 `json:"sampled"`
+	LoggedIn  int64 `json:"logged_in"`
+	Anonymous int64 `json:"anonymous"`
+	NoHeader  int64 `json:"no_header"`
+	Malformed int64 `json:"malformed"`
+}
+
+// anonymousShare is the share of sampled requests whose flags header
+// named no logged-in user.
+func (u upstreamStats) anonymousShare() float64 {
+	n := u.LoggedIn + u.Anonymous
+	if n == 0 {
+		return 0
+	}
+	return float64(u.Anonymous) / float64(n)
+}
+
+func (e *env) upstreamReset(ctx context.Context) error {
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, e.upstream+"/__bench/reset", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("upstream reset: %w", err)
+	}
+	resp.Body.Close()
+	return nil
+}
+
+func (e *env) upstreamStats(ctx context.Context) (upstreamStats, error) {
+	var s upstreamStats
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, e.upstream+"/__bench/stats", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return s, fmt.Errorf("upstream stats: %w", err)
+	}
+	defer resp.Body.Close()
+	return s, json.NewDecoder(resp.Body).Decode(&s)
+}
+
+// metrics reads flagproxy's counters from /metrics, each name summed over
+// its labels; nil for the other servers.
+func (e *env) metrics(ctx context.Context, r *running) map[string]float64 {
+	if r.admin == "" {
+		return nil
+	}
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, r.admin+"/metrics", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil
+	}
+	defer resp.Body.Close()
+	out := map[string]float64{}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if strings.HasPrefix(line, "#") {
+			continue
+		}
+		name, value, ok := strings.Cut(line, " ")
+		if !ok {
+			continue
+		}
+		if i := strings.IndexByte(name, '{'); i >= 0 {
+			// The value follows the closing brace of the labels.
+			j := strings.LastIndexByte(line, '}')
+			name, value = line[:i], strings.TrimSpace(line[j+1:])
+		}
+		if f, err := strconv.ParseFloat(strings.Fields(value + " 0")[0], 64); err == nil {
+			out[name] += f
+		}
+	}
+	return out
+}
