@@ -40,10 +40,17 @@ func (p *Proxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) 
 	if status == StatusClientClosedRequest {
 		level = slog.LevelDebug
 	}
-	p.logger.LogAttrs(r.Context(), level, "upstream request failed",
-		slog.String("upstream", p.upstream.Redacted()),
-		slog.Int("status", status),
-		slog.Any("error", err))
+	if level == slog.LevelError && !p.errLog.Allow() {
+		// An upstream that is down fails every request: log a few a
+		// second, and say how many were not logged.
+		p.errSkipped.Add(1)
+	} else {
+		p.logger.LogAttrs(r.Context(), level, "upstream request failed",
+			slog.String("upstream", p.upstream.Redacted()),
+			slog.Int("status", status),
+			slog.Any("error", err),
+			slog.Int64("not_logged_before", p.errSkipped.Swap(0)))
+	}
 	text := http.StatusText(status)
 	if status == StatusClientClosedRequest {
 		text = "Client Closed Request"

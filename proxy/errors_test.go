@@ -11,7 +11,9 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"regexp"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -132,4 +134,44 @@ func TestClientGoneIs499AtDebug(t *testing.T) {
 	if got := testutil.ToFloat64(hs.proxy.metrics.upstreamErrors.WithLabelValues(reasonCanceled)); got != 1 {
 		t.Errorf("canceled errors = %v, want 1", got)
 	}
+}
+
+// TestUpstreamErrorsAreLoggedSparingly: an upstream that is down fails every
+// request, but only a few a second are logged; the next line says how many
+// were not.
+func TestUpstreamErrorsAreLoggedSparingly(t *testing.T) {
+	var logs syncBuffer
+	hs := newHarness(t, Config{Upstream: closedURL(t), Logger: slog.New(slog.NewTextHandler(&logs, nil))}, nil)
+	for range 100 {
+		hs.get(t, "/x", nil)
+	}
+	if got := testutil.ToFloat64(hs.proxy.metrics.upstreamErrors.WithLabelValues(reasonRefused)); got != 100 {
+		t.Errorf("refused errors = %v, want 100: every failure is counted", got)
+	}
+	if n := strings.Count(logs.String(), "upstream request failed"); n < 1 || n > 30 {
+		t.Errorf("%d log lines for 100 failures, want a few", n)
+	}
+	time.Sleep(300 * time.Millisecond)
+	hs.get(t, "/x", nil)
+	if !regexp.MustCompile(`not_logged_before=[1-9]`).MatchString(logs.String()) {
+		t.Errorf("no line says how many failures were not logged:\n%s", logs.String())
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for the server's goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

@@ -12,9 +12,11 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/time/rate"
 
 	"github.com/flagproxy/flagproxy/engine"
 )
@@ -150,7 +152,11 @@ type Proxy struct {
 	now      func() time.Time
 	metrics  *metrics
 	pipe     *Pipeline
-	handler  http.Handler
+	// errLog limits the log lines of failed upstream requests; errSkipped
+	// counts those left out since the last one.
+	errLog     *rate.Limiter
+	errSkipped atomic.Int64
+	handler    http.Handler
 }
 
 // New checks cfg and builds a Proxy. The error joins every problem found.
@@ -200,6 +206,7 @@ func New(cfg Config) (*Proxy, error) {
 			dir:             cfg.BufferDir,
 		},
 		trusted: slices.Clone(cfg.TrustedProxies),
+		errLog:  rate.NewLimiter(rate.Limit(5), 10),
 		logger:  cmp.Or(cfg.Logger, slog.New(slog.DiscardHandler)),
 		now:     cfg.Now,
 	}
