@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/jmoiron/sqlx"
 	_ "github.com/lib/pq"           // PostgreSQL driver "postgres"
@@ -155,6 +156,9 @@ func parsePostgres(u *url.URL) (Target, error) {
 	return Target{Dialect: Postgres, Driver: "postgres", DSN: c.String(), Redacted: c.Redacted()}, nil
 }
 
+// poolIdleTime is how long an unused pool connection stays open.
+const poolIdleTime = time.Minute
+
 // Open opens the database a Target names. It does not connect; the first
 // load does.
 func Open(t Target) (*sqlx.DB, error) {
@@ -163,8 +167,11 @@ func Open(t Target) (*sqlx.DB, error) {
 		return nil, fmt.Errorf("open %s: %w", t.Redacted, err)
 	}
 	// The poller needs one connection; identity lookups of uncached
-	// sessions (rate-limited) share the rest.
+	// sessions (rate-limited) share the rest. A connection left idle for
+	// poolIdleTime is closed, so a burst (the start, an identity batch)
+	// does not hold database connections for good.
 	db.SetMaxOpenConns(8)
 	db.SetMaxIdleConns(4)
+	db.SetConnMaxIdleTime(poolIdleTime)
 	return db, nil
 }
