@@ -361,6 +361,7 @@ func (c *IdentityCache) Subject(ctx context.Context, cookies engine.Values) (eng
 	}
 	if err != nil {
 		if isKnown && c.staleServable(e, c.now()) {
+			c.markFailed(key, e)
 			c.stale.Inc()
 			s := e.subject
 			s.Stale = true
@@ -399,6 +400,20 @@ func (c *IdentityCache) store(key [32]byte, res Resolution, checked time.Time) {
 	}
 	c.known.Remove(key)
 	c.refused.Add(key, e)
+}
+
+// markFailed marks e, the known answer a request waited on in vain, as
+// failed, unless a newer answer replaced it: the requests that follow are
+// served stale at once instead of each waiting for the re-check still
+// running (a database that accepts connections and never answers holds it
+// until its timeout).
+func (c *IdentityCache) markFailed(key [32]byte, e cachedIdentity) {
+	cur, ok := c.known.Peek(key)
+	if !ok || !cur.checked.Equal(e.checked) || cur.failed {
+		return
+	}
+	cur.failed, cur.retryAt = true, c.now().Add(c.retry)
+	c.known.Add(key, cur)
 }
 
 // batchFailed logs a failed batch, at most once a minute.

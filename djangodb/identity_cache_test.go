@@ -517,6 +517,39 @@ func TestIdentityCacheOutageRecovery(t *testing.T) {
 	})
 }
 
+// TestIdentityCacheHungDatabase: a database that accepts connections and
+// never answers holds a re-check far past LookupTimeout. A known visitor's
+// request waits for it at most once; every other request in the outage is
+// served stale at once, and none queues another lookup behind the hung one.
+func TestIdentityCacheHungDatabase(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := newFake(map[string]engine.Subject{"alicesession": alice})
+		c, _ := newTestCache(t, IdentityCacheConfig{Resolver: r, StaleMax: 10 * time.Minute, LookupTimeout: 2 * time.Second})
+		ask(t, c, "alicesession")
+		r.set(func(r *fakeResolver) { r.delay, r.fail = 5*time.Minute, errors.New("hung") })
+		before := r.batchCount()
+		time.Sleep(DefaultIdentityTTL)
+		var waits int
+		for range 60 {
+			s, waited, err := ask(t, c, "alicesession")
+			if s.UserID != "1" || err != nil {
+				t.Fatalf("in the outage: %+v, %v", s, err)
+			}
+			if waited > 0 {
+				waits++
+			}
+			time.Sleep(time.Second)
+		}
+		if waits > 1 {
+			t.Errorf("%d of 60 requests waited for the hung re-check, want at most 1", waits)
+		}
+		if n := r.batchCount() - before; n > 1 {
+			t.Errorf("%d batches started behind the hung one", n-1)
+		}
+		time.Sleep(5 * time.Minute) // let the hung re-check end
+	})
+}
+
 // TestIdentityCacheStaleMaxZero: with stale serving off, a failed re-check
 // makes the visitor anonymous, with the error.
 func TestIdentityCacheStaleMaxZero(t *testing.T) {

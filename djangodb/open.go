@@ -150,11 +150,22 @@ func parsePostgres(u *url.URL) (Target, error) {
 	if q.Get("sslmode") == "" && os.Getenv("PGSSLMODE") == "" {
 		q.Set("sslmode", "prefer")
 	}
+	if q.Get("connect_timeout") == "" && os.Getenv("PGCONNECT_TIMEOUT") == "" {
+		// lib/pq waits for a connection's start-up handshake forever
+		// without it, whatever the context says: a server that accepts
+		// TCP but never answers (a blackholed or hung host) would hold
+		// every load and identity lookup for the whole outage.
+		q.Set("connect_timeout", defaultConnectTimeout)
+	}
 	c := *u
 	c.Scheme = "postgres"
 	c.RawQuery = q.Encode()
 	return Target{Dialect: Postgres, Driver: "postgres", DSN: c.String(), Redacted: c.Redacted()}, nil
 }
+
+// defaultConnectTimeout is the PostgreSQL connect_timeout (seconds) when
+// the database URL and PGCONNECT_TIMEOUT set none.
+const defaultConnectTimeout = "5"
 
 // poolIdleTime is how long an unused pool connection stays open.
 const poolIdleTime = time.Minute

@@ -19,15 +19,17 @@ func TestParseURL(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Setenv("PGSSLMODE", "")
+	t.Setenv("PGCONNECT_TIMEOUT", "")
 
 	good := []struct {
 		url, dialect, dsnHas, redacted string
 	}{
 		{"sqlite:///rel.db", "sqlite", "mode=ro", "sqlite:///" + filepath.Join(dir, "rel.db")},
 		{"sqlite:///" + abs, "sqlite", "_query_only=1", "sqlite:///" + abs},
-		{"postgres://u:secret@db.example:5433/site", "postgres", "sslmode=prefer", "postgres://u:xxxxx@db.example:5433/site?sslmode=prefer"},
-		{"postgresql://u@127.0.0.1/site?sslmode=disable", "postgres", "sslmode=disable", "postgres://u@127.0.0.1/site?sslmode=disable"},
-		{"pgsql://u@h/site", "postgres", "postgres://u@h/site", "postgres://u@h/site?sslmode=prefer"},
+		{"postgres://u:secret@db.example:5433/site", "postgres", "sslmode=prefer", "postgres://u:xxxxx@db.example:5433/site?connect_timeout=5&sslmode=prefer"},
+		{"postgresql://u@127.0.0.1/site?sslmode=disable", "postgres", "sslmode=disable", "postgres://u@127.0.0.1/site?connect_timeout=5&sslmode=disable"},
+		{"pgsql://u@h/site", "postgres", "postgres://u@h/site", "postgres://u@h/site?connect_timeout=5&sslmode=prefer"},
+		{"postgres://u@h/site?connect_timeout=30", "postgres", "connect_timeout=30", "postgres://u@h/site?connect_timeout=30&sslmode=prefer"},
 		{"postgres:///site?host=/var/run/postgresql", "postgres", "host=%2Fvar%2Frun%2Fpostgresql", ""},
 	}
 	for _, c := range good {

@@ -235,6 +235,85 @@ func TestFaultPostgresRestartUnderLoad(t *testing.T) {
 	}
 }
 
+// faultLongOutage is how long TestFaultIdentityThroughLongOutage keeps the
+// database down: the issue's "a logged-in user keeps their flags through a
+// 60 s database outage".
+const faultLongOutage = 60 * time.Second
+
+// TestFaultIdentityThroughLongOutage keeps the site's PostgreSQL stopped for
+// a minute, sixty identity TTLs, while a logged-in user (alice, the only one
+// the flag only_alice is on for) and an anonymous visitor ask for /meta/, a
+// view that needs no database, twice a second. Every answer is 200 and
+// carries the right flags: alice keeps only_alice throughout, marked
+// "identity":"stale" in the outage past her TTL and fresh again after it; the
+// anonymous visitor never gets it. The load is light and the test runs in
+// parallel with the others: it mostly waits.
+func TestFaultIdentityThroughLongOutage(t *testing.T) {
+	requireDjango(t, "psycopg2", "gunicorn")
+	t.Parallel()
+	pg := newFaultCluster(t)
+	dbURL := pg.URL("site")
+	manage(t, dbURL, "migrate", "--noinput", "-v", "0")
+	manage(t, dbURL, "shell", "-c", faultSeedUserPy)
+	dj := startFaultGunicorn(t, dbURL)
+	requireMetaView(t, dj.URL())
+	proxyURL, _, _ := startFaultFlagproxy(t, "--upstream", dj.URL(), "--database", dbURL,
+		"--django-settings", settingsFile(t, ""), "--poll-interval", faultPollInterval.String(),
+		"--identity-cache-ttl", faultIdentityTTL.String(), "--stale-after", faultStaleAfter.String())
+	session := loginThrough(t, proxyURL, "alice")
+
+	targets := []faultTarget{
+		{class: "alice /meta/", path: "/meta/", session: session, clients: 1},
+		{class: "anonymous /meta/", path: "/meta/", clients: 1},
+	}
+	const pause = 500 * time.Millisecond
+	load := startFaultLoadFor(t, proxyURL, targets, pause, 1000, faultLongOutage+30*time.Second)
+	time.Sleep(3 * time.Second)
+	stopBegin := time.Now()
+	pg.Stop(t)
+	time.Sleep(faultLongOutage - time.Since(stopBegin))
+	startBegin := time.Now()
+	pg.Start(t)
+	ready := time.Now()
+	time.Sleep(5 * time.Second)
+	rs := load.finish()
+	t.Logf("outage %v; %d requests", startBegin.Sub(stopBegin).Round(time.Second), len(rs))
+	for _, r := range rs {
+		if r.took() > time.Second {
+			t.Logf("slow: %s", r)
+		}
+	}
+
+	var inOutage int
+	for _, r := range rs {
+		if r.err != nil || r.status != http.StatusOK || r.flags == nil {
+			t.Errorf("%s: status %d, error %v, header error %v", r, r.status, r.err, r.decodeErr)
+			continue
+		}
+		logged := r.target.session != ""
+		if f := r.flags; !f.Flags["f_everyone"] || f.Flags["only_alice"] != logged {
+			t.Errorf("%s: flags %v, want f_everyone on and only_alice %v", r, f.Flags, logged)
+		}
+		deep := r.start.After(stopBegin.Add(faultIdentityTTL+1500*time.Millisecond)) && r.end.Before(startBegin)
+		switch {
+		case logged && deep && r.flags.Identity != "stale":
+			t.Errorf("%s: identity %q %v into the outage, want stale", r, r.flags.Identity, r.start.Sub(stopBegin))
+		case !logged && r.flags.Identity != "":
+			t.Errorf("%s: an anonymous visitor with identity %q", r, r.flags.Identity)
+		case r.flags.Identity == "stale" && !r.overlaps(stopBegin, ready.Add(3*time.Second)):
+			t.Errorf("%s: identity stale outside the outage", r)
+		}
+		if logged && deep {
+			inOutage++
+		}
+	}
+	if want := int(faultLongOutage/pause) / 2; inOutage < want {
+		t.Errorf("alice: %d answers deep in the outage, want at least %d", inOutage, want)
+	}
+	identity := func(r faultResult) string { return map[string]string{"": "fresh", "stale": "stale"}[r.flags.Identity] }
+	checkFaultSequences(t, rs, "alice /meta/", "identity", identity, "fresh", "stale", "fresh")
+}
+
 // TestFaultUpstreamRestart kills gunicorn (SIGKILL to its process group:
 // master and workers, as a crash or an OOM kill would) under load through
 // flagproxy, and starts it again on the same port 2 s later. While it is
@@ -1031,8 +1110,14 @@ type faultLoad struct {
 }
 
 func startFaultLoad(t *testing.T, base string, targets []faultTarget, pause time.Duration, perClient int) *faultLoad {
+	return startFaultLoadFor(t, base, targets, pause, perClient, faultLoadLimit)
+}
+
+// startFaultLoadFor is startFaultLoad with its own limit on how long the
+// load runs.
+func startFaultLoadFor(t *testing.T, base string, targets []faultTarget, pause time.Duration, perClient int, limit time.Duration) *faultLoad {
 	l := &faultLoad{began: time.Now(), stop: make(chan struct{})}
-	end := l.began.Add(faultLoadLimit)
+	end := l.began.Add(limit)
 	for _, tg := range targets {
 		for i := range tg.clients {
 			l.wg.Go(func() {
