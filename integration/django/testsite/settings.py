@@ -51,6 +51,10 @@ ALLOWED_HOSTS = ['*']
 sys.path.insert(0, str(BASE_DIR.parent / 'python'))
 
 INSTALLED_APPS = [
+    # Django's admin, so that flags changed through its forms leave
+    # django_admin_log entries (flagproxy's change audit reads them).
+    'django.contrib.admin',
+    'django.contrib.messages',
     'django.contrib.contenttypes',
     'django.contrib.auth',
     'django.contrib.sessions',
@@ -65,8 +69,20 @@ MIDDLEWARE = [
     'django.middleware.locale.LocaleMiddleware',
     'django.middleware.common.CommonMiddleware',
     'django.contrib.auth.middleware.AuthenticationMiddleware',
+    'django.contrib.messages.middleware.MessageMiddleware',
     'waffle.middleware.WaffleMiddleware',
 ]
+
+# For the admin's pages only; the test views render no templates.
+TEMPLATES = [{
+    'BACKEND': 'django.template.backends.django.DjangoTemplates',
+    'APP_DIRS': True,
+    'OPTIONS': {'context_processors': [
+        'django.template.context_processors.request',
+        'django.contrib.auth.context_processors.auth',
+        'django.contrib.messages.context_processors.messages',
+    ]},
+}]
 
 # No cache: waffle then reads every flag from the database on every request,
 # so the site never answers from rows the tests have since changed.

@@ -1,3 +1,4 @@
+from django.contrib import admin
 from django.urls import path
 
 from testsite import views
@@ -11,6 +12,7 @@ urlpatterns = [
     path('waffle/', views.waffle_view),
     path('session/', views.session_view),
     path('djflags/<str:name>/', views.djflags_view),
+    path('admin/', admin.site.urls),
 ]
 
 # For gunicorn_test.go: a large page, a view that reads the request body,
