@@ -34,6 +34,11 @@ type Data struct {
 	// informative only (rules in words), never part of a decision or of
 	// the snapshot's version.
 	Groups []Group `json:"groups,omitempty"`
+	// AdminLog holds the entries of Django's admin log about flag rows
+	// that the load which read these rows saw for the first time (see
+	// Attribute): informative only, never part of a decision, of the
+	// snapshot's version or of a persisted snapshot.
+	AdminLog []AdminEntry `json:"-"`
 }
 
 // DefaultData returns empty Data with every library's default settings.
