@@ -59,6 +59,11 @@ type Config struct {
 	// conditions depend on; the zero value means
 	// engine.DefaultDjangoFlagsSettings.
 	DjangoFlags engine.DjangoFlagsSettings
+	// AuthUserModel and UsernameField name the user model's table and
+	// USERNAME_FIELD column, for the usernames of admin log entries
+	// (default auth.User and username).
+	AuthUserModel string
+	UsernameField string
 	// QueryTimeout bounds one whole load.
 	QueryTimeout time.Duration
 	Logger       *slog.Logger
@@ -79,6 +84,8 @@ func (c *Config) resolve() (tables, error) {
 	c.WaffleSwitchModel = cmp.Or(c.WaffleSwitchModel, "waffle.Switch")
 	c.WaffleSampleModel = cmp.Or(c.WaffleSampleModel, "waffle.Sample")
 	c.FeatureFlagApp = cmp.Or(c.FeatureFlagApp, DefaultFeatureFlagApp)
+	c.AuthUserModel = cmp.Or(c.AuthUserModel, "auth.User")
+	c.UsernameField = cmp.Or(c.UsernameField, "username")
 	if c.QueryTimeout <= 0 {
 		c.QueryTimeout = DefaultQueryTimeout
 	}
@@ -109,6 +116,12 @@ func (c *Config) resolve() (tables, error) {
 		if !identifier.MatchString(name) {
 			errs = append(errs, fmt.Errorf("table name %q is not a plain SQL identifier", name))
 		}
+	}
+	if _, err := userTablesFor(c.AuthUserModel); err != nil {
+		errs = append(errs, err)
+	}
+	if !identifier.MatchString(c.UsernameField) {
+		errs = append(errs, fmt.Errorf("username field %q is not a plain column name", c.UsernameField))
 	}
 	for _, s := range c.Sources {
 		if !engine.IsKnownSource(s) {
@@ -141,6 +154,11 @@ type Loader struct {
 	lastProblems string
 	// seen holds the sources an earlier load found.
 	seen map[engine.Source]bool
+	// adminSeen is the last django_admin_log id read, once adminStarted;
+	// adminErr is the last error reading it, logged once.
+	adminSeen    int64
+	adminStarted bool
+	adminErr     string
 }
 
 // NewLoader checks cfg and returns a Loader for db.
@@ -292,6 +310,7 @@ func (l *Loader) read(ctx context.Context, t tx) (engine.Data, []string, error) 
 		}
 		problems = append(problems, p...)
 	}
+	l.readAdminLog(ctx, t, tables, &d)
 	return d, problems, nil
 }
 

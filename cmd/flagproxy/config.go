@@ -270,6 +270,8 @@ func (c *Config) Validate() error {
 		WaffleSampleModel: c.django.WaffleSampleModel,
 		FeatureFlagApp:    c.FeatureFlagApp,
 		Waffle:            c.django.Waffle,
+		AuthUserModel:     c.session.AuthUserModel,
+		UsernameField:     c.session.UsernameField,
 	}
 	for _, d := range []struct {
 		flag string
