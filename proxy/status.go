@@ -9,6 +9,8 @@ import (
 	"html/template"
 	"log/slog"
 	"net/http"
+	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -16,7 +18,16 @@ import (
 )
 
 // StatusPaths are the admin listener's paths NewStatus serves.
-var StatusPaths = []string{"/flags", "/flags.json", "/explain"}
+var StatusPaths = []string{"/flags", "/flags.json", "/explain", historyPattern}
+
+// historyPattern is the path of one name's change history.
+const historyPattern = "/flags/{name}/history.json"
+
+// ChangeHistory returns the changes kept for a name, newest first;
+// *History is one.
+type ChangeHistory interface {
+	History(name string) []ChangeRecord
+}
 
 // PollerState is what the poller has seen (djangodb.Poller.Status), for
 // the status page.
@@ -34,6 +45,9 @@ type StatusConfig struct {
 	Pipeline *Pipeline
 	// Poller reports the poller's state; nil leaves it out.
 	Poller func() PollerState
+	// History, if set, gives each name's recent changes, shown on /flags
+	// and /flags.json and served as /flags/{name}/history.json.
+	History ChangeHistory
 	// SessionCookie is Django's SESSION_COOKIE_NAME, for /explain's
 	// session parameter (default "sessionid").
 	SessionCookie string
@@ -44,6 +58,7 @@ type StatusConfig struct {
 type status struct {
 	pipe    *Pipeline
 	poller  func() PollerState
+	history ChangeHistory
 	session string
 	logger  *slog.Logger
 	started time.Time
@@ -56,12 +71,14 @@ type status struct {
 //     version, age and state, and the poller's;
 //   - /explain?flag=NAME&user=ID|session=KEY&url=PATH_AND_QUERY[&cookie=LINE][&language=ACCEPT_LANGUAGE]:
 //     the explanation of one decision (ExplainAnswer), decided by the
-//     pipeline exactly as that web request would be.
+//     pipeline exactly as that web request would be;
+//   - /flags/{name}/history.json[?kind=flag|switch|sample]: the changes
+//     kept for the name (historyReport).
 func NewStatus(cfg StatusConfig) (http.Handler, error) {
 	if cfg.Pipeline == nil {
 		return nil, errors.New("status: no pipeline")
 	}
-	return &status{pipe: cfg.Pipeline, poller: cfg.Poller, session: cmp.Or(cfg.SessionCookie, defaultSessionCookie),
+	return &status{pipe: cfg.Pipeline, poller: cfg.Poller, history: cfg.History, session: cmp.Or(cfg.SessionCookie, defaultSessionCookie),
 		logger: cmp.Or(cfg.Logger, slog.New(slog.DiscardHandler)), started: cfg.Pipeline.now()}, nil
 }
 
@@ -79,6 +96,10 @@ func (s *status) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case "/explain":
 		s.explain(w, r)
 	default:
+		if name := r.PathValue("name"); name != "" {
+			s.historyOf(w, r, name)
+			return
+		}
 		notFound(w, r)
 	}
 }
@@ -113,6 +134,8 @@ type statusEntry struct {
 	Conflict []engine.Source `json:"conflict,omitempty"`
 	On       uint64          `json:"decided_on"`
 	Off      uint64          `json:"decided_off"`
+	// History holds the entry's recent changes, newest first.
+	History []ChangeRecord `json:"history,omitempty"`
 }
 
 // statusReport is /flags.json.
@@ -177,6 +200,7 @@ func (s *status) report(q string) statusReport {
 		}
 		c := counts[nameKey{e.Kind, e.Name}]
 		e.On, e.Off = c.on, c.total-c.on
+		e.History = s.changes(e.Kind, e.Name)
 		if q == "" || strings.Contains(strings.ToLower(e.Name+"\x00"+e.Rule+"\x00"+e.Note), q) {
 			*list = append(*list, e)
 		}
@@ -192,6 +216,59 @@ func (s *status) report(q string) statusReport {
 		add(&rep.Samples, statusEntry{Kind: engine.KindSample, Name: snap.SampleName(i), Source: engine.SourceWaffle, Rule: snap.SampleRule(i)}, snap.SampleInfo(i))
 	}
 	return rep
+}
+
+// changes returns the recent changes of one kind of name, or nil.
+func (s *status) changes(kind engine.Kind, name string) []ChangeRecord {
+	if s.history == nil {
+		return nil
+	}
+	return slices.DeleteFunc(s.history.History(name), func(r ChangeRecord) bool { return r.Kind != kind })
+}
+
+// historyReport is /flags/{name}/history.json.
+type historyReport struct {
+	Name    string         `json:"name"`
+	Changes []ChangeRecord `json:"changes"`
+}
+
+// historyOf answers /flags/{name}/history.json: 404 for a name that is
+// neither in the current snapshot nor in the history.
+func (s *status) historyOf(w http.ResponseWriter, r *http.Request, name string) {
+	kind, filter := engine.Kind(0), r.URL.Query().Has("kind")
+	if filter {
+		if err := kind.UnmarshalText([]byte(r.URL.Query().Get("kind"))); err != nil {
+			writeJSON(w, http.StatusBadRequest, map[string]string{"error": "kind: want flag, switch or sample"})
+			return
+		}
+	}
+	rep := historyReport{Name: name, Changes: []ChangeRecord{}}
+	if s.history != nil {
+		rep.Changes = append(rep.Changes, s.history.History(name)...)
+	}
+	if filter {
+		rep.Changes = slices.DeleteFunc(rep.Changes, func(c ChangeRecord) bool { return c.Kind != kind })
+	}
+	if len(rep.Changes) == 0 && !s.known(name, kind, filter) {
+		writeJSON(w, http.StatusNotFound, map[string]string{"error": "no flag, switch or sample of that name"})
+		return
+	}
+	writeJSON(w, http.StatusOK, rep)
+}
+
+// known says whether the current snapshot has name (of kind, if filter).
+func (s *status) known(name string, kind engine.Kind, filter bool) bool {
+	snap := s.pipe.snaps.Load()
+	if snap == nil {
+		return false
+	}
+	_, flag := snap.FlagIndex(name)
+	_, sw := findName(snap.NumSwitches(), snap.SwitchName, name)
+	_, sample := findName(snap.NumSamples(), snap.SampleName, name)
+	if !filter {
+		return flag || sw || sample
+	}
+	return map[engine.Kind]bool{engine.KindFlag: flag, engine.KindSwitch: sw, engine.KindSample: sample}[kind]
 }
 
 //go:embed status.html
@@ -239,6 +316,7 @@ var pageFuncs = template.FuncMap{
 		}
 		return m
 	},
+	"pathEscape": url.PathEscape,
 	"join": func(xs []engine.Source) string {
 		out := make([]string, len(xs))
 		for i, x := range xs {

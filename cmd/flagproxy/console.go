@@ -23,8 +23,8 @@ func consoleKey(c *Config) []byte {
 
 // statusHandler builds the admin listener's /flags, /flags.json and
 // /explain.
-func statusHandler(c *Config, pipe *proxy.Pipeline, poller *djangodb.Poller, log *slog.Logger) (http.Handler, error) {
-	return proxy.NewStatus(proxy.StatusConfig{Pipeline: pipe, SessionCookie: c.django.SessionCookieName, Logger: log,
+func statusHandler(c *Config, pipe *proxy.Pipeline, poller *djangodb.Poller, history proxy.ChangeHistory, log *slog.Logger) (http.Handler, error) {
+	return proxy.NewStatus(proxy.StatusConfig{Pipeline: pipe, SessionCookie: c.django.SessionCookieName, Logger: log, History: history,
 		Poller: func() proxy.PollerState { return pollerState(poller.Status()) }})
 }
 

@@ -44,6 +44,9 @@ import (
 var (
 	_ proxy.SnapshotSource     = (*engine.Store)(nil)
 	_ djangodb.Sink            = (*engine.Store)(nil)
+	_ djangodb.Sink            = (*proxy.History)(nil)
+	_ proxy.Publisher          = (*engine.Store)(nil)
+	_ proxy.ChangeHistory      = (*proxy.History)(nil)
 	_ djangodb.DataLoader      = (*djangodb.Loader)(nil)
 	_ djangodb.Notifier        = (*djangodb.Watch)(nil)
 	_ proxy.SubjectResolver    = (*djangodb.IdentityCache)(nil)
@@ -150,10 +153,15 @@ func serve(ctx context.Context, c *Config, log *slog.Logger, ready func(proxyAdd
 	defer src.Close()
 	db := src.db
 	var store engine.Store
-	var sink djangodb.Sink = &store
+	history, err := proxy.NewHistory(proxy.HistoryConfig{Next: &store, Logger: log, Registerer: reg})
+	if err != nil {
+		return err
+	}
+	var sink djangodb.Sink = history
 	if c.SnapshotFile != "" {
 		restoreSnapshot(c.SnapshotFile, &store, log)
-		sink = &persistingSink{next: &store, path: c.SnapshotFile, log: log}
+		history.Restore(store.Load())
+		sink = &persistingSink{next: history, path: c.SnapshotFile, log: log}
 	}
 	var changes djangodb.ChangeDetector
 	if db != nil {
@@ -270,7 +278,7 @@ func serve(ctx context.Context, c *Config, log *slog.Logger, ready func(proxyAdd
 	if c.OFREPListen != "" {
 		adminOFREP = nil
 	}
-	status, err := statusHandler(c, p.Pipeline(), poller, log)
+	status, err := statusHandler(c, p.Pipeline(), poller, history, log)
 	if err != nil {
 		return err
 	}
