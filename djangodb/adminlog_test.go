@@ -56,9 +56,18 @@ func TestLoaderAdminLog(t *testing.T) {
 		switchCT := insertContentType(t, db, "waffle", "switch")
 		stateCT := insertContentType(t, db, "flags", "flagstate")
 		userCT := insertContentType(t, db, "auth", "user")
+		featureCT := insertContentType(t, db, "featureflipper", "feature")
+		modelCT := insertContentType(t, db, "flags", "featureflag")
 		alice, bob := insertUser(t, db, "alice"), insertUser(t, db, "bob")
 		flag := insertWaffleFlag(t, db, "checkout", nil)
 		state := insertFlagState(t, db, 0, engine.FlagState{Name: "beta", Condition: "boolean", Value: "true"})
+		var feature, model int64
+		if err := db.W.Get(&feature, db.W.Rebind(`INSERT INTO featureflipper_feature (name, description, enabled) VALUES ('search', '', ?) RETURNING id`), true); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.W.Get(&model, db.W.Rebind(`INSERT INTO flags_featureflag ("key", enabled, rollout_percent) VALUES ('pricing', ?, 5) RETURNING id`), true); err != nil {
+			t.Fatal(err)
+		}
 		at := time.Date(2026, 3, 1, 12, 30, 15, 123456000, time.UTC)
 		insertAdminLog(t, db, adminLog{at, alice, flagCT, itoa(flag), "checkout", engine.AdminChange, "before the first load"})
 
@@ -71,6 +80,8 @@ func TestLoaderAdminLog(t *testing.T) {
 		insertAdminLog(t, db, adminLog{at, bob, userCT, itoa(alice), "alice", engine.AdminChange, "not a flag"})
 		e3 := insertAdminLog(t, db, adminLog{at, bob, switchCT, "999", "maintenance", engine.AdminDeletion, ""})
 		e4 := insertAdminLog(t, db, adminLog{at, bob, stateCT, itoa(state), "beta is enabled when boolean is true", engine.AdminAddition, ""})
+		e5 := insertAdminLog(t, db, adminLog{at, alice, featureCT, itoa(feature), "search", engine.AdminChange, ""})
+		e6 := insertAdminLog(t, db, adminLog{at, alice, modelCT, itoa(model), "pricing", engine.AdminChange, ""})
 		insertAdminLog(t, db, adminLog{at, bob, switchCT, "998", "", engine.AdminDeletion, "no name at all"})
 		insertAdminLog(t, db, adminLog{at, bob, stateCT, "997", "x is enabled when y is enabled when z", engine.AdminDeletion, "ambiguous"})
 		// The flag is renamed after alice's entry: the entry names it by its current name.
@@ -78,6 +89,8 @@ func TestLoaderAdminLog(t *testing.T) {
 
 		d, _ := loadData(t, l)
 		want := []engine.AdminEntry{
+			{ID: e6, Time: at, UserID: itoa(alice), Username: "alice", Kind: engine.KindFlag, Source: engine.SourceFeatureFlag, Name: "pricing", Action: engine.AdminChange},
+			{ID: e5, Time: at, UserID: itoa(alice), Username: "alice", Kind: engine.KindFlag, Source: engine.SourceFeatureFlipper, Name: "search", Action: engine.AdminChange},
 			{ID: e4, Time: at, UserID: itoa(bob), Username: "bob", Kind: engine.KindFlag, Source: engine.SourceDjangoFlags, Name: "beta", Action: engine.AdminAddition},
 			{ID: e3, Time: at, UserID: itoa(bob), Username: "bob", Kind: engine.KindSwitch, Source: engine.SourceWaffle, Name: "maintenance", Action: engine.AdminDeletion},
 			{ID: e1, Time: at, UserID: itoa(alice), Username: "alice", Kind: engine.KindFlag, Source: engine.SourceWaffle, Name: "checkout2",
