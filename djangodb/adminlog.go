@@ -206,7 +206,7 @@ func (l *Loader) adminRows(ctx context.Context, t tx, tables map[string]struct{}
 }
 
 // usernameJoin returns the select expression of the entry's username and
-// the join it needs: the user table's USERNAME_FIELD, or ” when that
+// the join it needs: the user table's USERNAME_FIELD, or an empty string when that
 // table or column is missing.
 func (l *Loader) usernameJoin(ctx context.Context, t tx, tables map[string]struct{}) (string, string, error) {
 	users, _ := userTablesFor(l.cfg.AuthUserModel)
