@@ -10,12 +10,13 @@ import (
 	"github.com/flagproxy/flagproxy/engine"
 )
 
-// modifyResponse adds the decisions' cookies to the response and buffers
-// its body (see bufferResponse).
+// modifyResponse adds the decisions' cookies to the response, logs its
+// exposures, and buffers its body (see bufferResponse).
 func (p *Proxy) modifyResponse(res *http.Response) error {
 	if err := p.setCookies(res); err != nil {
 		return err
 	}
+	p.recordExposure(res)
 	return p.bufferResponse(res)
 }
 

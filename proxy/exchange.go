@@ -15,6 +15,7 @@ type exchange struct {
 	http.ResponseWriter
 	code    int
 	cookies responseCookies
+	exposed *exposed // the decisions to log as exposures; nil: none
 	// sendTimeout, once bufferResponse has buffered the response, is how
 	// long one write to the client may take (nginx's send_timeout): a
 	// client that stops reading then frees its buffer file.

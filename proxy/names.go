@@ -64,7 +64,8 @@ func keyOf(k kind, name string) string {
 	return name
 }
 
-// nameMatcher holds the --browser-flags patterns. A pattern is a glob over
+// nameMatcher holds the --browser-flags or --exposure-flags patterns. A
+// pattern is a glob over
 // a name: '*' matches any run of characters (none included), '?' one
 // character, '\' makes the next character literal. A pattern that begins
 // with "flag:", "switch:" or "sample:" matches names of that kind only;
@@ -97,11 +98,11 @@ func newNameMatcher(patterns []string) (*nameMatcher, error) {
 		}
 		switch {
 		case np.glob == "":
-			return nil, fmt.Errorf("browser flags: pattern %q: %w", p, errNoPatterns)
+			return nil, fmt.Errorf("pattern %q: %w", p, errNoPatterns)
 		case !utf8.ValidString(np.glob):
-			return nil, fmt.Errorf("browser flags: pattern %q is not UTF-8", p)
+			return nil, fmt.Errorf("pattern %q is not UTF-8", p)
 		case (len(np.glob)-len(strings.TrimRight(np.glob, `\`)))%2 == 1:
-			return nil, fmt.Errorf("browser flags: pattern %q ends with an unfinished '\\'", p)
+			return nil, fmt.Errorf("pattern %q ends with an unfinished '\\'", p)
 		}
 		m.patterns = append(m.patterns, np)
 	}
@@ -164,6 +165,12 @@ func globMatch(glob, name string) bool {
 
 // CheckBrowserFlags reports whether patterns can be Config.BrowserFlags.
 func CheckBrowserFlags(patterns []string) error {
+	return CheckPatterns(patterns)
+}
+
+// CheckPatterns reports whether patterns are valid name patterns (see
+// nameMatcher), as Config.BrowserFlags and ExposureConfig.Patterns take.
+func CheckPatterns(patterns []string) error {
 	_, err := newNameMatcher(patterns)
 	return err
 }

@@ -141,6 +141,8 @@ type Config struct {
 	ConsoleKey []byte
 	// SecureCookies sets Secure on the console's own cookie.
 	SecureCookies bool
+	// Exposure logs exposure events of proxied requests; nil logs none.
+	Exposure *Exposure
 }
 
 // Proxy is the flag-injecting reverse proxy. It is an http.Handler.
@@ -152,6 +154,7 @@ type Proxy struct {
 	now      func() time.Time
 	metrics  *metrics
 	pipe     *Pipeline
+	exposure *Exposure
 	// errLog limits the log lines of failed upstream requests; errSkipped
 	// counts those left out since the last one.
 	errLog     *rate.Limiter
@@ -189,7 +192,7 @@ func New(cfg Config) (*Proxy, error) {
 	}
 	names, err := newNameMatcher(cfg.BrowserFlags)
 	if err != nil {
-		errs = append(errs, err)
+		errs = append(errs, fmt.Errorf("browser flags: %w", err))
 	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
@@ -221,7 +224,7 @@ func New(cfg Config) (*Proxy, error) {
 	if err != nil {
 		return nil, err
 	}
-	p.metrics = m
+	p.metrics, p.exposure = m, cfg.Exposure
 	p.pipe = newPipeline()
 	p.pipe.snaps, p.pipe.subjects, p.pipe.users = cfg.Snapshots, cfg.Subjects, cfg.Users
 	p.pipe.overrider, p.pipe.locale = cfg.Overrider, cfg.Locale
@@ -320,6 +323,11 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 	if len(res.Waffle) > 0 || res.Override != nil {
 		if ex := exchangeOf(out.Context()); ex != nil {
 			ex.cookies = responseCookies{waffle: res.Waffle, override: res.Override}
+		}
+	}
+	if p.exposure != nil {
+		if ex := exchangeOf(out.Context()); ex != nil {
+			ex.exposed = p.exposure.pending(&res, out.URL.EscapedPath(), out.Header.Get("Cookie"))
 		}
 	}
 }

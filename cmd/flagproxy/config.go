@@ -103,6 +103,8 @@ type Config struct {
 	notifyDSN       string
 	// explain holds `flagproxy explain`'s own options (explain.go).
 	explain explainOptions
+	// exposure holds the --exposure-* options (exposure.go).
+	exposure exposureOptions
 }
 
 // newFlagSet defines the serve options on a FlagSet bound to c.
@@ -155,6 +157,9 @@ func newFlagSet(name string, c *Config, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&c.ConsolePath, "console-path", proxy.DefaultConsolePath, "`path` prefix flagproxy answers itself on the proxied site (never forwarded to Django)")
 	fs.StringVar(&c.BrowserFlags, "browser-flags", "", "comma-separated `patterns` (globs; switch:, sample:, flag: limit one kind; * for all) of the flags served to the page at <console-path>flags.json and waffle.js (default: none, those paths answer 404)")
 	fs.StringVar(&c.OFREPKeys, "ofrep-keys", "", "comma-separated API `keys` an OFREP caller must send (Authorization: Bearer or X-API-Key); without keys OFREP is served only on a loopback listener")
+	if name == "serve" {
+		c.exposure.define(fs)
+	}
 	fs.StringVar(&c.OFREPListen, "ofrep-listen", "", "`address` to serve OFREP on instead of the admin listener")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "text or json")
@@ -315,6 +320,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	errs = append(errs, c.validateOFREP()...)
+	errs = append(errs, c.exposure.validate()...)
 	c.trusted = nil
 	for _, s := range splitList(c.TrustedProxies) {
 		p, err := netip.ParsePrefix(s)

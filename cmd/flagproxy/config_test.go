@@ -155,6 +155,10 @@ func TestCheckConfigCatchesWhatServeWouldRefuse(t *testing.T) {
 		{[]string{"--listen", "127.0.0.1:abc"}, []string{`port "abc"`}},
 		{[]string{"--listen", "127.0.0.1:99999"}, []string{`port "99999"`}},
 		{[]string{"--admin-listen", "256.1.1.1:80"}, []string{`host "256.1.1.1"`}},
+		{[]string{"--exposure-log", "/tmp/x.log"}, []string{"--exposure-log needs --exposure-flags"}},
+		{[]string{"--exposure-flags", `exp_\`, "--exposure-dedup", "-1h", "--exposure-queue", "0", "--exposure-key", "short",
+			"--exposure-log", "tcp://127.0.0.1:9"}, []string{`--exposure-log: "tcp://127.0.0.1:9": unknown scheme`,
+			"--exposure-flags: pattern", "--exposure-dedup must not be negative", "--exposure-queue must be positive", "--exposure-key is 5 bytes"}},
 	}
 	for _, c := range cases {
 		var stdout, stderr bytes.Buffer

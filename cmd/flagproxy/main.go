@@ -242,6 +242,10 @@ func serve(ctx context.Context, c *Config, log *slog.Logger, ready func(proxyAdd
 		}
 		overrider = o
 	}
+	exposure, err := newExposure(c, log, reg)
+	if err != nil {
+		return err
+	}
 	p, err := proxy.New(proxy.Config{
 		Upstream:            c.upstreamURL,
 		Snapshots:           &store,
@@ -264,6 +268,7 @@ func serve(ctx context.Context, c *Config, log *slog.Logger, ready func(proxyAdd
 		ConsolePublic:       c.ConsolePublic,
 		ConsoleKey:          consoleKey(c),
 		SecureCookies:       c.OverrideSecure,
+		Exposure:            exposure,
 		Logger:              log,
 		Registerer:          reg,
 	})
@@ -331,6 +336,14 @@ func serve(ctx context.Context, c *Config, log *slog.Logger, ready func(proxyAdd
 		"upstream", c.upstreamURL.Redacted(), "database", c.target.Redacted)
 
 	g, gctx := errgroup.WithContext(ctx)
+	// The exposure log is written until the servers have shut down, so
+	// that the events of the last requests are in it.
+	exposureCtx, stopExposure := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopExposure()
+	if exposure != nil {
+		reopenOnHangup(exposureCtx, exposure)
+		g.Go(func() error { return exposure.Run(exposureCtx) })
+	}
 	g.Go(func() error { return poller.Run(gctx) })
 	g.Go(func() error { return serveUntilClosed(proxySrv, pln) })
 	g.Go(func() error { return serveUntilClosed(adminSrv, aln) })
@@ -340,6 +353,7 @@ func serve(ctx context.Context, c *Config, log *slog.Logger, ready func(proxyAdd
 	g.Go(func() error {
 		<-gctx.Done()
 		shutdown(log, c.shutdownGrace, servers...)
+		stopExposure()
 		return nil
 	})
 	if ready != nil {
