@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -341,5 +343,49 @@ func TestNewExposureErrors(t *testing.T) {
 		if _, err := NewExposure(cfg); err == nil {
 			t.Errorf("NewExposure(%+v): no error", cfg)
 		}
+	}
+}
+
+// BenchmarkExposure is one proxied request (as BenchmarkServeHTTP's
+// "flagproxy" variant, without a page) without exposure events ("off"),
+// and with 10 flags of the snapshot logged for one returning visitor
+// ("on"): every event after the first request is a duplicate, the common
+// case.
+func BenchmarkExposure(b *testing.B) {
+	for _, on := range []bool{false, true} {
+		b.Run(map[bool]string{false: "off", true: "on"}[on], func(b *testing.B) {
+			reg := prometheus.NewRegistry()
+			var e *Exposure
+			if on {
+				var err error
+				e, err = NewExposure(ExposureConfig{Patterns: []string{"waffle_flag_0?"}, Sink: filepath.Join(b.TempDir(), "log"), Registerer: reg})
+				if err != nil {
+					b.Fatal(err)
+				}
+				ctx, cancel := context.WithCancel(context.Background())
+				defer cancel()
+				go func() { _ = e.Run(ctx) }()
+			}
+			benchExposure(b, reg, e)
+		})
+	}
+}
+
+func benchExposure(b *testing.B, reg *prometheus.Registry, e *Exposure) {
+	store := &engine.Store{}
+	upstream, _ := url.Parse("http://django.test")
+	p, err := New(Config{Upstream: upstream, Snapshots: store, Transport: stubTransport{}, Registerer: reg,
+		Rand: fixedRand(0.5), Now: testNow, Exposure: e})
+	if err != nil {
+		b.Fatal(err)
+	}
+	store.Publish(benchSnapshot(b), testNow())
+	req := httptest.NewRequest(http.MethodGet, "http://django.test/page?q=x", nil)
+	req.Header.Set("Cookie", "sessionid=abcdefgh12345678; dwf_waffle_flag_00=True; csrftoken=x")
+	w := &discardWriter{h: http.Header{}}
+	b.ReportAllocs()
+	for b.Loop() {
+		clear(w.h)
+		p.ServeHTTP(w, req)
 	}
 }

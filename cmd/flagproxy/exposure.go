@@ -40,7 +40,8 @@ func (o *exposureOptions) define(fs *flag.FlagSet) {
 func (o *exposureOptions) validate() []error {
 	var errs []error
 	if o.Flags == "" {
-		if o.Log != "-" {
+		// Log is "" for the commands without these options.
+		if o.Log != "-" && o.Log != "" {
 			errs = append(errs, errors.New("--exposure-log needs --exposure-flags"))
 		}
 		return errs
