@@ -279,6 +279,7 @@ func (b *batcher) run(batch []*lookup) {
 			firstErr = cmp.Or(firstErr, out[i].Err)
 		}
 		c.store(l.key, out[i], checked)
+		c.watchKey(out[i].Reason)
 	}
 	if failed > 0 {
 		c.batchFailed(failed, firstErr)

@@ -73,6 +73,7 @@ type IdentityCache struct {
 	recheckWait time.Duration
 	retry       time.Duration
 	lastLog     atomic.Int64 // unix nanoseconds of the last batch failure logged
+	keys        keyWatch
 
 	hits     *prometheus.CounterVec
 	misses   prometheus.Counter
@@ -414,6 +415,14 @@ func (c *IdentityCache) markFailed(key [32]byte, e cachedIdentity) {
 	}
 	cur.failed, cur.retryAt = true, c.now().Add(c.retry)
 	c.known.Add(key, cur)
+}
+
+// watchKey logs, rate-limited, that SECRET_KEY is probably wrong when
+// session after session fails its signature check.
+func (c *IdentityCache) watchKey(reason Reason) {
+	if run, warn := c.keys.observe(reason, c.now()); warn {
+		c.log.Warn(wrongKeyMessage, "sessions_in_a_row", run)
+	}
 }
 
 // batchFailed logs a failed batch, at most once a minute.
