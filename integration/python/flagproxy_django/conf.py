@@ -7,6 +7,9 @@
 ``FLAGPROXY_SIGNATURE_MAX_AGE``
     How many seconds a signature's time may lie in the past or the future;
     default 300.
+``FLAGPROXY_URL``, ``FLAGPROXY_ADMIN_URL``, ``FLAGPROXY_SETTINGS_FILE``
+    Where ``manage.py flagproxy_doctor`` finds flagproxy's listener, its
+    admin listener and its --django-settings file (see doctor.py).
 """
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
@@ -67,3 +70,18 @@ def middleware_installed(base, overriding=None):
         if overriding is None or getattr(cls, overriding) is not getattr(base, overriding):
             return True
     return False
+
+
+#: Where ``manage.py flagproxy_doctor`` finds flagproxy by default: its
+#: proxy listener (``FLAGPROXY_URL``) and its admin listener
+#: (``FLAGPROXY_ADMIN_URL``), and the settings file flagproxy reads
+#: (``FLAGPROXY_SETTINGS_FILE``, none by default).
+DEFAULT_PROXY_URL = 'http://127.0.0.1:8080'
+DEFAULT_ADMIN_URL = 'http://127.0.0.1:9090'
+
+
+def doctor_defaults():
+    """The doctor's defaults: (proxy URL, admin URL, settings file or None)."""
+    return (getattr(settings, 'FLAGPROXY_URL', DEFAULT_PROXY_URL),
+            getattr(settings, 'FLAGPROXY_ADMIN_URL', DEFAULT_ADMIN_URL),
+            getattr(settings, 'FLAGPROXY_SETTINGS_FILE', None))

@@ -9,6 +9,7 @@ from .decisions import (
     with_forced,
 )
 from .header import HeaderError, MissingHeader, read_flags
+from .probe import is_probe, report
 
 logger = logging.getLogger('flagproxy')
 
@@ -26,6 +27,9 @@ class FlagproxyMiddleware:
     of the request they are also the current decisions, which
     ``switch_is_active()`` and ``sample_is_active()`` use.
 
+    A request from ``manage.py flagproxy_doctor`` (see probe.py) is
+    answered here with what its header said.
+
     A missing, malformed, badly signed or "unavailable" header is logged
     once on the ``flagproxy`` logger and gives empty decisions, so every
     name takes its library default; this middleware never raises for a
@@ -37,6 +41,8 @@ class FlagproxyMiddleware:
 
     def __call__(self, request):
         decisions = with_forced(read_request(request))
+        if is_probe(request):  # manage.py flagproxy_doctor asking
+            return report(request, decisions)
         request.flagproxy = decisions
         request.features = FeatureDict(decisions.flags)
         request.features_panel = FeaturesPanel.from_decisions(decisions)

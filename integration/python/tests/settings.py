@@ -15,6 +15,7 @@ INSTALLED_APPS = [
     'django.contrib.auth',
     *(['waffle'] if HAVE_WAFFLE else []),
     'flagproxy_django',
+    'flagproxy_django.featureflipper',
     'tests',
 ]
 
@@ -40,4 +41,10 @@ TEMPLATES = [{
             'feature_flags': 'flagproxy_django.templatetags.flagproxy_flags',
         },
     },
+}, {
+    # Django's Jinja2 backend with flagproxy's extension (test_jinja.py).
+    'BACKEND': 'django.template.backends.jinja2.Jinja2',
+    'DIRS': [],
+    'APP_DIRS': False,
+    'OPTIONS': {'extensions': ['flagproxy_django.jinja.FlagproxyExtension']},
 }]

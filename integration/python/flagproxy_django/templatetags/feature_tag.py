@@ -35,12 +35,17 @@ class FeatureNode(template.Node):
         return f'<FeatureNode: {self.name}>'
 
     def render(self, context):
-        features = context.get('features')
-        if not isinstance(features, FeatureDict):
-            features = FeatureDict(current(context.get('request')).flags)
-        if features[self.name]:
+        if feature_is_on(context.get('features'), context.get('request'), self.name):
             return self.nodelist_enabled.render(context)
         return self.nodelist_disabled.render(context)
+
+
+def feature_is_on(features, request, name):
+    """``features[name]`` when ``features`` is the context's FeatureDict, else
+    the same lookup in ``request``'s (or the current request's) flags."""
+    if not isinstance(features, FeatureDict):
+        features = FeatureDict(current(request).flags)
+    return bool(features[name])
 
 
 @register.tag

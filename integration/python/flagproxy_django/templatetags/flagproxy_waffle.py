@@ -133,24 +133,29 @@ def _js(value):
     return json.dumps(value, sort_keys=True).translate(_SCRIPT_ESCAPES)
 
 
+def wafflejs_script(request):
+    """The script of ``{% wafflejs %}`` for ``request``'s decisions (a safe string)."""
+    url = getattr(settings, 'FLAGPROXY_WAFFLEJS_URL', None)
+    if url:
+        # Inside <script>, as {% wafflejs %} is used: the parser runs
+        # the written script before the next one, as an inline one.
+        return mark_safe('document.write(%s);' % _js(f'<script src="{escape(url)}"></script>'))
+    decisions = current(request)
+    return mark_safe(_WAFFLE_JS % {
+        'flags': _js(decisions.flags),
+        'switches': _js(decisions.switches),
+        'samples': _js(decisions.samples),
+        'flag_default': _js(bool(getattr(settings, 'WAFFLE_FLAG_DEFAULT', False))),
+        'switch_default': _js(bool(getattr(settings, 'WAFFLE_SWITCH_DEFAULT', False))),
+        'sample_default': _js(bool(getattr(settings, 'WAFFLE_SAMPLE_DEFAULT', False))),
+    })
+
+
 class WaffleJSNode(template.Node):
     """The inline script of ``{% wafflejs %}``."""
 
     def render(self, context):
-        url = getattr(settings, 'FLAGPROXY_WAFFLEJS_URL', None)
-        if url:
-            # Inside <script>, as {% wafflejs %} is used: the parser runs
-            # the written script before the next one, as an inline one.
-            return mark_safe('document.write(%s);' % _js(f'<script src="{escape(url)}"></script>'))
-        decisions = current(context.get('request'))
-        return mark_safe(_WAFFLE_JS % {
-            'flags': _js(decisions.flags),
-            'switches': _js(decisions.switches),
-            'samples': _js(decisions.samples),
-            'flag_default': _js(bool(getattr(settings, 'WAFFLE_FLAG_DEFAULT', False))),
-            'switch_default': _js(bool(getattr(settings, 'WAFFLE_SWITCH_DEFAULT', False))),
-            'sample_default': _js(bool(getattr(settings, 'WAFFLE_SAMPLE_DEFAULT', False))),
-        })
+        return wafflejs_script(context.get('request'))
 
 
 @register.tag
