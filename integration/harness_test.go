@@ -239,14 +239,20 @@ func manage(t *testing.T, dbURL string, args ...string) string {
 // manageEnv runs manage.py with extra environment variables.
 func manageEnv(t *testing.T, dbURL string, env []string, args ...string) string {
 	t.Helper()
-	cmd := exec.Command(python, append([]string{"manage.py"}, args...)...)
-	cmd.Dir = "django"
-	cmd.Env = append(append(os.Environ(), "FLAGPROXY_DJANGO_DATABASE="+dbURL, "PYTHONDONTWRITEBYTECODE=1"), env...)
-	out, err := cmd.CombinedOutput()
+	out, err := manageCmd(dbURL, env, args...).CombinedOutput()
 	if err != nil {
 		t.Fatalf("manage.py %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
 	return string(out)
+}
+
+// manageCmd is the command of manage.py with args against a database, for
+// a test that also looks at a failing command's output and status.
+func manageCmd(dbURL string, env []string, args ...string) *exec.Cmd {
+	cmd := exec.Command(python, append([]string{"manage.py"}, args...)...)
+	cmd.Dir = "django"
+	cmd.Env = append(append(os.Environ(), "FLAGPROXY_DJANGO_DATABASE="+dbURL, "PYTHONDONTWRITEBYTECODE=1"), env...)
+	return cmd
 }
 
 func freeAddr(t *testing.T) string {
