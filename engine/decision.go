@@ -10,7 +10,8 @@ type Reason string
 
 // The reasons a decision can have. Reasons that come from the site-wide rows
 // (and the visitor's identity) have an empty Origin; the others come from
-// something the request carried and are reported as the decision's source.
+// something the request carried, or from a fresh random roll made for this
+// request, and are reported as the decision's source.
 const (
 	ReasonEveryone        Reason = "everyone"       // waffle everyone column
 	ReasonOverride        Reason = "override"       // WAFFLE_OVERRIDE query parameter
@@ -40,9 +41,14 @@ const (
 )
 
 // Origin returns the request input a decision came from ("url", "session",
-// "query", "header", "cookie"), or "" when it came from the site-wide rows.
+// "query", "header", "cookie"), "roll" for a waffle percentage decided by a
+// fresh random roll (its dwf_ cookie is set on this response, so the value
+// differs between requests until the browser sends it back), or "" when it
+// came from the site-wide rows.
 func (r Reason) Origin() string {
 	switch r {
+	case ReasonPercentRoll:
+		return "roll"
 	case ReasonOverrideURL:
 		return "url"
 	case ReasonOverrideSession:

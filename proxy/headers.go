@@ -16,8 +16,10 @@
 //	"switches"  object: every waffle switch name -> true or false
 //	"samples"   object: every waffle sample name -> true or false
 //	"sources"   object: flag name -> where its decision came from, one of
-//	            "url", "session", "query", "header", "cookie"; only flags
-//	            decided by something the request carried are listed
+//	            "url", "session", "query", "header", "cookie", or "roll"
+//	            (a waffle percentage rolled afresh for this request); only
+//	            flags decided by something the request carried, or by a
+//	            fresh roll, are listed
 //	"conflicts" object: flag name -> array of the source names ("waffle",
 //	            "featureflipper", "featureflag") that define it; present only
 //	            when the snapshot has conflicts (the name is still in "flags")

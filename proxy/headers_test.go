@@ -55,7 +55,7 @@ func TestFlagsHeaderGolden(t *testing.T) {
 	hs.get(t, "/?dwft_tested=1", nil)
 	want := `{"flags":{"a\"b\\c\n":true,"beta":true,"dup":false,"new_ui":true,"pct":true,"tested":true,` +
 		`"\u00fcn\u00ef \u003c\u0026\u003e":true},"switches":{"maint":false,"sw\ud83d\ude00":true},` +
-		`"samples":{"smp":true},"sources":{"new_ui":"url","tested":"query"},` +
+		`"samples":{"smp":true},"sources":{"new_ui":"url","pct":"roll","tested":"query"},` +
 		`"conflicts":{"dup":["featureflipper","waffle"]},"version":"` + snap.Version() + `","state":"ok"}`
 	if got := hs.backend.last(t).Header.Get(FlagsHeader); got != want {
 		t.Errorf("flags header\n got %s\nwant %s", got, want)
@@ -66,6 +66,25 @@ func TestFlagsHeaderGolden(t *testing.T) {
 	}
 	if !p.Flags["ünï <&>"] || !p.Switches["sw😀"] || !p.Flags["a\"b\\c\n"] {
 		t.Errorf("escaped names did not round-trip: %v %v", p.Flags, p.Switches)
+	}
+}
+
+// TestFlagsHeaderRollSource checks that a waffle percentage decided by a
+// fresh roll is reported with the source "roll", and one decided by the
+// dwf_ cookie the roll set with "cookie".
+func TestFlagsHeaderRollSource(t *testing.T) {
+	snap := goldenSnapshot(t)
+	hs := newHarness(t, Config{Rand: fixedRand(0.3)}, nil)
+	hs.store.Publish(snap, testNow())
+	for cookie, want := range map[string]string{"": "roll", "dwf_pct=False": "cookie"} {
+		h := http.Header{}
+		if cookie != "" {
+			h.Set("Cookie", cookie)
+		}
+		hs.get(t, "/", h)
+		if got := decode(t, hs.backend.last(t).Header).Sources["pct"]; got != want {
+			t.Errorf("cookie %q: source of pct = %q, want %q", cookie, got, want)
+		}
 	}
 }
 
