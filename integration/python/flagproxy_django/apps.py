@@ -19,5 +19,12 @@ class FlagproxyConfig(AppConfig):
 
         from . import checks  # noqa: F401 (registers the checks)
         from .notify import install_after_migrate
+        from .shadow import install_log_file
+
+        install_log_file()
+        if self.apps.is_installed('waffle'):
+            from .waffle_models import unmanage_through_tables
+
+            unmanage_through_tables()
 
         post_migrate.connect(install_after_migrate, sender=self, dispatch_uid='flagproxy_django.notify')

@@ -62,11 +62,16 @@ class Decisions:
     #: the cache's lifetime because the database could not be read (the
     #: flags of a logged-in user are still that user's), else ``""``.
     identity: str = ''
+    #: True when no flagproxy header reached this code at all: outside a
+    #: request, or for a request without the header (Django's test client,
+    #: one that bypassed the proxy). The waffle drop-in then lets waffle's
+    #: own code answer; a rejected or "unavailable" header is not absent.
+    absent: bool = False
 
     @classmethod
-    def empty(cls, error, version=''):
+    def empty(cls, error, version='', absent=False):
         """Decisions without any value, for the reason ``error``."""
-        return cls(version=version, state=STATE_UNAVAILABLE, error=error)
+        return cls(version=version, state=STATE_UNAVAILABLE, error=error, absent=absent)
 
 
 class FeatureDict(dict):
@@ -133,19 +138,27 @@ class FeaturesPanel:
         return {name: f['enabled'] for name, f in self.features.items()}
 
 
-_NO_REQUEST = Decisions.empty('no request is being processed')
+_NO_REQUEST = Decisions.empty('no request is being processed', absent=True)
 
 _current = contextvars.ContextVar('flagproxy_decisions', default=_NO_REQUEST)
+_current_request = contextvars.ContextVar('flagproxy_request', default=None)
 
 
-def activate(decisions):
-    """Make ``decisions`` current; returns a token for :func:`deactivate`."""
-    return _current.set(decisions)
+def activate(decisions, request=None):
+    """Make ``decisions`` (and ``request``) current; returns a token for :func:`deactivate`."""
+    return _current.set(decisions), _current_request.set(request)
 
 
 def deactivate(token):
     """Restore the decisions that were current before :func:`activate`."""
-    _current.reset(token)
+    decisions_token, request_token = token
+    _current_request.reset(request_token)
+    _current.reset(decisions_token)
+
+
+def current_request():
+    """The request being processed by FlagproxyMiddleware, or None."""
+    return _current_request.get()
 
 
 def current(request=None):

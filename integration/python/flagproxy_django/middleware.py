@@ -10,10 +10,12 @@ from .decisions import (
 )
 from .header import HeaderError, MissingHeader, read_flags
 from .probe import is_probe, report
+from .waffle import waffle_dropin_installed
 
 logger = logging.getLogger('flagproxy')
 
 _DEFAULTS = 'every flag, switch and sample takes its default'
+_IN_PROCESS = "django-waffle's own code answers (the flagproxy drop-in models)"
 _MAX_PATH = 200
 
 
@@ -46,7 +48,7 @@ class FlagproxyMiddleware:
         request.flagproxy = decisions
         request.features = FeatureDict(decisions.flags)
         request.features_panel = FeaturesPanel.from_decisions(decisions)
-        token = activate(decisions)
+        token = activate(decisions, request)
         try:
             return self.get_response(request)
         finally:
@@ -63,9 +65,16 @@ def read_request(request):
     try:
         decisions = read_flags(request.META, keys, max_age)
     except MissingHeader as e:
-        # Under override_flags (a site's own tests) no header is expected.
-        _log(logging.DEBUG if forcing() else logging.WARNING, request, '%s; %s', e)
-        return Decisions.empty(str(e))
+        # Under override_flags (a site's own tests) no header is expected;
+        # with the waffle drop-in, waffle's own code answers instead.
+        if forcing():
+            level, outcome = logging.DEBUG, _DEFAULTS
+        elif waffle_dropin_installed():
+            level, outcome = logging.INFO, _IN_PROCESS
+        else:
+            level, outcome = logging.WARNING, _DEFAULTS
+        logger.log(level, '%s: %s; %s', _describe(request), e, outcome, extra={'request': request})
+        return Decisions.empty(str(e), absent=True)
     except HeaderError as e:
         _log(logging.WARNING, request, 'flags header rejected: %s; %s', e)
         return Decisions.empty(str(e))

@@ -1,9 +1,11 @@
-"""flagproxy_django's one model: the holder of the flip permission.
+"""flagproxy_django's models: the holder of the flip permission, and the
+waffle drop-in's Flag, Switch and Sample when django-waffle is installed.
 
 The module also makes Django send ``post_migrate`` for the app: its handler
 (``flagproxy_django.notify.install_after_migrate``) installs the PostgreSQL
 notification triggers on flag tables migrated after the app's own migration.
 """
+from django.apps import apps
 from django.db import models
 
 #: The permission flagproxy's default ``--flip-permission`` accepts (beside
@@ -29,3 +31,9 @@ class FlagproxyFlip(models.Model):
         default_permissions = ()
         permissions = [(FLIP_CODENAME, FLIP_NAME)]
         verbose_name = 'flagproxy flip permission'
+
+
+if apps.is_installed('waffle'):
+    # The waffle drop-in (see waffle_models.py): unmanaged models on
+    # waffle's tables, used once WAFFLE_FLAG_MODEL (…) names them.
+    from .waffle_models import Flag, Sample, Switch  # noqa: F401

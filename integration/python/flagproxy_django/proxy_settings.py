@@ -9,6 +9,10 @@ or library default), plus facts that only the running site knows:
     ``django.get_version()``.
 ``SESSION_STORE_QUALNAME``
     ``__qualname__`` of the SESSION_ENGINE module's SessionStore class.
+``WAFFLE_FLAG_MODEL`` (``…SWITCH…``, ``…SAMPLE…``)
+    waffle's own model (``waffle.Flag`` …) where the setting names the
+    waffle drop-in's (``flagproxy_django.Flag`` …): those are waffle's
+    tables, with waffle's columns.
 ``FLAGPROXY_WAFFLE_FLAG_TABLE``
     ``Meta.db_table`` of the WAFFLE_FLAG_MODEL (left out when that model is
     not installed).
@@ -44,6 +48,7 @@ from django.utils.functional import Promise
 from django.utils.translation import check_for_language
 
 from .conf import middleware_installed, signing_keys
+from .waffle import KINDS
 
 # The JSON type of each setting, as flagproxy checks it.
 STR = 'a string'
@@ -125,6 +130,10 @@ def collect():
             put(name, getattr(settings, name), kind)
     for name, (default, kind) in LIBRARY_SETTINGS.items():
         put(name, getattr(settings, name, default), kind)
+    for name, dropin, _, _ in KINDS.values():
+        if data.get(name) == dropin:
+            # The waffle drop-in's models are waffle's tables, read as waffle's.
+            data[name] = LIBRARY_SETTINGS[name][0]
 
     data['DJANGO_VERSION'] = django.get_version()
     try:

@@ -11,6 +11,14 @@ messages. Nothing reads the database: WAFFLE_CREATE_MISSING_* has no effect.
 
 A sample's value is the proxy's roll for this request, so it is the same
 for every call in one request (waffle rolls again on every call).
+
+With the waffle drop-in installed (``WAFFLE_FLAG_MODEL =
+'flagproxy_django.Flag'`` and the like, see waffle_models.py), waffle's own
+functions answer through the same code, and where no header reached the
+code at all (outside a request, Django's test client) both these functions
+and waffle's let waffle's own code answer from the database. With
+``FLAGPROXY_SHADOW`` each answer from the header is also compared with
+waffle's (flagproxy_django.shadow).
 """
 import logging
 from functools import WRAPPER_ASSIGNMENTS, partial, wraps
@@ -29,11 +37,42 @@ __all__ = [
 
 logger = logging.getLogger('waffle')
 
+#: kind -> (the setting that swaps waffle's model, flagproxy's model, the
+#: setting of the default, waffle's word in log messages).
+KINDS = {
+    'flags': ('WAFFLE_FLAG_MODEL', 'flagproxy_django.Flag', 'WAFFLE_FLAG_DEFAULT', 'Flag'),
+    'switches': ('WAFFLE_SWITCH_MODEL', 'flagproxy_django.Switch', 'WAFFLE_SWITCH_DEFAULT', 'Switch'),
+    'samples': ('WAFFLE_SAMPLE_MODEL', 'flagproxy_django.Sample', 'WAFFLE_SAMPLE_DEFAULT', 'Sample'),
+}
 
-def _decide(decisions, kind, name, setting, label):
+
+def waffle_dropin_installed(kind=None):
+    """Whether waffle's model of ``kind`` (default: any kind) is flagproxy's drop-in."""
+    kinds = KINDS if kind is None else (kind,)
+    return any(getattr(settings, KINDS[k][0], None) == KINDS[k][1] for k in kinds)
+
+
+def in_process(decisions, kind, name):
+    """Whether waffle's own code answers for ``name``: no header reached
+    this code (``decisions.absent``) and no test forced a value."""
+    return decisions.absent and name not in getattr(decisions, kind)
+
+
+def header_answer(decisions, kind, name, request=None):
+    """The header's value of ``name`` (its default when the header lacks
+    it), compared with waffle's own answer when FLAGPROXY_SHADOW is on."""
     value = getattr(decisions, kind).get(name)
-    if value is not None:
-        return value
+    if value is None:
+        value = _default(decisions, kind, name)
+    if getattr(settings, 'FLAGPROXY_SHADOW', False):
+        from . import shadow
+
+        shadow.compare(decisions, kind, name, value, request)
+    return value
+
+
+def _default(decisions, kind, name):
+    _, _, setting, label = KINDS[kind]
     if decisions.error is None:
         level = getattr(settings, f'WAFFLE_LOG_MISSING_{kind.upper()}', None)
         if level:
@@ -41,23 +80,36 @@ def _decide(decisions, kind, name, setting, label):
     return bool(getattr(settings, setting, False))
 
 
+def _answer(request, kind, name, waffle_function):
+    decisions = current(request)
+    if in_process(decisions, kind, name) and waffle_dropin_installed(kind):
+        return waffle_function()
+    return header_answer(decisions, kind, name, request)
+
+
+def _waffle():
+    import waffle  # only with the drop-in, so only when waffle is installed
+
+    return waffle
+
+
 def flag_is_active(request, flag_name, read_only=False):
     """Whether the flag is on for ``request`` (or the current request).
 
-    ``read_only`` is accepted for waffle compatibility; reading the header
-    never has side effects.
+    ``read_only`` is passed on to waffle when its own code answers; reading
+    the header never has side effects.
     """
-    return _decide(current(request), 'flags', flag_name, 'WAFFLE_FLAG_DEFAULT', 'Flag')
+    return _answer(request, 'flags', flag_name, lambda: _waffle().flag_is_active(request, flag_name, read_only))
 
 
 def switch_is_active(switch_name):
     """Whether the switch is on, for the request being processed."""
-    return _decide(current(), 'switches', switch_name, 'WAFFLE_SWITCH_DEFAULT', 'Switch')
+    return _answer(None, 'switches', switch_name, lambda: _waffle().switch_is_active(switch_name))
 
 
 def sample_is_active(sample_name):
     """The proxy's roll of the sample, for the request being processed."""
-    return _decide(current(), 'samples', sample_name, 'WAFFLE_SAMPLE_DEFAULT', 'Sample')
+    return _answer(None, 'samples', sample_name, lambda: _waffle().sample_is_active(sample_name))
 
 
 def _active(name, is_active):

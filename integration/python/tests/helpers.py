@@ -5,6 +5,8 @@ import hashlib
 import hmac
 import json
 
+from django.test import override_settings
+
 
 def payload(flags=None, switches=None, samples=None, sources=None, version='v1', state='ok', **extra):
     """A flags JSON object as flagproxy sends it."""
@@ -43,3 +45,10 @@ def sign(meta, key, t):
     value = meta['HTTP_X_FLAGPROXY_FLAGS']
     mac = hmac.new(key, f'{t}.{value}'.encode('ascii'), hashlib.sha256).hexdigest()
     return dict(meta, HTTP_X_FLAGPROXY_SIGNATURE=f't={t},v1={mac}')
+
+
+#: The package's tests run with the waffle drop-in (tests/settings.py); this
+#: runs a test with waffle's own models instead, where a missing header
+#: gives every name its default without asking waffle.
+without_dropin = override_settings(
+    WAFFLE_FLAG_MODEL='waffle.Flag', WAFFLE_SWITCH_MODEL='waffle.Switch', WAFFLE_SAMPLE_MODEL='waffle.Sample')

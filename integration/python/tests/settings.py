@@ -13,6 +13,9 @@ HAVE_WAFFLE = importlib.util.find_spec('waffle') is not None
 INSTALLED_APPS = [
     'django.contrib.contenttypes',
     'django.contrib.auth',
+    'django.contrib.sessions',
+    'django.contrib.messages',
+    'django.contrib.admin',
     *(['waffle'] if HAVE_WAFFLE else []),
     'flagproxy_django',
     'flagproxy_django.featureflipper',
@@ -20,8 +23,17 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    'django.contrib.sessions.middleware.SessionMiddleware',
+    'django.contrib.auth.middleware.AuthenticationMiddleware',
+    'django.contrib.messages.middleware.MessageMiddleware',
     'flagproxy_django.middleware.FlagproxyMiddleware',
 ]
+
+if HAVE_WAFFLE:
+    # The waffle drop-in: waffle's own functions answer from the header.
+    WAFFLE_FLAG_MODEL = 'flagproxy_django.Flag'
+    WAFFLE_SWITCH_MODEL = 'flagproxy_django.Switch'
+    WAFFLE_SAMPLE_MODEL = 'flagproxy_django.Sample'
 
 ROOT_URLCONF = 'tests.urls'
 
@@ -34,6 +46,8 @@ TEMPLATES = [{
     'OPTIONS': {
         'context_processors': [
             'django.template.context_processors.request',
+            'django.contrib.auth.context_processors.auth',
+            'django.contrib.messages.context_processors.messages',
             'flagproxy_django.context_processors.features',
         ],
         'libraries': {

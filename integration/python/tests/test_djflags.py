@@ -13,7 +13,7 @@ from flagproxy_django.decisions import Decisions, activate, deactivate
 from flagproxy_django.signals import feature_defaulted
 from flagproxy_django.templatetags import flagproxy_flags
 from flagproxy_django.testing import override_flags
-from tests.helpers import inline_meta, payload
+from tests.helpers import inline_meta, payload, without_dropin
 
 ON = inline_meta(payload(flags={'beta': True, 'old': False}))
 OFF = inline_meta(payload(flags={'beta': False}))
@@ -109,6 +109,7 @@ class StateTests(SimpleTestCase):
                          {'beta': [True, True, False], 'old': [False, False, True], 'nothing': [None, None, True]})
         self.assertEqual(self.client.get(url, **OFF).json()['beta'], [False, False, True])
 
+    @without_dropin
     def test_without_a_header(self):
         with self.assertLogs('flagproxy', logging.WARNING):
             got = self.client.get('/flags/report/?name=beta').json()

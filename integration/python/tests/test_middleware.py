@@ -14,7 +14,7 @@ from django.test import SimpleTestCase, override_settings
 from flagproxy_django.decisions import Decisions, FeatureDict, FeaturesPanel, current
 from flagproxy_django.signals import feature_defaulted
 from flagproxy_django.waffle import switch_is_active
-from tests.helpers import dumps, inline_meta, large_meta, payload, sign
+from tests.helpers import dumps, inline_meta, large_meta, payload, sign, without_dropin
 
 KEY = b'middleware-key'
 DEFAULTS = 'every flag, switch and sample takes its default'
@@ -84,6 +84,7 @@ class AcceptedHeaderTests(SimpleTestCase):
         self.assertEqual([r.levelno for r in logs.records], [logging.INFO])
         self.assertIn('stale', logs.output[0])
 
+    @without_dropin
     def test_decisions_are_current_only_during_the_request(self):
         self.get(inline_meta(FULL))
         self.assertEqual(current().error, 'no request is being processed')
@@ -175,6 +176,7 @@ BAD_HEADERS = {
 }
 
 
+@without_dropin
 class RejectedHeaderTests(SimpleTestCase):
     """Every bad header: one clear log record, and every name its default."""
 

@@ -39,4 +39,4 @@ class FlipPermissionTests(TestCase):
         graph = MigrationLoader(connection).graph
         node = graph.node_map[('flagproxy_django', '0002_flip_permission')]
         self.assertIn(('flagproxy_django', '0001_notify_triggers'), {p.key for p in node.parents})
-        self.assertEqual(graph.leaf_nodes('flagproxy_django'), [('flagproxy_django', '0002_flip_permission')])
+        self.assertEqual(graph.leaf_nodes('flagproxy_django'), [('flagproxy_django', '0003_flag_sample_switch')])

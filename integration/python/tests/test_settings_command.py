@@ -17,6 +17,7 @@ from django.test import SimpleTestCase, override_settings
 from django.utils.translation import gettext_lazy
 
 from flagproxy_django.proxy_settings import LIBRARY_SETTINGS
+from tests.helpers import without_dropin
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.normpath(os.path.join(HERE, '..', '..', '..'))
@@ -111,6 +112,7 @@ class OutputTests(SimpleTestCase):
                     self.assertTrue(GO_KINDS[kind](data[key]), f'{key} = {data[key]!r} is not {kind}')
 
     @unittest.skipUnless(settings.HAVE_WAFFLE, 'django-waffle is not installed')
+    @without_dropin
     def test_waffle_defaults_are_waffles(self):
         import waffle
         from waffle import defaults

@@ -6,7 +6,7 @@ from django.test import RequestFactory, SimpleTestCase
 from flagproxy_django import waffle
 from flagproxy_django.decisions import current, forcing
 from flagproxy_django.testing import override_flags
-from tests.helpers import inline_meta, payload
+from tests.helpers import inline_meta, payload, without_dropin
 
 
 @override_flags(flags={'new_ui': True}, switches={'maintenance': True}, samples={'survey': True})
@@ -39,6 +39,7 @@ class DecoratedClassTests(SimpleTestCase):
 
 
 class UsageTests(SimpleTestCase):
+    @without_dropin
     def test_nothing_forced_outside(self):
         self.assertFalse(forcing())
         self.assertFalse(waffle.switch_is_active('maintenance'))
@@ -71,6 +72,7 @@ class UsageTests(SimpleTestCase):
                 1 / 0
         self.assertFalse(forcing())
 
+    @without_dropin
     def test_same_instance_twice(self):
         forced = override_flags(flags={'a': True})
         with forced:
@@ -86,6 +88,7 @@ class UsageTests(SimpleTestCase):
                 with self.assertRaises(TypeError):
                     override_flags(**kwargs)
 
+    @without_dropin
     def test_middleware_without_a_header_warns_outside(self):
         with self.assertLogs('flagproxy', logging.DEBUG) as logs:
             self.client.get('/report/')
