@@ -27,6 +27,9 @@ MIDDLEWARE = [
     'django.contrib.auth.middleware.AuthenticationMiddleware',
     'django.contrib.messages.middleware.MessageMiddleware',
     'flagproxy_django.middleware.FlagproxyMiddleware',
+    # Left in place, as on a site moving off waffle: shadow mode must give
+    # it nothing to write.
+    *(['waffle.middleware.WaffleMiddleware'] if HAVE_WAFFLE else []),
 ]
 
 if HAVE_WAFFLE:
@@ -38,6 +41,9 @@ if HAVE_WAFFLE:
 ROOT_URLCONF = 'tests.urls'
 
 DATABASES = {'default': {'ENGINE': 'django.db.backends.sqlite3', 'NAME': ':memory:'}}
+# waffle caches rows and flushes them on commit, which a TestCase never
+# does; without a cache no test sees another's rows.
+CACHES = {'default': {'BACKEND': 'django.core.cache.backends.dummy.DummyCache'}}
 DEFAULT_AUTO_FIELD = 'django.db.models.AutoField'
 
 TEMPLATES = [{

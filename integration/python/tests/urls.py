@@ -1,5 +1,7 @@
 """URLs of the test views."""
-from django.urls import path
+from django.conf import settings
+from django.contrib import admin
+from django.urls import include, path
 
 from flagproxy_django.djflags import FlaggedTemplateView
 
@@ -38,3 +40,15 @@ urlpatterns = [
     path('flags/template-view/', FlaggedTemplateView.as_view(
         flag_name='beta', template_name='djflags.html', extra_context={'name': 'beta'}, fallback=views.fallback)),
 ]
+
+# The waffle drop-in: views on waffle's own API, waffle's views, the admin.
+if settings.HAVE_WAFFLE:
+    from tests import waffle_views
+
+    urlpatterns += [
+        path('dropin/report/', waffle_views.report),
+        path('dropin/decorated/', waffle_views.decorated),
+        path('dropin/mixed/', waffle_views.Mixed.as_view()),
+        path('waffle/', include('waffle.urls')),
+        path('admin/', admin.site.urls),
+    ]
