@@ -21,9 +21,12 @@ Expected differences are not compared:
 
 * a flag the proxy decided from something waffle does not know:
   flagproxy's URL and session overrides (source ``url``, ``session``), a
-  fresh random roll of a percentage (``roll``: waffle would roll its own),
-  a value forced by a test;
-* a percentage flag waffle would roll for (no ``dwf_`` cookie yet);
+  value forced by a test;
+* a fresh random roll of a percentage: the proxy's (source ``roll``) and
+  the one waffle would make (no ``dwf_`` cookie yet) are independent draws.
+  When the proxy rolled but waffle's rules decide the flag before its
+  percentage (or the other way round), that is a real disagreement and is
+  reported, with the source ``roll``;
 * a sample with a percentage strictly between 0 and 100 (waffle rolls
   again on every call).
 
@@ -47,8 +50,9 @@ logger = logging.getLogger('flagproxy.shadow')
 #: What a mismatch line starts with; the report looks for it.
 MARKER = 'flagproxy shadow mismatch '
 
-#: Sources of decisions that waffle's own code cannot reproduce.
-EXPECTED_SOURCES = frozenset({'url', 'session', 'roll', SOURCE_TEST})
+#: Sources of decisions that waffle's own code cannot reproduce. A roll
+#: (source "roll") is compared unless waffle would roll too.
+EXPECTED_SOURCES = frozenset({'url', 'session', SOURCE_TEST})
 
 _lock = threading.Lock()
 _counts = Counter()

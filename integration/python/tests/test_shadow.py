@@ -52,16 +52,23 @@ class CompareTests(TestCase):
         self.assertEqual(shadow.mismatches()[('flags', 'checkout')], 2)
 
     def test_agreement_and_expected_differences_are_quiet(self):
-        Flag.objects.create(name='half', percent='50.0')
         Sample.objects.filter(name='survey').update(percent='50.0')
-        for sources in ({'checkout': 'url'}, {'checkout': 'session'}, {'checkout': 'roll'}):
+        for sources in ({'checkout': 'url'}, {'checkout': 'session'}):
             with self.subTest(sources):
                 _, logged = self.get(header({'checkout': True}, {'maintenance': False}, {'survey': True}, sources))
                 self.assertEqual(logged, [])
-        # A percentage waffle would roll for is not compared either.
-        _, logged = self.get(header({'half': True}), path='/dropin/report/?')
-        self.assertEqual([m for m in logged if m['name'] == 'half'], [])
         self.assertEqual(shadow.mismatches(), {})
+
+    def test_rolls(self):
+        # The proxy rolled and waffle would roll: independent draws, quiet.
+        Flag.objects.filter(name='checkout').update(everyone=None, percent='50.0')
+        for value in (True, False):
+            _, logged = self.get(header({'checkout': value}, sources={'checkout': 'roll'}))
+            self.assertEqual([m for m in logged if m['name'] == 'checkout'], [])
+        # The proxy rolled where waffle's rules decide: the rules disagree.
+        Flag.objects.filter(name='checkout').update(everyone=False)
+        _, logged = self.get(header({'checkout': True}, sources={'checkout': 'roll'}))
+        self.assertEqual({(m['name'], m['source']) for m in logged}, {('checkout', 'roll')})
 
     def test_the_dwf_cookie_is_compared(self):
         Flag.objects.filter(name='checkout').update(everyone=None, percent='50.0')
