@@ -27,9 +27,6 @@ MIDDLEWARE = [
     'django.contrib.auth.middleware.AuthenticationMiddleware',
     'django.contrib.messages.middleware.MessageMiddleware',
     'flagproxy_django.middleware.FlagproxyMiddleware',
-    # Left in place, as on a site moving off waffle: shadow mode must give
-    # it nothing to write.
-    *(['waffle.middleware.WaffleMiddleware'] if HAVE_WAFFLE else []),
 ]
 
 if HAVE_WAFFLE:

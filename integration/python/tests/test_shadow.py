@@ -24,7 +24,10 @@ def header(flags=None, switches=None, samples=None, sources=None):
 
 
 @needs_waffle
-@override_settings(FLAGPROXY_SHADOW=True)
+# WaffleMiddleware left in place, as on a site moving off waffle: shadow mode
+# must give it nothing to write.
+@override_settings(FLAGPROXY_SHADOW=True,
+                   MIDDLEWARE=[*settings.MIDDLEWARE, 'waffle.middleware.WaffleMiddleware'])
 class CompareTests(TestCase):
     def setUp(self):
         shadow.reset()
