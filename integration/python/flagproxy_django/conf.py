@@ -10,6 +10,10 @@
 ``FLAGPROXY_URL``, ``FLAGPROXY_ADMIN_URL``, ``FLAGPROXY_SETTINGS_FILE``
     Where ``manage.py flagproxy_doctor`` finds flagproxy's listener, its
     admin listener and its --django-settings file (see doctor.py).
+``FLAGPROXY_REPORT_READS``
+    Whether responses to requests that came through flagproxy report the
+    names the app read in X-Flagproxy-Reads (signed with every signing key
+    when FLAGPROXY_SIGNING_KEY is set); default True.
 """
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
@@ -44,6 +48,11 @@ def signing_keys():
                                        'checking off')
         out.append(key)
     return tuple(out)
+
+
+def report_reads():
+    """FLAGPROXY_REPORT_READS: whether responses report the names read (default True)."""
+    return bool(getattr(settings, 'FLAGPROXY_REPORT_READS', True))
 
 
 def signature_max_age():

@@ -11,5 +11,5 @@ def features(request):
     """
     found = getattr(request, 'features', None)
     if not isinstance(found, FeatureDict):
-        found = FeatureDict(current(request).flags)
+        found = FeatureDict.of(current(request))
     return {'features': found}

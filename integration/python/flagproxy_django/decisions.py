@@ -13,6 +13,7 @@ import contextvars
 from dataclasses import dataclass, field, replace
 from typing import Dict, List, Mapping, Optional, Tuple
 
+from .reads import KINDS, Reads
 from .signals import feature_defaulted
 
 #: The states the header can report.
@@ -67,11 +68,34 @@ class Decisions:
     #: one that bypassed the proxy). The waffle drop-in then lets waffle's
     #: own code answer; a rejected or "unavailable" header is not absent.
     absent: bool = False
+    #: The names read during the request (see :mod:`flagproxy_django.reads`);
+    #: None records nothing.
+    reads: Optional[Reads] = field(default=None, compare=False, repr=False)
 
     @classmethod
     def empty(cls, error, version='', absent=False):
         """Decisions without any value, for the reason ``error``."""
         return cls(version=version, state=STATE_UNAVAILABLE, error=error, absent=absent)
+
+    def lookup(self, kind, name):
+        """The value of ``name`` among ``kind`` (``"flags"``, ``"switches"``,
+        ``"samples"``), or None when the header did not carry it.
+
+        Every reader of a flag, switch or sample value goes through here, so
+        that the read is recorded in :attr:`reads`.
+        """
+        value = getattr(self, kind).get(name)
+        if self.reads is not None:
+            self.reads.add(kind, name, value is not None)
+        return value
+
+    def lookup_all(self):
+        """Record a read of every name the header carried (waffle's
+        ``{% wafflejs %}`` evaluates them all)."""
+        if self.reads is not None:
+            for kind in KINDS:
+                for name in getattr(self, kind):
+                    self.reads.add(kind, name, True)
 
 
 class FeatureDict(dict):
@@ -80,8 +104,35 @@ class FeatureDict(dict):
     Looking up an unknown name with ``features[name]`` (which is what
     templates do) returns False and sends
     :data:`flagproxy_django.signals.feature_defaulted`. ``get()``,
-    ``in`` and iteration see only the names the header carried.
+    ``in`` and iteration see only the names the header carried. Looking a
+    name up (``[]``, ``get()``, ``in``) records the read in ``reads``.
     """
+
+    #: Where lookups are recorded; None records nothing.
+    reads = None
+
+    @classmethod
+    def of(cls, decisions):
+        """The features of ``decisions``, recording reads in its reads."""
+        features = cls(decisions.flags)
+        features.reads = decisions.reads
+        return features
+
+    def _note(self, name):
+        if self.reads is not None:
+            self.reads.add('flags', name, dict.__contains__(self, name))
+
+    def __getitem__(self, name):
+        self._note(name)
+        return super().__getitem__(name)
+
+    def get(self, name, default=None):
+        self._note(name)
+        return super().get(name, default)
+
+    def __contains__(self, name):
+        self._note(name)
+        return super().__contains__(name)
 
     def __missing__(self, name):
         feature_defaulted.send(sender=FeatureDict, feature=name, features=self)
@@ -101,9 +152,10 @@ class FeaturesPanel:
     flag that an override replaced.
     """
 
-    def __init__(self):
+    def __init__(self, reads=None):
         self.features = {}
         self.sources = []
+        self.reads = reads
 
     @classmethod
     def from_decisions(cls, decisions):
@@ -113,7 +165,7 @@ class FeaturesPanel:
             layers.setdefault(decisions.sources.get(name, SOURCE_SITE), []).append((name, enabled))
         fixed_last = ['session', 'url'] + ([SOURCE_TEST] if SOURCE_TEST in layers else [])
         others = sorted(set(layers) - {SOURCE_SITE} - set(fixed_last))
-        panel = cls()
+        panel = cls(decisions.reads)
         for source in [SOURCE_SITE] + others + fixed_last:
             panel.add(source, layers[source])
         return panel
@@ -127,6 +179,8 @@ class FeaturesPanel:
 
     def enabled(self, name):
         """The state of ``name``; KeyError for a name the header lacks."""
+        if self.reads is not None:
+            self.reads.add('flags', name, name in self.features)
         return self.features[name]['enabled']
 
     def source(self, name):

@@ -47,7 +47,7 @@ def flag_state(flag_name, request=None, **kwargs):
     FLAGS_STATE_LOGGING set, each known flag's value is logged at INFO on
     the ``flags.sources`` logger, as django-flags does.
     """
-    state = current(request).flags.get(flag_name)
+    state = current(request).lookup('flags', flag_name)
     if state is not None and getattr(settings, 'FLAGS_STATE_LOGGING', False):
         logger.info('Flag %s evaluated %s by flagproxy.', flag_name, state)
     return state

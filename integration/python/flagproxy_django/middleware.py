@@ -1,9 +1,10 @@
 """FlagproxyMiddleware: reads the flags header for every request."""
 import logging
+from dataclasses import replace
 
 from django.core.exceptions import ImproperlyConfigured
 
-from . import conf
+from . import conf, reads
 from .decisions import (
     STATE_STALE, STATE_UNAVAILABLE, Decisions, FeatureDict, FeaturesPanel, activate, deactivate, forcing,
     with_forced,
@@ -36,32 +37,48 @@ class FlagproxyMiddleware:
     once on the ``flagproxy`` logger and gives empty decisions, so every
     name takes its library default; this middleware never raises for a
     header.
+
+    When the request's header was accepted (it came through flagproxy), the
+    names the app read are reported on the response in X-Flagproxy-Reads
+    (see :mod:`flagproxy_django.reads`), unless FLAGPROXY_REPORT_READS is
+    False.
     """
 
     def __init__(self, get_response):
         self.get_response = get_response
 
     def __call__(self, request):
-        decisions = with_forced(read_request(request))
+        decisions, accepted = _read(request)
+        decisions = with_forced(decisions)
         if is_probe(request):  # manage.py flagproxy_doctor asking
             return report(request, decisions)
+        recorder = reads.Reads() if accepted and conf.report_reads() else None
+        decisions = replace(decisions, reads=recorder)
         request.flagproxy = decisions
-        request.features = FeatureDict(decisions.flags)
+        request.features = FeatureDict.of(decisions)
         request.features_panel = FeaturesPanel.from_decisions(decisions)
         token = activate(decisions, request)
         try:
-            return self.get_response(request)
+            response = self.get_response(request)
         finally:
             deactivate(token)
+        if recorder is not None:
+            reads.report(response, recorder, conf.signing_keys())
+        return response
 
 
 def read_request(request):
     """The decisions the request's header carries, or empty ones, logged."""
+    return _read(request)[0]
+
+
+def _read(request):
+    """read_request, and whether the header was accepted."""
     try:
         keys, max_age = conf.signing_keys(), conf.signature_max_age()
     except ImproperlyConfigured as e:
         _log(logging.ERROR, request, 'cannot check the flags header: %s; %s', e)
-        return Decisions.empty(str(e))
+        return Decisions.empty(str(e)), False
     try:
         decisions = read_flags(request.META, keys, max_age)
     except MissingHeader as e:
@@ -74,26 +91,26 @@ def read_request(request):
         else:
             level, outcome = logging.WARNING, _DEFAULTS
         logger.log(level, '%s: %s; %s', _describe(request), e, outcome, extra={'request': request})
-        return Decisions.empty(str(e), absent=True)
+        return Decisions.empty(str(e), absent=True), False
     except HeaderError as e:
         _log(logging.WARNING, request, 'flags header rejected: %s; %s', e)
-        return Decisions.empty(str(e))
+        return Decisions.empty(str(e)), False
     except Exception as e:  # never let a header break the site
         logger.exception('unexpected error reading the flags header for %s; %s', _describe(request), _DEFAULTS,
                          extra={'request': request})
-        return Decisions.empty(f'unexpected error: {e!r}')
+        return Decisions.empty(f'unexpected error: {e!r}'), False
     if decisions.state == STATE_UNAVAILABLE:
         reason = ('flagproxy sent state "unavailable" (it has no flag snapshot yet, or the decisions did not fit '
                   f'in the header; snapshot version {decisions.version!r})')
         _log(logging.WARNING, request, '%s; %s', reason)
-        return Decisions.empty(reason, version=decisions.version)
+        return Decisions.empty(reason, version=decisions.version), True
     if decisions.state == STATE_STALE:
         logger.info('flagproxy sent state "stale" for %s: its flag snapshot %r is out of date (is the database '
                     'reachable?); using it', _describe(request), decisions.version, extra={'request': request})
     if decisions.identity:
         logger.info('flagproxy recognised the visitor of %s from its cache during a database outage '
                     '(identity "stale"); using it', _describe(request), extra={'request': request})
-    return decisions
+    return decisions, True
 
 
 def _log(level, request, message, reason):

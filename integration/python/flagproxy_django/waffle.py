@@ -61,7 +61,7 @@ def in_process(decisions, kind, name):
 def header_answer(decisions, kind, name, request=None):
     """The header's value of ``name`` (its default when the header lacks
     it), compared with waffle's own answer when FLAGPROXY_SHADOW is on."""
-    value = getattr(decisions, kind).get(name)
+    value = decisions.lookup(kind, name)
     if value is None:
         value = _default(decisions, kind, name)
     if getattr(settings, 'FLAGPROXY_SHADOW', False):

@@ -11,6 +11,8 @@ urlpatterns = [
     path('report/', views.report),
     path('async/', views.async_report),
     path('template/', views.template_view),
+    path('reads/', views.reads),
+    path('wafflejs/', views.wafflejs),
     path('target/', views.target, name='target'),
     path('target/<int:n>/', views.target, name='target-with-arg'),
     path('flagged/', views.flagged),

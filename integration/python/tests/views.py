@@ -120,3 +120,18 @@ class BetaView(djflags.FlaggedViewMixin, View):
 class NoBetaView(BetaView):
     state = False
     fallback = fallback
+
+
+def reads(request):
+    """Read some names, each through a different API, one of them unknown."""
+    flag_is_active(request, 'new_ui')
+    flag_is_active(request, 'ghost_flag')
+    switch_is_active('maintenance')
+    djflags.flag_state('beta', request=request)
+    request.features.get('profile')
+    return HttpResponse('ok')
+
+
+def wafflejs(request):
+    """Render waffle's script, which evaluates every name."""
+    return TemplateResponse(request, 'wafflejs.html')

@@ -44,7 +44,7 @@ def feature_is_on(features, request, name):
     """``features[name]`` when ``features`` is the context's FeatureDict, else
     the same lookup in ``request``'s (or the current request's) flags."""
     if not isinstance(features, FeatureDict):
-        features = FeatureDict(current(request).flags)
+        features = FeatureDict.of(current(request))
     return bool(features[name])
 
 

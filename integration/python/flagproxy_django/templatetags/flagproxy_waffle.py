@@ -141,6 +141,7 @@ def wafflejs_script(request):
         # the written script before the next one, as an inline one.
         return mark_safe('document.write(%s);' % _js(f'<script src="{escape(url)}"></script>'))
     decisions = current(request)
+    decisions.lookup_all()  # as waffle's wafflejs evaluates every flag
     return mark_safe(_WAFFLE_JS % {
         'flags': _js(decisions.flags),
         'switches': _js(decisions.switches),
