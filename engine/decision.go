@@ -72,6 +72,9 @@ type Decision struct {
 // Cookie is a cookie that django-waffle's middleware would write on the
 // response. MaxAge 0 means a browser-session cookie (no Max-Age, no Expires).
 type Cookie struct {
+	// Flag names the waffle flag the cookie belongs to (dwf_ and dwft_
+	// cookies); empty for any other cookie.
+	Flag   string
 	Name   string
 	Value  string
 	MaxAge int

@@ -128,9 +128,9 @@ func TestNewSnapshotLiteralPercentInPatterns(t *testing.T) {
 	}
 	got := s.Evaluate(req, &goldenRand{t: t, rolls: []float64{0.1}})
 	want := []engine.Cookie{
-		{Name: "dwf_%_f", Value: "True", MaxAge: 2592000, Secure: true},
-		{Name: "%t_x%", Value: "True"},
-		{Name: "%t_y%", Value: "False"},
+		{Flag: "f", Name: "dwf_%_f", Value: "True", MaxAge: 2592000, Secure: true},
+		{Flag: "t_x", Name: "%t_x%", Value: "True"},
+		{Flag: "t_y", Name: "%t_y%", Value: "False"},
 	}
 	if diff := cmp.Diff(want, got.Cookies); diff != "" {
 		t.Errorf("cookies (-want +got):\n%s", diff)

@@ -65,6 +65,9 @@ type rule interface {
 	explain(r *Request, x *explainer)
 	// words describes the rule ("staff, groups: beta-testers, 25 %").
 	words(s *Snapshot) string
+	// uniform reports whether the rule decides the same way for every
+	// visitor, and which way (see uniform.go).
+	uniform() (on, ok bool)
 }
 
 // KnownSources returns every source the engine can build flags from.

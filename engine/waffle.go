@@ -211,7 +211,7 @@ func (w *waffleRule) testing(r *Request, e *evaluation) (Decision, bool) {
 	}
 	if ok {
 		on := v == "1"
-		e.tests = append(e.tests, Cookie{Name: w.testCookie, Value: pyBool(on)})
+		e.tests = append(e.tests, Cookie{Flag: w.Name, Name: w.testCookie, Value: pyBool(on)})
 		return Decision{On: on, Reason: reason}, true
 	}
 	if v, ok := get(r.Cookies, w.testCookie); ok {
@@ -251,7 +251,7 @@ func (w *waffleRule) percent(r *Request, e *evaluation) Decision {
 	} else {
 		d = Decision{On: e.rnd.Float64()*100 <= w.Percent.Float(), Reason: ReasonPercentRoll}
 	}
-	c := Cookie{Name: w.cookie, Value: pyBool(d.On), MaxAge: w.ws.MaxAge, Secure: w.ws.Secure, Refresh: had && v == pyBool(d.On)}
+	c := Cookie{Flag: w.Name, Name: w.cookie, Value: pyBool(d.On), MaxAge: w.ws.MaxAge, Secure: w.ws.Secure, Refresh: had && v == pyBool(d.On)}
 	if w.Rollout && !d.On {
 		c.MaxAge = 0
 	}

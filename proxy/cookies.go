@@ -10,23 +10,30 @@ import (
 	"github.com/flagproxy/flagproxy/engine"
 )
 
-// modifyResponse adds the decisions' cookies to the response, logs its
-// exposures, and buffers its body (see bufferResponse).
+// modifyResponse takes the upstream's reads report (and every other
+// X-Flagproxy- header) off the response, adds the decisions' cookies, logs
+// its exposures and buffers its body (see bufferResponse).
 func (p *Proxy) modifyResponse(res *http.Response) error {
-	if err := p.setCookies(res); err != nil {
+	var ex *exchange
+	if res.Request != nil {
+		ex = exchangeOf(res.Request.Context())
+	}
+	rep := p.reads.take(res, ex)
+	stripNamespace(res.Trailer)
+	if err := p.setCookies(res, ex, rep); err != nil {
 		return err
 	}
-	p.recordExposure(res)
-	return p.bufferResponse(res)
+	p.recordExposure(res, rep)
+	err := p.bufferResponse(res)
+	stripNamespace(res.Trailer) // those read with a buffered body
+	return err
 }
 
 // setCookies appends the Set-Cookie lines django-waffle's middleware would
-// write for the request's decisions. All lines share one string.
-func (p *Proxy) setCookies(res *http.Response) error {
-	if res.Request == nil {
-		return nil
-	}
-	ex := exchangeOf(res.Request.Context())
+// write for the request's decisions: with a reads report rep, only those
+// of the flags read (unless EagerWaffleCookies). All lines share one
+// string.
+func (p *Proxy) setCookies(res *http.Response, ex *exchange, rep *readsReport) error {
 	if ex == nil {
 		return nil
 	}
@@ -37,6 +44,9 @@ func (p *Proxy) setCookies(res *http.Response) error {
 		}
 	}
 	cookies := set.waffle
+	if rep != nil && !p.reads.eager && len(cookies) > 0 {
+		cookies = onlyRead(cookies, rep)
+	}
 	if len(cookies) == 0 {
 		return nil
 	}

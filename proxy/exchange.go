@@ -4,6 +4,8 @@ import (
 	"context"
 	"net/http"
 	"time"
+
+	"github.com/flagproxy/flagproxy/engine"
 )
 
 // exchange is one proxied request's state, shared by the steps that
@@ -14,6 +16,7 @@ import (
 type exchange struct {
 	http.ResponseWriter
 	code    int
+	snap    *engine.Snapshot // the request was decided on; nil: none
 	cookies responseCookies
 	exposed *exposed // the decisions to log as exposures; nil: none
 	// sendTimeout, once bufferResponse has buffered the response, is how

@@ -210,15 +210,16 @@ func (e *Exposure) pending(res *Result, path, cookie string) *exposed {
 
 // recordExposure logs the exposures of the request res answers (see
 // Exposure.record).
-func (p *Proxy) recordExposure(res *http.Response) {
+func (p *Proxy) recordExposure(res *http.Response, rep *readsReport) {
 	if p.exposure == nil || res.Request == nil {
 		return
 	}
 	if ex := exchangeOf(res.Request.Context()); ex != nil && ex.exposed != nil {
-		// No read reports yet: every decision of a matching name counts.
-		// Once the response's X-Flagproxy-Reads header is parsed, pass
-		// its answer here (see record's read).
-		p.exposure.record(ex.exposed, res.StatusCode, nil)
+		var read func(engine.Kind, string) bool
+		if rep != nil {
+			read = rep.has
+		}
+		p.exposure.record(ex.exposed, res.StatusCode, read)
 	}
 }
 

@@ -389,3 +389,39 @@ func benchExposure(b *testing.B, reg *prometheus.Registry, e *Exposure) {
 		p.ServeHTTP(w, req)
 	}
 }
+
+// TestExposureFollowsReadsReport: when the upstream's response reports the
+// names the app read, only those of the matching names are logged; without
+// a report, every matching decision is.
+func TestExposureFollowsReadsReport(t *testing.T) {
+	for _, tt := range []struct {
+		name   string
+		report string
+		want   []string
+	}{
+		{"no report", "", []string{"u- flag:exp_a=on percent-roll", "u- switch:exp_sw=on active", "u- sample:exp_s=on sample"}},
+		{"the app read exp_sw", `{"flags":["other"],"switches":["exp_sw"],"samples":[],"missing":{"flags":[],"switches":[],"samples":[]}}`,
+			[]string{"u- switch:exp_sw=on active"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			log := filepath.Join(t.TempDir(), "exposure.log")
+			x := startExposure(t, ExposureConfig{Patterns: []string{"exp_*"}, Sink: log})
+			hs := newHarness(t, Config{Rand: fixedRand(0.3), Exposure: x.Exposure}, func(w http.ResponseWriter, r *http.Request) {
+				if tt.report != "" {
+					w.Header().Set(ReadsHeader, tt.report)
+				}
+				_, _ = w.Write([]byte("ok"))
+			})
+			hs.store.Publish(mustSnapshot(t, exposureData()), testNow())
+			hs.get(t, "/page/", nil)
+			x.stop()
+			var got []string
+			for _, ev := range readEvents(t, log) {
+				got = append(got, strings.Replace(summary(ev), "- ", "u- ", 1))
+			}
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("events (-want +got):\n%s", diff)
+			}
+		})
+	}
+}

@@ -88,7 +88,8 @@ type Pipeline struct {
 	gzip       sync.Pool               // *gzip.Writer
 	seed       maphash.Seed
 	large      *lru.Cache[uint64, *largeValue]
-	tally      *tally // decisions counted by name; nil counts nothing
+	tally      *tally   // decisions counted by name; nil counts nothing
+	reads      *readLog // names the app read; nil keeps nothing
 	refusals   *prometheus.CounterVec
 }
 

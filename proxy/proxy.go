@@ -143,6 +143,11 @@ type Config struct {
 	SecureCookies bool
 	// Exposure logs exposure events of proxied requests; nil logs none.
 	Exposure *Exposure
+	// EagerWaffleCookies writes every waffle cookie the decisions call
+	// for even when the response reports the names the app read
+	// (ReadsHeader); by default only the cookies of the flags read are
+	// written then, as waffle does.
+	EagerWaffleCookies bool
 }
 
 // Proxy is the flag-injecting reverse proxy. It is an http.Handler.
@@ -159,6 +164,7 @@ type Proxy struct {
 	// counts those left out since the last one.
 	errLog     *rate.Limiter
 	errSkipped atomic.Int64
+	reads      *readTracker
 	handler    http.Handler
 }
 
@@ -258,6 +264,10 @@ func New(cfg Config) (*Proxy, error) {
 	if err := p.addConsole(cfg, reg, c); err != nil {
 		return nil, err
 	}
+	p.pipe.reads = newReadLog()
+	if p.reads, err = newReadTracker(reg, p.pipe.reads, p.pipe.signingKey, cfg.EagerWaffleCookies, p.now, p.logger); err != nil {
+		return nil, err
+	}
 	p.handler = m.instrument(c.intercept(p.bufferRequest(rp)))
 	return p, nil
 }
@@ -320,10 +330,9 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 	for k, v := range res.Header {
 		out.Header[k] = v
 	}
-	if len(res.Waffle) > 0 || res.Override != nil {
-		if ex := exchangeOf(out.Context()); ex != nil {
-			ex.cookies = responseCookies{waffle: res.Waffle, override: res.Override}
-		}
+	if ex := exchangeOf(out.Context()); ex != nil {
+		ex.snap = res.Snapshot
+		ex.cookies = responseCookies{waffle: res.Waffle, override: res.Override}
 	}
 	if p.exposure != nil {
 		if ex := exchangeOf(out.Context()); ex != nil {

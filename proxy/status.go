@@ -51,17 +51,21 @@ type StatusConfig struct {
 	// SessionCookie is Django's SESSION_COOKIE_NAME, for /explain's
 	// session parameter (default "sessionid").
 	SessionCookie string
-	Logger        *slog.Logger
+	// StaleAfter is how long a flag may stay uniform or unread before the
+	// stale section calls it stale; zero means DefaultStaleAfterDays.
+	StaleAfter time.Duration
+	Logger     *slog.Logger
 }
 
 // status serves /flags, /flags.json and /explain on the admin listener.
 type status struct {
-	pipe    *Pipeline
-	poller  func() PollerState
-	history ChangeHistory
-	session string
-	logger  *slog.Logger
-	started time.Time
+	pipe       *Pipeline
+	poller     func() PollerState
+	history    ChangeHistory
+	session    string
+	staleAfter time.Duration
+	logger     *slog.Logger
+	started    time.Time
 }
 
 // NewStatus returns the handler of StatusPaths:
@@ -78,8 +82,10 @@ func NewStatus(cfg StatusConfig) (http.Handler, error) {
 	if cfg.Pipeline == nil {
 		return nil, errors.New("status: no pipeline")
 	}
-	return &status{pipe: cfg.Pipeline, poller: cfg.Poller, history: cfg.History, session: cmp.Or(cfg.SessionCookie, defaultSessionCookie),
-		logger: cmp.Or(cfg.Logger, slog.New(slog.DiscardHandler)), started: cfg.Pipeline.now()}, nil
+	return &status{pipe: cfg.Pipeline, poller: cfg.Poller, history: cfg.History,
+		session:    cmp.Or(cfg.SessionCookie, defaultSessionCookie),
+		staleAfter: cmp.Or(cfg.StaleAfter, DefaultStaleAfterDays*24*time.Hour),
+		logger:     cmp.Or(cfg.Logger, slog.New(slog.DiscardHandler)), started: cfg.Pipeline.now()}, nil
 }
 
 func (s *status) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -136,6 +142,8 @@ type statusEntry struct {
 	Off      uint64          `json:"decided_off"`
 	// History holds the entry's recent changes, newest first.
 	History []ChangeRecord `json:"history,omitempty"`
+	// LastRead is when the app last read the name (ReadsHeader).
+	LastRead time.Time `json:"last_read,omitzero"`
 }
 
 // statusReport is /flags.json.
@@ -155,6 +163,9 @@ type statusReport struct {
 	Flags      []statusEntry     `json:"flags"`
 	Switches   []statusEntry     `json:"switches"`
 	Samples    []statusEntry     `json:"samples"`
+	// Stale is the stale and missing flags, as `flagproxy stale` reports
+	// them.
+	Stale StaleReport `json:"stale"`
 }
 
 // report builds the status of the current snapshot; q, if set, keeps the
@@ -168,6 +179,11 @@ func (s *status) report(q string) statusReport {
 		ps := s.poller()
 		rep.Poller = &ps
 	}
+	reads := ReadsInfo{}
+	if p.reads != nil {
+		reads = p.reads.info(snap)
+	}
+	rep.Stale = NewStaleReport(snap, reads, p.now(), s.staleAfter)
 	if snap == nil {
 		return rep
 	}
@@ -201,20 +217,21 @@ func (s *status) report(q string) statusReport {
 		c := counts[nameKey{e.Kind, e.Name}]
 		e.On, e.Off = c.on, c.total-c.on
 		e.History = s.changes(e.Kind, e.Name)
+		if reads.LastRead != nil {
+			e.LastRead = reads.LastRead(e.Kind, e.Name).UTC()
+		}
 		if q == "" || strings.Contains(strings.ToLower(e.Name+"\x00"+e.Rule+"\x00"+e.Note), q) {
 			*list = append(*list, e)
 		}
 	}
-	for i := range snap.NumFlags() {
-		n := snap.FlagName(i)
-		add(&rep.Flags, statusEntry{Kind: engine.KindFlag, Name: n, Source: snap.FlagSource(i), Rule: snap.FlagRule(i), Conflict: conflicts[n]}, snap.FlagInfo(i))
-	}
-	for i := range snap.NumSwitches() {
-		add(&rep.Switches, statusEntry{Kind: engine.KindSwitch, Name: snap.SwitchName(i), Source: engine.SourceWaffle, Rule: snap.SwitchRule(i)}, snap.SwitchInfo(i))
-	}
-	for i := range snap.NumSamples() {
-		add(&rep.Samples, statusEntry{Kind: engine.KindSample, Name: snap.SampleName(i), Source: engine.SourceWaffle, Rule: snap.SampleRule(i)}, snap.SampleInfo(i))
-	}
+	lists := map[engine.Kind]*[]statusEntry{engine.KindFlag: &rep.Flags, engine.KindSwitch: &rep.Switches, engine.KindSample: &rep.Samples}
+	eachName(snap, func(n namedEntry) {
+		e := statusEntry{Kind: n.kind, Name: n.name, Source: n.source, Rule: n.rule()}
+		if n.kind == engine.KindFlag {
+			e.Conflict = conflicts[n.name]
+		}
+		add(lists[n.kind], e, n.info)
+	})
 	return rep
 }
 
