@@ -83,6 +83,8 @@ type Config struct {
 	LogLevel           string
 	LogFormat          string
 	CheckConfig        bool
+	LazyWaffleCookies  bool
+	StaleAfterDays     float64
 
 	// Derived by Validate.
 	upstreamURL *url.URL
@@ -105,6 +107,8 @@ type Config struct {
 	explain explainOptions
 	// exposure holds the --exposure-* options (exposure.go).
 	exposure exposureOptions
+	// stale holds `flagproxy stale`'s own options (stale.go).
+	stale staleOptions
 }
 
 // newFlagSet defines the serve options on a FlagSet bound to c.
@@ -137,6 +141,11 @@ func newFlagSet(name string, c *Config, out io.Writer) *flag.FlagSet {
 	if name == "explain" {
 		c.explain.define(fs)
 	}
+	if name == "stale" {
+		c.stale.define(fs)
+	}
+	fs.BoolVar(&c.LazyWaffleCookies, "lazy-waffle-cookies", true, "when a response reports the names the app read (X-Flagproxy-Reads, from flagproxy_django), write waffle's dwf_ cookies only for the flags read, as waffle does; false writes them for every percentage flag")
+	fs.Float64Var(&c.StaleAfterDays, "stale-after-days", proxy.DefaultStaleAfterDays, "call a flag stale once it has been decided the same way for everyone (by its modified date), or not read by the app, for more than this many `days` (status page, flagproxy stale)")
 	fs.StringVar(&c.SnapshotFile, "snapshot-file", "", "`file` to persist each new snapshot in, and to serve from (as stale) when flagproxy starts while the database is unreachable")
 	fs.DurationVar(&c.ReadyMaxStaleness, "ready-max-staleness", 0, "if set, /readyz fails when the last successful load is older than this (default: stay ready and serve stale flags)")
 	fs.StringVar(&c.BufferDir, "buffer-dir", "", "`directory` for the temporary files of large bodies (default: the system's temporary directory)")
@@ -202,7 +211,7 @@ func parseConfig(name string, args []string, getenv func(string) string, out io.
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	var errs []error
 	fs.VisitAll(func(f *flag.Flag) {
-		if set[f.Name] || c.explain.owns(f.Name) {
+		if set[f.Name] || c.explain.owns(f.Name) || c.stale.owns(f.Name) {
 			return
 		}
 		if v := getenv(envName(f.Name)); v != "" {
@@ -224,6 +233,9 @@ func (c *Config) Validate() error {
 		if err := checkListen(l.v); err != nil {
 			add("%s %q: %v", l.flag, l.v, err)
 		}
+	}
+	if !(c.StaleAfterDays > 0) || c.StaleAfterDays > 100*365 {
+		add("--stale-after-days %v: want a number of days above 0", c.StaleAfterDays)
 	}
 	if _, port, _ := net.SplitHostPort(c.Listen); c.Listen == c.AdminListen && port != "0" {
 		add("--listen and --admin-listen are both %q", c.Listen)

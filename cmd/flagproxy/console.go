@@ -25,7 +25,8 @@ func consoleKey(c *Config) []byte {
 // /explain.
 func statusHandler(c *Config, pipe *proxy.Pipeline, poller *djangodb.Poller, history proxy.ChangeHistory, log *slog.Logger) (http.Handler, error) {
 	return proxy.NewStatus(proxy.StatusConfig{Pipeline: pipe, SessionCookie: c.django.SessionCookieName, Logger: log, History: history,
-		Poller: func() proxy.PollerState { return pollerState(poller.Status()) }})
+		StaleAfter: c.staleAfter(),
+		Poller:     func() proxy.PollerState { return pollerState(poller.Status()) }})
 }
 
 // pollerState converts the poller's status for the status page.

@@ -8,6 +8,8 @@
 //	flagproxy [serve] [options]   run in front of a Django site (the default)
 //	flagproxy demo [options]      a self-contained demo with its own database and page
 //	flagproxy snapshot -o FILE    write the site's flags to a snapshot file
+//	flagproxy explain --flag NAME why a flag is on or off for a visitor
+//	flagproxy stale [--json]      stale flags and names read but defined nowhere
 //
 // Run `flagproxy serve -h` for the options. It needs cgo (the SQLite driver).
 package main
@@ -71,6 +73,10 @@ Commands:
           why a flag is on or off for that visitor at that URL: the steps
           its library took; reads the database with the serve options, or
           asks a running flagproxy with --admin http://127.0.0.1:9090
+  stale [--admin-url http://127.0.0.1:9090] [--json] [--fail-on-stale] [--fail-on-missing]
+          flags decided the same way for everyone, or not read by the app,
+          for more than --stale-after-days (30), and names the app reads
+          that no source defines; exit status 3 when --fail-on-* finds any
 
 Run "flagproxy serve -h" or "flagproxy demo -h" for the options.
 `
@@ -91,6 +97,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return snapshotCommand(ctx, args, getenv, stdout, stderr)
 	case "explain":
 		return explainCommand(ctx, args, getenv, stdout, stderr)
+	case "stale":
+		return staleCommand(ctx, args, getenv, stdout, stderr)
 	case "help":
 		fmt.Fprint(stdout, usage)
 		return 0
@@ -256,6 +264,7 @@ func serve(ctx context.Context, c *Config, log *slog.Logger, ready func(proxyAdd
 		TrustedProxies:      c.trusted,
 		StaleAfter:          c.StaleAfter,
 		SigningKey:          signingKey,
+		EagerWaffleCookies:  !c.LazyWaffleCookies,
 		UpstreamTimeout:     c.UpstreamTimeout,
 		UpstreamIdleTimeout: c.UpstreamIdle,
 		MaxBodySize:         int64(c.MaxBodySize),
