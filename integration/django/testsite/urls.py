@@ -13,6 +13,7 @@ urlpatterns = [
     path('session/', views.session_view),
     path('djflags/<str:name>/', views.djflags_view),
     path('admin/', admin.site.urls),
+    path('reads/', views.reads_view),
 ]
 
 # For gunicorn_test.go: a large page, a view that reads the request body,

@@ -177,3 +177,23 @@ def meta_view(request):
     """Every HTTP_* key of request.META, as the WSGI server passed it."""
     return JsonResponse({k: v for k, v in request.META.items() if k.startswith('HTTP_')},
                         json_dumps_params={'sort_keys': True})
+
+
+@csrf_exempt
+def reads_view(request):
+    """Read the flags named by ?flags=a,b through flagproxy_django's waffle
+    API, behind FlagproxyMiddleware (the site runs waffle's), which reports
+    the names read on the response in X-Flagproxy-Reads. Answers with the
+    values read and the X-Flagproxy-* request headers Django saw."""
+    from flagproxy_django.middleware import FlagproxyMiddleware
+    from flagproxy_django.waffle import flag_is_active
+
+    def answer(request):
+        names = [n for n in request.GET.get('flags', '').split(',') if n]
+        return JsonResponse({
+            'flags': {name: flag_is_active(request, name) for name in names},
+            'meta': {k: v for k, v in request.META.items() if k.startswith(META_PREFIXES)},
+            'error': request.flagproxy.error,
+        })
+
+    return FlagproxyMiddleware(answer)(request)
