@@ -76,6 +76,9 @@
 // Before anything else, every inbound header whose name, lower-cased with '_'
 // turned into '-', starts with "x-flagproxy-" is deleted, whatever its
 // spelling, because WSGI servers map '-' and '_' to the same environ key.
+// Every response header (and trailer of a buffered response) in the same
+// namespace is deleted before the client sees the response, after the
+// upstream's reads report is taken from it (see reads.go).
 package proxy
 
 import (
