@@ -217,3 +217,32 @@ func TestLazyWaffleCookies(t *testing.T) {
 		})
 	}
 }
+
+// BenchmarkTakeReads is the per-response cost of a signed report of ten
+// names: stripping, verifying, decoding and recording.
+func BenchmarkTakeReads(b *testing.B) {
+	key := []byte("k")
+	names := make([]string, 10)
+	for i := range names {
+		names[i] = fmt.Sprintf("flag_%d", i)
+	}
+	value := `{"flags":["` + strings.Join(names, `","`) + `"],"switches":[],"samples":[],"missing":{"flags":[],"switches":[],"samples":[]}}`
+	sig := sign(key, testNow().Unix(), value)
+	flags := make([]engine.WaffleFlag, len(names))
+	for i, n := range names {
+		flags[i] = engine.WaffleFlag{Name: n}
+	}
+	d := engine.DefaultData()
+	d.Sources, d.WaffleFlags = []engine.Source{engine.SourceWaffle}, flags
+	snap, err := engine.NewSnapshot(d)
+	if err != nil {
+		b.Fatal(err)
+	}
+	l := newReadLog()
+	b.ReportAllocs()
+	for b.Loop() {
+		h := http.Header{ReadsHeader: {value}, ReadsSignatureHeader: {sig}, "Content-Type": {"text/html"}}
+		rep, _ := takeReads(h, key, testNow())
+		l.record(snap, rep, testNow())
+	}
+}
