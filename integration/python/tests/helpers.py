@@ -52,3 +52,22 @@ def sign(meta, key, t):
 #: gives every name its default without asking waffle.
 without_dropin = override_settings(
     WAFFLE_FLAG_MODEL='waffle.Flag', WAFFLE_SWITCH_MODEL='waffle.Switch', WAFFLE_SAMPLE_MODEL='waffle.Sample')
+
+
+def through_middleware(meta, view=None):
+    """The request FlagproxyMiddleware leaves for a view, and the view's
+    answer: ``view(request)`` returns a string, sent as the response body
+    (default: empty)."""
+    from django.http import HttpResponse
+    from django.test import RequestFactory
+
+    from flagproxy_django.middleware import FlagproxyMiddleware
+
+    seen = {}
+
+    def respond(request):
+        seen['request'] = request
+        return HttpResponse(view(request) if view else '')
+
+    response = FlagproxyMiddleware(respond)(RequestFactory().get('/', **meta))
+    return seen['request'], response.content.decode()

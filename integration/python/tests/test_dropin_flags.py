@@ -4,11 +4,10 @@ import os
 import sys
 
 from django.template import Context, Engine
-from django.test import RequestFactory, SimpleTestCase
+from django.test import SimpleTestCase
 
 from flagproxy_django import djflags
-from flagproxy_django.middleware import FlagproxyMiddleware
-from tests.helpers import inline_meta, payload
+from tests.helpers import inline_meta, payload, through_middleware
 
 DROPIN = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'dropin')
 
@@ -34,13 +33,13 @@ class DropinFlagsTests(SimpleTestCase):
         import_dropin('flags.templatetags.feature_flags')
         template = engine.from_string("{% load feature_flags %}{% flag_enabled 'BETA' as on %}"
                                       "{% flag_disabled 'BETA' as off %}{{ on }} {{ off }}")
-        request = FlagproxyMiddleware(lambda r: r)(RequestFactory().get('/', **inline_meta(payload(flags={'BETA': True}))))
+        request, _ = through_middleware(inline_meta(payload(flags={'BETA': True})))
         self.assertEqual(template.render(Context({'request': request})), 'True False')
 
     def test_jinja2_extension(self):
         from jinja2 import Environment
         extension = import_dropin('flags.jinja2tags').flags
         env = Environment(extensions=[extension])
-        request = FlagproxyMiddleware(lambda r: r)(RequestFactory().get('/', **inline_meta(payload(flags={'BETA': True}))))
+        request, _ = through_middleware(inline_meta(payload(flags={'BETA': True})))
         self.assertEqual(env.from_string('{{ flag_enabled("BETA") }} {{ flag_disabled("X") }}').render(request=request),
                          'True True')

@@ -3,25 +3,18 @@ import json
 import re
 
 from django.template import engines
-from django.test import RequestFactory, SimpleTestCase, TestCase, override_settings
+from django.test import SimpleTestCase, TestCase, override_settings
 
-from flagproxy_django.middleware import FlagproxyMiddleware
-from tests.helpers import inline_meta, payload
+from tests.helpers import inline_meta, payload, through_middleware
 
 HEADER = payload(flags={'new_ui': True, 'old_ui': False, 'BETA': True, 'search': True},
                  switches={'maintenance': True, 'signup': False}, samples={'survey': True})
 
 
-def through_middleware(meta):
-    """A request as FlagproxyMiddleware leaves it."""
-    return FlagproxyMiddleware(lambda request: request)(RequestFactory().get('/', **meta))
-
-
 def render(source, meta, context=None):
     """``source`` rendered during a request with ``meta``, inside FlagproxyMiddleware as a view would."""
     template = engines['jinja2'].from_string(source)
-    return FlagproxyMiddleware(lambda request: template.render(context or {}, request))(
-        RequestFactory().get('/', **meta))
+    return through_middleware(meta, lambda request: template.render(context or {}, request))[1]
 
 
 class JinjaExtensionTests(SimpleTestCase):
@@ -49,7 +42,7 @@ class JinjaExtensionTests(SimpleTestCase):
         self.assertEqual(render(source, self.meta), 'True False None False True')
 
     def test_flags_with_an_explicit_request(self):
-        other = through_middleware(inline_meta(payload(flags={'BETA': False})))
+        other, _ = through_middleware(inline_meta(payload(flags={'BETA': False})))
         self.assertEqual(render('{{ flag_enabled("BETA", req) }}', self.meta, {'req': other}), 'False')
 
     def test_feature(self):
