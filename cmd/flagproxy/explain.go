@@ -132,19 +132,11 @@ func askAdmin(ctx context.Context, admin string, q proxy.ExplainQuery) (proxy.Ex
 // serve would, and explains through the same pipeline.
 func explainLocally(ctx context.Context, c *Config, log *slog.Logger) (proxy.ExplainAnswer, error) {
 	reg := prometheus.NewRegistry()
-	src, err := openSource(c, log, reg)
+	src, snap, err := loadOnce(ctx, c, log, reg)
 	if err != nil {
 		return proxy.ExplainAnswer{}, err
 	}
 	defer src.Close()
-	data, err := src.loader.Load(ctx)
-	if err != nil {
-		return proxy.ExplainAnswer{}, err
-	}
-	snap, err := engine.NewSnapshot(data)
-	if err != nil {
-		return proxy.ExplainAnswer{}, err
-	}
 	var store engine.Store
 	store.Publish(snap, time.Now())
 	cfg := proxy.Config{Upstream: c.upstreamURL, Snapshots: &store, Locale: c.django.Locale(c.session.DjangoVersion),

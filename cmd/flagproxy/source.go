@@ -95,6 +95,25 @@ func (p *persistingSink) Publish(snap *engine.Snapshot, at time.Time) {
 	p.last = snap.Version()
 }
 
+// loadOnce opens the configured flag source and reads one snapshot from
+// it, for the commands that answer once (explain, stale). The caller closes
+// the source.
+func loadOnce(ctx context.Context, c *Config, log *slog.Logger, reg prometheus.Registerer) (*flagSource, *engine.Snapshot, error) {
+	src, err := openSource(c, log, reg)
+	if err != nil {
+		return nil, nil, err
+	}
+	data, err := src.loader.Load(ctx)
+	if err == nil {
+		var snap *engine.Snapshot
+		if snap, err = engine.NewSnapshot(data); err == nil {
+			return src, snap, nil
+		}
+	}
+	src.Close()
+	return nil, nil, err
+}
+
 // snapshotCommand is "flagproxy snapshot -o FILE": the serve options say
 // where the flags are; they are read once and written to FILE.
 func snapshotCommand(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {

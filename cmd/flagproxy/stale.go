@@ -97,19 +97,11 @@ func staleReport(ctx context.Context, c *Config) (proxy.StaleReport, error) {
 			return proxy.StaleReport{}, fmt.Errorf("asking %s: %w", c.stale.admin, err)
 		}
 	}
-	src, err := openSource(c, c.newLogger(io.Discard), prometheus.NewRegistry())
+	src, snap, err := loadOnce(ctx, c, c.newLogger(io.Discard), prometheus.NewRegistry())
 	if err != nil {
 		return proxy.StaleReport{}, err
 	}
 	defer src.Close()
-	data, err := src.loader.Load(ctx)
-	if err != nil {
-		return proxy.StaleReport{}, err
-	}
-	snap, err := engine.NewSnapshot(data)
-	if err != nil {
-		return proxy.StaleReport{}, err
-	}
 	return proxy.NewStaleReport(snap, reads, time.Now(), c.staleAfter()), nil
 }
 
