@@ -30,7 +30,7 @@ FeatureFlag.objects.create(key="checkout", enabled=True)
 // middleware instead of waffle's.
 const doctorMiddleware = `"MIDDLEWARE": ["django.contrib.sessions.middleware.SessionMiddleware",
 	"django.middleware.common.CommonMiddleware", "django.contrib.auth.middleware.AuthenticationMiddleware",
-	"flagproxy_django.middleware.FlagproxyMiddleware"`
+	"django.contrib.messages.middleware.MessageMiddleware", "flagproxy_django.middleware.FlagproxyMiddleware"`
 
 // runDoctor runs manage.py flagproxy_doctor under the site settings extra
 // (JSON members) and returns its output and exit status.

@@ -15,12 +15,6 @@ from testsite.settings import INSTALLED_APPS, MIDDLEWARE
 INSTALLED_APPS = INSTALLED_APPS + ['waffleshop']
 MIDDLEWARE = MIDDLEWARE + ['flagproxy_django.middleware.FlagproxyMiddleware']
 ROOT_URLCONF = 'waffleshop.urls'
-TEMPLATES = [{
-    'BACKEND': 'django.template.backends.django.DjangoTemplates',
-    'APP_DIRS': True,
-    'OPTIONS': {'context_processors': ['django.template.context_processors.request']},
-}]
-
 WAFFLE_FLAG_MODEL = 'flagproxy_django.Flag'
 WAFFLE_SWITCH_MODEL = 'flagproxy_django.Switch'
 WAFFLE_SAMPLE_MODEL = 'flagproxy_django.Sample'
