@@ -35,9 +35,12 @@ func (r loadResult) RPS() float64 {
 
 // traffic is what every request carries: a session cookie (one of
 // sessions, in turn), a CSRF cookie, Accept-Language in French (the site
-// has LocaleMiddleware) and a browser's Accept.
+// has LocaleMiddleware) and a browser's Accept. A returning visitor also
+// sends back the cookies its first visit got (back, parallel to sessions).
 type traffic struct {
+	id       string // the scenario's, naming wrk's cookie file
 	sessions []string
+	back     []string // "; name=value…" for each session, or nil
 }
 
 const (
@@ -48,7 +51,12 @@ const (
 )
 
 func (t traffic) cookie(i uint64) string {
-	return "sessionid=" + t.sessions[i%uint64(len(t.sessions))] + "; " + csrfCookie
+	i %= uint64(len(t.sessions))
+	c := "sessionid=" + t.sessions[i] + "; " + csrfCookie
+	if t.back != nil {
+		c += t.back[i]
+	}
+	return c
 }
 
 // wrkScript rotates the session cookie per request when there is more
@@ -82,7 +90,7 @@ end
 type wrkRunner struct {
 	path   string
 	script string
-	files  map[int]string // cookie files by number of sessions
+	files  map[string]string // cookie files by scenario
 	dir    string
 }
 
@@ -91,22 +99,22 @@ func newWrkRunner(path, dir string) (*wrkRunner, error) {
 	if err := os.WriteFile(script, []byte(wrkScript), 0o644); err != nil {
 		return nil, err
 	}
-	return &wrkRunner{path: path, script: script, files: map[int]string{}, dir: dir}, nil
+	return &wrkRunner{path: path, script: script, files: map[string]string{}, dir: dir}, nil
 }
 
 func (w *wrkRunner) cookieFile(t traffic) (string, error) {
-	if f, ok := w.files[len(t.sessions)]; ok {
+	if f, ok := w.files[t.id]; ok {
 		return f, nil
 	}
 	var b strings.Builder
 	for i := range t.sessions {
 		b.WriteString(t.cookie(uint64(i)) + "\n")
 	}
-	f := filepath.Join(w.dir, fmt.Sprintf("cookies-%d.txt", len(t.sessions)))
+	f := filepath.Join(w.dir, "cookies-"+t.id+".txt")
 	if err := os.WriteFile(f, []byte(b.String()), 0o600); err != nil {
 		return "", err
 	}
-	w.files[len(t.sessions)] = f
+	w.files[t.id] = f
 	return f, nil
 }
 
@@ -184,9 +192,18 @@ func (g *goClient) close() { g.client.CloseIdleConnections() }
 
 // one sends one request and reads the whole answer.
 func (g *goClient) one(ctx context.Context, url, cookie string) bool {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	resp, err := g.get(ctx, url, cookie)
 	if err != nil {
 		return false
+	}
+	return resp.StatusCode == http.StatusOK
+}
+
+// get sends one request as the traffic does and reads the whole answer.
+func (g *goClient) get(ctx context.Context, url, cookie string) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, err
 	}
 	req.Header["Cookie"] = []string{cookie}
 	req.Header["Accept-Language"] = []string{acceptLanguage}
@@ -194,11 +211,33 @@ func (g *goClient) one(ctx context.Context, url, cookie string) bool {
 	req.Header["User-Agent"] = []string{userAgent}
 	resp, err := g.client.Do(req)
 	if err != nil {
-		return false
+		return nil, err
 	}
 	io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
-	return resp.StatusCode == http.StatusOK
+	return resp, nil
+}
+
+// firstVisits sends each session of t once to flagproxy at url and
+// returns, for each, the cookies the answer set, as a browser would send
+// them back ("; name=value…").
+func (g *goClient) firstVisits(ctx context.Context, url string, t traffic) ([]string, error) {
+	back := make([]string, len(t.sessions))
+	for i := range t.sessions {
+		resp, err := g.get(ctx, url, t.cookie(uint64(i)))
+		if err != nil {
+			return nil, fmt.Errorf("first visit: %w", err)
+		}
+		if resp.StatusCode != http.StatusOK {
+			return nil, fmt.Errorf("first visit: %s", resp.Status)
+		}
+		var b strings.Builder
+		for _, c := range resp.Cookies() {
+			b.WriteString("; " + c.Name + "=" + c.Value)
+		}
+		back[i] = b.String()
+	}
+	return back, nil
 }
 
 // maxSamples bounds the latencies kept by one run.

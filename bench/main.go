@@ -71,7 +71,7 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&o.rateFor, "rate-duration", 2*time.Second, "fixed-rate run per measurement")
 	fs.IntVar(&o.conns, "connections", 64, "connections at saturation")
 	fs.IntVar(&o.sessions, "sessions", 10000, "rotating logged-in sessions of scenario c")
-	fs.StringVar(&o.scenarios, "scenarios", "a,b,c", "scenarios to run: a (50 flags, one session), b (1,000 flags, one session), c (50 flags, rotating sessions)")
+	fs.StringVar(&o.scenarios, "scenarios", "a,b,c,d", "scenarios to run: a (50 flags, one returning visitor), b (1,000 flags, one returning visitor), c (50 flags, rotating sessions), d (1,000 flags, one visitor who never sends cookies back)")
 	fs.StringVar(&o.servers, "servers", "flagproxy,bare,nginx", "servers to measure (nginx is left out when not installed)")
 	fs.StringVar(&o.load, "load", "auto", "saturation load generator: auto (wrk if installed), wrk or go")
 	fs.StringVar(&o.db, "db", "sqlite", "the site's database: sqlite or postgres (needs -postgres-dsn)")
@@ -146,7 +146,10 @@ type env struct {
 	serverCPU, clientCPU, upstreamCPU string
 	upstream                          string // http://addr
 	upstreamPID                       int
-	logf                              func(format string, args ...any)
+	// back holds, by scenario, the cookies its returning visitors send
+	// back (see firstVisits).
+	back map[string][]string
+	logf func(format string, args ...any)
 }
 
 func run(ctx context.Context, o options) error {
@@ -164,7 +167,7 @@ func run(ctx context.Context, o options) error {
 	} else {
 		defer os.RemoveAll(dir)
 	}
-	e := &env{o: o, root: root, dir: dir, bin: map[string]string{}, children: newChildren(),
+	e := &env{o: o, root: root, dir: dir, bin: map[string]string{}, children: newChildren(), back: map[string][]string{},
 		logf: func(string, ...any) {}}
 	defer e.children.stopAll()
 	if o.verbose {
@@ -239,6 +242,13 @@ func run(ctx context.Context, o options) error {
 		return err
 	}
 
+	for _, s := range scenarios {
+		if s.returning {
+			if e.back[s.id], err = e.firstVisits(ctx, s, sites[s.site], settings); err != nil {
+				return fmt.Errorf("scenario %s: %w", s.id, err)
+			}
+		}
+	}
 	rep := &report{o: o, scenarios: scenarios, servers: servers, results: map[cellKey][]measurement{}}
 	rep.machine = describeMachine(e)
 	if rep.pageSize, err = pageSize(ctx, e.upstream); err != nil {
@@ -278,19 +288,24 @@ type scenario struct {
 	title    string
 	site     siteSpec
 	sessions int // sessions the traffic rotates through
+	// returning visitors send back the cookies their first visit got, as
+	// a browser does; the others never do, so every percentage flag is
+	// rolled afresh on every request.
+	returning bool
 }
 
 func pickScenarios(list string, sessions int) ([]scenario, error) {
 	all := map[string]scenario{
-		"a": {id: "a", title: "50 flags, 1 session", site: siteSpec{Flags: 50, Users: sessions}, sessions: 1},
-		"b": {id: "b", title: "1,000 flags, 1 session", site: siteSpec{Flags: 1000, Users: 100}, sessions: 1},
+		"a": {id: "a", title: "50 flags, 1 returning session", site: siteSpec{Flags: 50, Users: sessions}, sessions: 1, returning: true},
+		"b": {id: "b", title: "1,000 flags, 1 returning session", site: siteSpec{Flags: 1000, Users: 100}, sessions: 1, returning: true},
 		"c": {id: "c", title: fmt.Sprintf("50 flags, %s rotating sessions", thousands(float64(sessions))), site: siteSpec{Flags: 50, Users: sessions}, sessions: sessions},
+		"d": {id: "d", title: "1,000 flags, 1 session, no cookies back", site: siteSpec{Flags: 1000, Users: 100}, sessions: 1},
 	}
 	var out []scenario
 	for _, id := range strings.Split(list, ",") {
 		s, ok := all[strings.TrimSpace(id)]
 		if !ok {
-			return nil, fmt.Errorf("-scenarios: unknown %q (want a, b, c)", id)
+			return nil, fmt.Errorf("-scenarios: unknown %q (want a, b, c, d)", id)
 		}
 		out = append(out, s)
 	}

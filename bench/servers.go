@@ -139,7 +139,7 @@ func (e *env) measure(ctx context.Context, srv string, s scenario, st *site, set
 		return m, err
 	}
 	defer e.children.stop(r.c)
-	t := traffic{sessions: st.Sessions[:s.sessions]}
+	t := traffic{id: s.id, sessions: st.Sessions[:s.sessions], back: e.back[s.id]}
 	url := r.url + "/"
 	if e.o.warmup > 0 {
 		if _, err := e.saturate(ctx, url, t, e.o.warmup); err != nil {
@@ -185,6 +185,21 @@ func (e *env) measure(ctx context.Context, srv string, s scenario, st *site, set
 	m.rss = peakRSS(r.pids)
 	e.logf("%s %s: %+v", s.id, srv, m)
 	return m, nil
+}
+
+// firstVisits makes the cookies of scenario s's returning visitors: each
+// session's first visit to a fresh flagproxy, whose answer sets the dwf_
+// cookies that keep its percentage flags sticky. Every server then gets
+// the same requests.
+func (e *env) firstVisits(ctx context.Context, s scenario, st *site, settings string) ([]string, error) {
+	r, err := e.startServer(ctx, "flagproxy", st, settings)
+	if err != nil {
+		return nil, err
+	}
+	defer e.children.stop(r.c)
+	g := newGoClient(1)
+	defer g.close()
+	return g.firstVisits(ctx, r.url+"/", traffic{id: s.id, sessions: st.Sessions[:s.sessions]})
 }
 
 // upstreamStats is the upstream's /__bench/stats.
