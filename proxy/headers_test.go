@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
@@ -10,6 +11,8 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -329,14 +332,13 @@ func FuzzHeaderEncoding(f *testing.F) {
 			p.pipe.limits = limits{inline: 32, part: 16, maxParts: MaxParts}
 		}
 		h := http.Header{}
-		if err := p.pipe.setFlags(h, e, value, StateOK); errors.Is(err, errTooLarge) && large {
-			if len(h) != 0 {
-				t.Fatalf("refused value left headers: %q", h)
-			}
+		c, err := p.pipe.form(e, value, StateOK)
+		if errors.Is(err, errTooLarge) && large {
 			return
 		} else if err != nil {
-			t.Fatalf("setFlags: %v", err)
+			t.Fatalf("form: %v", err)
 		}
+		c.set(h)
 		for k, vs := range h {
 			if k != FlagsHeader && !strings.HasPrefix(k, FlagsHeader+"-") {
 				t.Fatalf("unexpected header name %q", k)
@@ -370,5 +372,50 @@ func BenchmarkEncodeHeader(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		e.encode(&d, StateOK, false)
+	}
+}
+
+// TestEncodedValuesAreReusedOnlyForTheSameDecisions: the header values a
+// Pipeline reuses for a decision set seen before are those a fresh
+// Pipeline writes for it, for every change that shows in the JSON (a
+// decision, a source, a switch, a sample, the state, a stale identity),
+// inline and in the large form.
+func TestEncodedValuesAreReusedOnlyForTheSameDecisions(t *testing.T) {
+	snap := benchSnapshot(t)
+	base := snap.Evaluate(&engine.Request{}, fixedRand(0.5))
+	variant := func(change func(d *engine.Decisions, res *Result)) Result {
+		d := engine.Decisions{Flags: slices.Clone(base.Flags), Switches: slices.Clone(base.Switches), Samples: slices.Clone(base.Samples)}
+		res := Result{Snapshot: snap, State: StateOK, Decisions: d}
+		change(&res.Decisions, &res)
+		return res
+	}
+	results := []Result{
+		variant(func(*engine.Decisions, *Result) {}),
+		variant(func(d *engine.Decisions, _ *Result) { d.Flags[3].On = !d.Flags[3].On }),
+		variant(func(d *engine.Decisions, _ *Result) { d.Flags[3].Reason = engine.ReasonOverrideURL }),
+		variant(func(d *engine.Decisions, _ *Result) { d.Flags[3].Reason = engine.ReasonOverrideSession }),
+		variant(func(d *engine.Decisions, _ *Result) { d.Switches[0].On = !d.Switches[0].On }),
+		variant(func(d *engine.Decisions, _ *Result) { d.Samples[4].On = !d.Samples[4].On }),
+		variant(func(_ *engine.Decisions, res *Result) { res.State = StateStale }),
+		variant(func(_ *engine.Decisions, res *Result) { res.Subject.Stale = true }),
+	}
+	for _, lim := range []limits{defaultLimits(), {inline: 64, part: 200, maxParts: MaxParts}} {
+		cached := newPipeline()
+		cached.limits = lim
+		for round := range 2 {
+			for i, r := range results {
+				fresh := newPipeline()
+				fresh.limits = lim
+				got, want := r, r
+				cached.encode(context.Background(), &got)
+				fresh.encode(context.Background(), &want)
+				if !reflect.DeepEqual(got.Header, want.Header) {
+					t.Fatalf("limits %+v, round %d, variant %d: header %q, want %q", lim, round, i, got.Header, want.Header)
+				}
+			}
+		}
+		if n := cached.values.Len(); n != len(results) {
+			t.Errorf("limits %+v: %d values cached, want %d", lim, n, len(results))
+		}
 	}
 }

@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"errors"
+	"fmt"
 	"hash/maphash"
 	"log/slog"
 	"math/rand/v2"
@@ -87,16 +88,17 @@ type Pipeline struct {
 	enc        atomic.Pointer[encoder] // for the snapshot last seen
 	gzip       sync.Pool               // *gzip.Writer
 	seed       maphash.Seed
-	large      *lru.Cache[uint64, *largeValue]
-	tally      *tally   // decisions counted by name; nil counts nothing
-	reads      *readLog // names the app read; nil keeps nothing
+	values     *lru.Cache[uint64, *encoded] // by fingerprint
+	fps        sync.Pool                    // *[]byte for fingerprints
+	tally      *tally                       // decisions counted by name; nil counts nothing
+	reads      *readLog                     // names the app read; nil keeps nothing
 	refusals   *prometheus.CounterVec
 }
 
 // newPipeline returns a Pipeline with its caches.
 func newPipeline() *Pipeline {
-	large, _ := lru.New[uint64, *largeValue](largeValueCache) // only a size <= 0 fails
-	return &Pipeline{seed: maphash.MakeSeed(), large: large, limits: defaultLimits(), rand: globalRand{}}
+	values, _ := lru.New[uint64, *encoded](encodedCache) // only a size <= 0 fails
+	return &Pipeline{seed: maphash.MakeSeed(), values: values, limits: defaultLimits(), rand: globalRand{}}
 }
 
 // Decide decides every flag, switch and sample for in.
@@ -246,7 +248,9 @@ func (p *Pipeline) overrides(ctx context.Context, in Input, cookies engine.Param
 // encode sets res.Header from the decisions. A value too large for the
 // header limits is sent as unavailable, and no waffle cookie is written; a
 // snapshot whose value can never fit is known when its encoder is built,
-// and its requests skip the encoding.
+// and its requests skip the encoding. Visitors come back with the same
+// decisions: the header values of a decision set seen recently are reused,
+// found by its fingerprint, without writing or compressing the JSON again.
 func (p *Pipeline) encode(ctx context.Context, res *Result) {
 	e := p.encoder(res.Snapshot)
 	if e.tooLarge {
@@ -255,15 +259,63 @@ func (p *Pipeline) encode(ctx context.Context, res *Result) {
 		res.Waffle = nil
 		return
 	}
-	value := e.encode(&res.Decisions, res.State, res.Subject.Stale)
-	res.Header = make(http.Header, 2)
-	if err := p.setFlags(res.Header, e, value, res.State); err != nil {
-		p.metrics.headerOversize.Inc()
-		p.logger.LogAttrs(ctx, slog.LevelError, "flags header too large; sending state unavailable",
-			slog.String("snapshot_version", res.Snapshot.Version()), slog.Int("bytes", len(value)), slog.Any("error", err))
-		res.Header = http.Header{FlagsHeader: {e.unavailable()}}
-		res.Waffle = nil
+	buf, _ := p.fps.Get().(*[]byte)
+	if buf == nil {
+		buf = new([]byte)
 	}
+	defer p.fps.Put(buf)
+	fp := fingerprint((*buf)[:0], &res.Decisions, res.State, res.Subject.Stale)
+	*buf = fp
+	key := maphash.Bytes(p.seed, fp)
+	c, ok := p.values.Get(key)
+	if !ok || c.enc != e || c.fp != string(fp) {
+		var err error
+		if c, err = p.encodeNew(e, res, string(fp)); err != nil {
+			p.metrics.headerOversize.Inc()
+			p.logger.LogAttrs(ctx, slog.LevelError, "flags header too large; sending state unavailable",
+				slog.String("snapshot_version", res.Snapshot.Version()), slog.Any("error", err))
+			res.Header = http.Header{FlagsHeader: {e.unavailable()}}
+			res.Waffle = nil
+			return
+		}
+		p.values.Add(key, c)
+	}
+	res.Header = make(http.Header, 2+len(c.parts))
+	c.set(res.Header)
+}
+
+// encodeNew writes the JSON of res's decisions and makes its header
+// values.
+func (p *Pipeline) encodeNew(e *encoder, res *Result, fp string) (*encoded, error) {
+	value := e.encode(&res.Decisions, res.State, res.Subject.Stale)
+	c, err := p.form(e, value, res.State)
+	if err != nil {
+		return nil, fmt.Errorf("%w (%d bytes)", err, len(value))
+	}
+	c.fp = fp
+	return c, nil
+}
+
+// fingerprint appends to b what the flags JSON of d says besides the
+// snapshot's names: for each decision a byte 0 (off) or 1 (on) and its
+// origin's name (letters, usually none), then the state and whether the
+// identity is stale.
+func fingerprint(b []byte, d *engine.Decisions, state string, staleIdentity bool) []byte {
+	for _, ds := range [...][]engine.Decision{d.Flags, d.Switches, d.Samples} {
+		for i := range ds {
+			var on byte
+			if ds[i].On {
+				on = 1
+			}
+			b = append(append(b, on), ds[i].Reason.Origin()...)
+		}
+		b = append(b, 0xFF) // the JSON's objects end here
+	}
+	b = append(b, state...)
+	if staleIdentity {
+		return append(b, 0xFF, 1)
+	}
+	return append(b, 0xFF, 0)
 }
 
 // encoder returns the encoder for snap, building it the first time snap is

@@ -8,7 +8,6 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
-	"hash/maphash"
 	"net/http"
 	"strconv"
 )
@@ -23,47 +22,44 @@ type limits struct {
 
 func defaultLimits() limits { return limits{MaxInlineSize, PartSize, MaxParts} }
 
-// setFlags sets FlagsHeader (and its parts, for a large value) on h. value
-// is the JSON from e; on errTooLarge nothing is set. A large value seen
-// recently is not compressed again: visitors come back with the same
-// decisions, and compression is most of the cost of a large value.
-func (p *Pipeline) setFlags(h http.Header, e *encoder, value, state string) error {
+// form makes the header values of value, the JSON from e: the value
+// itself, or for a large value the pointer object and its parts. On
+// errTooLarge there is none.
+func (p *Pipeline) form(e *encoder, value, state string) (*encoded, error) {
 	if len(value) <= p.limits.inline {
-		h[FlagsHeader] = []string{value}
-		return nil
-	}
-	key := maphash.String(p.seed, value)
-	if c, ok := p.large.Get(key); ok && c.value == value {
-		setLarge(h, c)
-		return nil
+		return &encoded{enc: e, flags: []string{value}}, nil
 	}
 	parts, sum, err := p.split(value)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	c := &largeValue{value: value, parts: parts, pointer: pointerJSON(e, len(parts), sum, state)}
-	p.large.Add(key, c)
-	setLarge(h, c)
-	return nil
+	c := &encoded{enc: e, flags: []string{pointerJSON(e, len(parts), sum, state)}, parts: make([][]string, len(parts))}
+	for i, part := range parts {
+		c.parts[i] = []string{part}
+	}
+	return c, nil
 }
 
-// largeValue is a value's large form, as setFlags sends it.
-type largeValue struct {
-	value   string // the JSON (the cache checks it on every hit)
-	pointer string
-	parts   []string
+// encoded is the header values of one decision set. Its slices are shared
+// by every request that sends it: they are never modified.
+type encoded struct {
+	enc   *encoder
+	fp    string     // the decision set, see fingerprint
+	flags []string   // FlagsHeader
+	parts [][]string // the parts of a large value
 }
 
-// largeValueCache is how many large values setFlags remembers; each costs
-// its JSON and its compressed parts.
-const largeValueCache = 128
-
-func setLarge(h http.Header, c *largeValue) {
-	h[FlagsHeader] = []string{c.pointer}
+// set sets FlagsHeader and the parts on h.
+func (c *encoded) set(h http.Header) {
+	h[FlagsHeader] = c.flags
 	for i, part := range c.parts {
-		h[partHeader(i+1)] = []string{part}
+		h[partHeader(i+1)] = part
 	}
 }
+
+// encodedCache is how many decision sets' header values encode remembers;
+// each costs its fingerprint and its value (compressed when large).
+const encodedCache = 128
 
 // pointerJSON is the FlagsHeader value of the large form.
 func pointerJSON(e *encoder, parts int, sum [sha256.Size]byte, state string) string {
@@ -80,7 +76,20 @@ func pointerJSON(e *encoder, parts int, sum [sha256.Size]byte, state string) str
 }
 
 // partHeader returns the canonical name of part i (1-based).
-func partHeader(i int) string { return FlagsHeader + "-" + strconv.Itoa(i) }
+func partHeader(i int) string {
+	if 1 <= i && i <= MaxParts {
+		return partHeaders[i-1]
+	}
+	return FlagsHeader + "-" + strconv.Itoa(i)
+}
+
+// partHeaders are the names of parts 1 to MaxParts.
+var partHeaders = func() (names [MaxParts]string) {
+	for i := range names {
+		names[i] = FlagsHeader + "-" + strconv.Itoa(i+1)
+	}
+	return names
+}()
 
 // split compresses and encodes value and cuts it into parts.
 func (p *Pipeline) split(value string) ([]string, [sha256.Size]byte, error) {
