@@ -216,7 +216,10 @@ func ParseCookies(header string) Params {
 	if !utf8.ValidString(header) {
 		header = string(appendPyUTF8(nil, []byte(header)))
 	}
-	p := make(Params, min(strings.Count(header, ";")+1, 16))
+	// Sized for every chunk (a returning visitor of a site with many
+	// percentage flags sends hundreds): growing the map costs more than
+	// filling it. The bound keeps a header of empty chunks cheap.
+	p := make(Params, min(strings.Count(header, ";")+1, maxPresized))
 	for chunk := range strings.SplitSeq(header, ";") {
 		name, value, ok := strings.Cut(chunk, "=")
 		if !ok {
@@ -230,6 +233,10 @@ func ParseCookies(header string) Params {
 	}
 	return p
 }
+
+// maxPresized bounds the entries ParseCookies makes room for before
+// parsing.
+const maxPresized = 1024
 
 // pyIsSpace reports whether Python's str.isspace is true for r: Go's
 // unicode.IsSpace plus the ASCII separators U+001C to U+001F.
