@@ -1,44 +1,110 @@
 package engine
 
 import (
+	"fmt"
 	"slices"
+	"strconv"
 	"time"
 )
 
-// Reason says which rule produced a decision.
-type Reason string
+// Reason says which rule produced a decision. It is a small number, so
+// that decisions hold no pointers (a snapshot of a thousand flags decides
+// a thousand on every request); its text, from String and in JSON, is the
+// name listed with each reason. The zero Reason is no reason, "".
+type Reason uint8
 
 // The reasons a decision can have. Reasons that come from the site-wide rows
 // (and the visitor's identity) have an empty Origin; the others come from
 // something the request carried, or from a fresh random roll made for this
 // request, and are reported as the decision's source.
 const (
-	ReasonEveryone        Reason = "everyone"       // waffle everyone column
-	ReasonOverride        Reason = "override"       // WAFFLE_OVERRIDE query parameter
-	ReasonTestingQuery    Reason = "testing-query"  // waffle testing mode, dwft_ parameter
-	ReasonTestingHeader   Reason = "testing-header" // waffle testing mode, dwft- header
-	ReasonTestingCookie   Reason = "testing-cookie" // waffle testing mode, dwft_ cookie
-	ReasonLanguage        Reason = "language"       // waffle languages column
-	ReasonAuthenticated   Reason = "authenticated"  // waffle authenticated column
-	ReasonStaff           Reason = "staff"          // waffle staff column
-	ReasonSuperuser       Reason = "superuser"      // waffle superusers column
-	ReasonUser            Reason = "user"           // listed user (waffle users, FeatureFlag allowed_users)
-	ReasonGroup           Reason = "group"          // waffle groups
-	ReasonPercentCookie   Reason = "percent-cookie" // waffle dwf_ cookie
-	ReasonPercentRoll     Reason = "percent-roll"   // waffle fresh percentage roll
-	ReasonNoMatch         Reason = "no-match"       // no rule switched it on
-	ReasonActive          Reason = "active"         // switch active column, feature-flipper enabled
-	ReasonSample          Reason = "sample"         // waffle sample draw
-	ReasonDisabled        Reason = "disabled"       // FeatureFlag enabled = false
-	ReasonRollout         Reason = "rollout"        // FeatureFlag rollout_percent >= 100
-	ReasonBucket          Reason = "bucket"         // FeatureFlag deterministic bucket
-	ReasonConflict        Reason = "conflict"       // the name is defined by two sources
-	ReasonConditions      Reason = "conditions"     // django-flags conditions met
-	ReasonParameter       Reason = "parameter"      // django-flags conditions met, a parameter condition among them
-	ReasonError           Reason = "error"          // the library would raise: off (fail closed)
-	ReasonOverrideURL     Reason = "url"            // flagproxy URL override
-	ReasonOverrideSession Reason = "session"        // flagproxy session override
+	ReasonEveryone        Reason = iota + 1 // waffle everyone column
+	ReasonOverride                          // WAFFLE_OVERRIDE query parameter
+	ReasonTestingQuery                      // waffle testing mode, dwft_ parameter
+	ReasonTestingHeader                     // waffle testing mode, dwft- header
+	ReasonTestingCookie                     // waffle testing mode, dwft_ cookie
+	ReasonLanguage                          // waffle languages column
+	ReasonAuthenticated                     // waffle authenticated column
+	ReasonStaff                             // waffle staff column
+	ReasonSuperuser                         // waffle superusers column
+	ReasonUser                              // listed user (waffle users, FeatureFlag allowed_users)
+	ReasonGroup                             // waffle groups
+	ReasonPercentCookie                     // waffle dwf_ cookie
+	ReasonPercentRoll                       // waffle fresh percentage roll
+	ReasonNoMatch                           // no rule switched it on
+	ReasonActive                            // switch active column, feature-flipper enabled
+	ReasonSample                            // waffle sample draw
+	ReasonDisabled                          // FeatureFlag enabled = false
+	ReasonRollout                           // FeatureFlag rollout_percent >= 100
+	ReasonBucket                            // FeatureFlag deterministic bucket
+	ReasonConflict                          // the name is defined by two sources
+	ReasonConditions                        // django-flags conditions met
+	ReasonParameter                         // django-flags conditions met, a parameter condition among them
+	ReasonError                             // the library would raise: off (fail closed)
+	ReasonOverrideURL                       // flagproxy URL override
+	ReasonOverrideSession                   // flagproxy session override
 )
+
+// reasonNames are the reasons' texts.
+var reasonNames = [...]string{
+	ReasonEveryone:        "everyone",
+	ReasonOverride:        "override",
+	ReasonTestingQuery:    "testing-query",
+	ReasonTestingHeader:   "testing-header",
+	ReasonTestingCookie:   "testing-cookie",
+	ReasonLanguage:        "language",
+	ReasonAuthenticated:   "authenticated",
+	ReasonStaff:           "staff",
+	ReasonSuperuser:       "superuser",
+	ReasonUser:            "user",
+	ReasonGroup:           "group",
+	ReasonPercentCookie:   "percent-cookie",
+	ReasonPercentRoll:     "percent-roll",
+	ReasonNoMatch:         "no-match",
+	ReasonActive:          "active",
+	ReasonSample:          "sample",
+	ReasonDisabled:        "disabled",
+	ReasonRollout:         "rollout",
+	ReasonBucket:          "bucket",
+	ReasonConflict:        "conflict",
+	ReasonConditions:      "conditions",
+	ReasonParameter:       "parameter",
+	ReasonError:           "error",
+	ReasonOverrideURL:     "url",
+	ReasonOverrideSession: "session",
+}
+
+// String returns the reason's name ("percent-cookie"); "" for the zero
+// Reason.
+func (r Reason) String() string {
+	if int(r) < len(reasonNames) {
+		return reasonNames[r]
+	}
+	return "reason-" + strconv.Itoa(int(r))
+}
+
+// MarshalText writes the reason's name.
+func (r Reason) MarshalText() ([]byte, error) { return []byte(r.String()), nil }
+
+// UnmarshalText reads a reason's name ("" for the zero Reason).
+func (r *Reason) UnmarshalText(b []byte) error {
+	v, ok := ReasonNamed(string(b))
+	if !ok {
+		return fmt.Errorf("unknown reason %q", b)
+	}
+	*r = v
+	return nil
+}
+
+// ReasonNamed returns the reason whose name is name.
+func ReasonNamed(name string) (Reason, bool) {
+	for i, n := range reasonNames {
+		if n == name {
+			return Reason(i), true
+		}
+	}
+	return 0, false
+}
 
 // Origin returns the request input a decision came from ("url", "session",
 // "query", "header", "cookie"), "roll" for a waffle percentage decided by a

@@ -71,7 +71,7 @@ func (x *Explanation) Because() string {
 			return st.Check + ": " + st.Outcome
 		}
 	}
-	return string(x.Decision.Reason)
+	return x.Decision.Reason.String()
 }
 
 // explainer collects the steps of one explanation. A rule walks its

@@ -320,17 +320,21 @@ func indexByName(n int, name func(int) string) map[string]int {
 
 func formatDecision(d engine.Decision) string {
 	if d.On {
-		return "on " + string(d.Reason)
+		return "on " + d.Reason.String()
 	}
-	return "off " + string(d.Reason)
+	return "off " + d.Reason.String()
 }
 
 func parseDecision(s string) (bool, engine.Reason, error) {
 	state, reason, ok := strings.Cut(s, " ")
 	if !ok || reason == "" || strings.Contains(reason, " ") || (state != "on" && state != "off") {
-		return false, "", fmt.Errorf(`decision %q is not "on <reason>" or "off <reason>"`, s)
+		return false, 0, fmt.Errorf(`decision %q is not "on <reason>" or "off <reason>"`, s)
 	}
-	return state == "on", engine.Reason(reason), nil
+	r, known := engine.ReasonNamed(reason)
+	if !known {
+		return false, 0, fmt.Errorf("decision %q: unknown reason", s)
+	}
+	return state == "on", r, nil
 }
 
 // parseGoldenCookie reads "name=value[; Max-Age=N][; Secure]". Path=/ and

@@ -313,7 +313,7 @@ func (ev *evaluated) success(k kind, i int, key string) ofrepSuccess {
 		d = ev.res.Decisions.Samples[i]
 		md["percent"] = snap.SamplePercent(i)
 	}
-	md["flagproxyReason"] = string(d.Reason)
+	md["flagproxyReason"] = d.Reason.String()
 	if ev.res.Subject.Stale {
 		md["identityStale"] = true
 	}
