@@ -15,6 +15,7 @@ import (
 // client may take to read a buffered response.
 type exchange struct {
 	http.ResponseWriter
+	ctx     exchangeContext
 	code    int
 	snap    *engine.Snapshot // the request was decided on; nil: none
 	cookies responseCookies
@@ -31,7 +32,23 @@ type exchangeKey struct{}
 // newExchange wraps w and records the exchange in r's context.
 func newExchange(w http.ResponseWriter, r *http.Request) (*exchange, *http.Request) {
 	ex := &exchange{ResponseWriter: w}
-	return ex, r.WithContext(context.WithValue(r.Context(), exchangeKey{}, ex))
+	ex.ctx = exchangeContext{Context: r.Context(), ex: ex}
+	return ex, r.WithContext(&ex.ctx)
+}
+
+// exchangeContext is the request's context with the exchange as the value
+// of exchangeKey: context.WithValue's, kept inside the exchange to save
+// an allocation a request.
+type exchangeContext struct {
+	context.Context
+	ex *exchange
+}
+
+func (c *exchangeContext) Value(key any) any {
+	if key == (exchangeKey{}) {
+		return c.ex
+	}
+	return c.Context.Value(key)
 }
 
 // exchangeOf returns the exchange of a request (inbound or outbound).

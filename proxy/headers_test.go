@@ -407,6 +407,7 @@ func TestEncodedValuesAreReusedOnlyForTheSameDecisions(t *testing.T) {
 				fresh := newPipeline()
 				fresh.limits = lim
 				got, want := r, r
+				got.Header, want.Header = http.Header{}, http.Header{}
 				cached.encode(context.Background(), &got)
 				fresh.encode(context.Background(), &want)
 				if !reflect.DeepEqual(got.Header, want.Header) {

@@ -175,8 +175,16 @@ func statusLabel(code int) string {
 	case code < 100 || code > 599:
 		return "unknown"
 	}
-	return strconv.Itoa(code)
+	return statusLabels[code-100]
 }
+
+// statusLabels are the codes from 100 to 599 as text.
+var statusLabels = func() (labels [500]string) {
+	for i := range labels {
+		labels[i] = strconv.Itoa(100 + i)
+	}
+	return labels
+}()
 
 func methodLabel(m string) string {
 	switch m {

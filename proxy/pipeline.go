@@ -90,6 +90,7 @@ type Pipeline struct {
 	seed       maphash.Seed
 	values     *lru.Cache[uint64, *encoded] // by fingerprint
 	fps        sync.Pool                    // *[]byte for fingerprints
+	requests   sync.Pool                    // *engine.Request
 	tally      *tally                       // decisions counted by name; nil counts nothing
 	reads      *readLog                     // names the app read; nil keeps nothing
 	refusals   *prometheus.CounterVec
@@ -103,14 +104,19 @@ func newPipeline() *Pipeline {
 
 // Decide decides every flag, switch and sample for in.
 func (p *Pipeline) Decide(ctx context.Context, in Input) Result {
+	return p.decide(ctx, in, make(http.Header, 2))
+}
+
+// decide is Decide setting Result.Header's members on h, the proxied
+// request's header (which holds none of them: see stripInbound).
+func (p *Pipeline) decide(ctx context.Context, in Input, h http.Header) Result {
 	snap := p.snaps.Load()
 	if snap == nil {
-		res := Result{Subject: engine.Anonymous, State: StateUnavailable,
-			Header: http.Header{FlagsHeader: {unavailableJSON}}}
-		p.sign(res.Header)
-		return res
+		h[FlagsHeader] = []string{unavailableJSON}
+		p.sign(h)
+		return Result{Subject: engine.Anonymous, State: StateUnavailable, Header: h}
 	}
-	res := Result{Snapshot: snap, State: StateOK}
+	res := Result{Snapshot: snap, State: StateOK, Header: h}
 	if at := p.snaps.LoadedAt(); at.IsZero() || p.now().Sub(at) > p.staleAfter {
 		res.State = StateStale
 	}
@@ -132,7 +138,10 @@ func (p *Pipeline) sign(h http.Header) {
 func (p *Pipeline) evaluate(ctx context.Context, in Input, res *Result) {
 	snap := res.Snapshot
 	uses := snap.Inputs()
-	req := engine.Request{Subject: engine.Anonymous, Now: p.now()}
+	req := p.request()
+	if in.Explain == nil {
+		defer p.release(req) // an explanation keeps it
+	}
 	var cookies engine.Params
 	if uses.Has(engine.InputCookies) || p.subjects != nil || p.overrider != nil || (uses.Has(engine.InputLanguage) && p.locale != nil) {
 		cookies = engine.ParseCookies(in.Cookie)
@@ -145,7 +154,7 @@ func (p *Pipeline) evaluate(ctx context.Context, in Input, res *Result) {
 	}
 	req.Subject = p.subject(ctx, in, cookies)
 	if p.overrider != nil {
-		p.overrides(ctx, in, cookies, &req, res)
+		p.overrides(ctx, in, cookies, req, res)
 	}
 	if uses.Has(engine.InputHeader) {
 		req.Header = headerValues(in.Header)
@@ -159,14 +168,32 @@ func (p *Pipeline) evaluate(ctx context.Context, in Input, res *Result) {
 		req.HasLanguage = true
 	}
 	res.Subject = req.Subject
-	res.Decisions = snap.Evaluate(&req, p.rand)
+	res.Decisions = snap.Evaluate(req, p.rand)
 	res.Waffle = p.cookiesToWrite(snap, res.Decisions.Cookies, cookies, req.Now)
 	p.record(ctx, snap, &res.Decisions, req.Subject.UserID)
 	if in.Explain != nil {
-		in.Explain.fill(snap, &req, &res.Decisions)
+		in.Explain.fill(snap, req, &res.Decisions)
 	} else if p.tally != nil {
 		p.tally.add(snap, &res.Decisions)
 	}
+}
+
+// request returns a Request for one evaluation, from the pool: it
+// escapes to the heap (the rules are interfaces), and a request would
+// allocate one.
+func (p *Pipeline) request() *engine.Request {
+	req, _ := p.requests.Get().(*engine.Request)
+	if req == nil {
+		req = new(engine.Request)
+	}
+	*req = engine.Request{Subject: engine.Anonymous, Now: p.now()}
+	return req
+}
+
+// release clears req, which nothing holds any more, into the pool.
+func (p *Pipeline) release(req *engine.Request) {
+	*req = engine.Request{}
+	p.requests.Put(req)
 }
 
 // RefreshCookie is the cookie in which flagproxy remembers when it last
@@ -255,7 +282,7 @@ func (p *Pipeline) encode(ctx context.Context, res *Result) {
 	e := p.encoder(res.Snapshot)
 	if e.tooLarge {
 		p.metrics.headerOversize.Inc()
-		res.Header = http.Header{FlagsHeader: {e.unavailable()}}
+		res.Header[FlagsHeader] = []string{e.unavailable()}
 		res.Waffle = nil
 		return
 	}
@@ -274,13 +301,12 @@ func (p *Pipeline) encode(ctx context.Context, res *Result) {
 			p.metrics.headerOversize.Inc()
 			p.logger.LogAttrs(ctx, slog.LevelError, "flags header too large; sending state unavailable",
 				slog.String("snapshot_version", res.Snapshot.Version()), slog.Any("error", err))
-			res.Header = http.Header{FlagsHeader: {e.unavailable()}}
+			res.Header[FlagsHeader] = []string{e.unavailable()}
 			res.Waffle = nil
 			return
 		}
 		p.values.Add(key, c)
 	}
-	res.Header = make(http.Header, 2+len(c.parts))
 	c.set(res.Header)
 }
 

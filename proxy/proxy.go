@@ -320,22 +320,17 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 	// 100 Continue, and the upstream must not wait for one.
 	delete(out.Header, "Expect")
 
-	res := p.pipe.Decide(out.Context(), Input{
+	res := p.pipe.decide(out.Context(), Input{
 		Path:           out.URL.EscapedPath(),
 		RawQuery:       out.URL.RawQuery,
 		Cookie:         out.Header.Get("Cookie"),
 		Header:         out.Header,
 		NoURLOverrides: crossSite(pr.In),
-	})
-	for k, v := range res.Header {
-		out.Header[k] = v
-	}
+	}, out.Header)
 	if ex := exchangeOf(out.Context()); ex != nil {
 		ex.snap = res.Snapshot
 		ex.cookies = responseCookies{waffle: res.Waffle, override: res.Override}
-	}
-	if p.exposure != nil {
-		if ex := exchangeOf(out.Context()); ex != nil {
+		if p.exposure != nil {
 			ex.exposed = p.exposure.pending(&res, out.URL.EscapedPath(), out.Header.Get("Cookie"))
 		}
 	}
