@@ -218,26 +218,55 @@ func (g *goClient) get(ctx context.Context, url, cookie string) (*http.Response,
 	return resp, nil
 }
 
-// firstVisits sends each session of t once to flagproxy at url and
-// returns, for each, the cookies the answer set, as a browser would send
-// them back ("; name=value…").
+// firstVisits sends each session of t to flagproxy at url until an
+// answer sets no more cookies (at most maxVisits times), keeping the
+// cookies as a browser's jar does, and returns, for each session, the
+// cookies a returning visitor sends back ("; name=value…").
 func (g *goClient) firstVisits(ctx context.Context, url string, t traffic) ([]string, error) {
 	back := make([]string, len(t.sessions))
 	for i := range t.sessions {
-		resp, err := g.get(ctx, url, t.cookie(uint64(i)))
-		if err != nil {
-			return nil, fmt.Errorf("first visit: %w", err)
+		var jar []*http.Cookie
+		for range maxVisits {
+			resp, err := g.get(ctx, url, t.cookie(uint64(i))+jarCookie(jar))
+			if err != nil {
+				return nil, fmt.Errorf("first visits: %w", err)
+			}
+			if resp.StatusCode != http.StatusOK {
+				return nil, fmt.Errorf("first visits: %s", resp.Status)
+			}
+			set := resp.Cookies()
+			if len(set) == 0 {
+				break
+			}
+			jar = keep(jar, set)
 		}
-		if resp.StatusCode != http.StatusOK {
-			return nil, fmt.Errorf("first visit: %s", resp.Status)
-		}
-		var b strings.Builder
-		for _, c := range resp.Cookies() {
-			b.WriteString("; " + c.Name + "=" + c.Value)
-		}
-		back[i] = b.String()
+		back[i] = jarCookie(jar)
 	}
 	return back, nil
+}
+
+// maxVisits bounds the visits firstVisits makes of one session: the
+// first sets the dwf_ cookies, the second renews them and notes when.
+const maxVisits = 3
+
+// keep stores set in jar by name, dropping a cookie set to expire.
+func keep(jar, set []*http.Cookie) []*http.Cookie {
+	for _, c := range set {
+		jar = slices.DeleteFunc(jar, func(old *http.Cookie) bool { return old.Name == c.Name })
+		if c.MaxAge >= 0 {
+			jar = append(jar, c)
+		}
+	}
+	return jar
+}
+
+// jarCookie is what the jar adds to a Cookie line.
+func jarCookie(jar []*http.Cookie) string {
+	var b strings.Builder
+	for _, c := range jar {
+		b.WriteString("; " + c.Name + "=" + c.Value)
+	}
+	return b.String()
 }
 
 // maxSamples bounds the latencies kept by one run.

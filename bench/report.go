@@ -133,9 +133,9 @@ func (r *report) markdown() string {
 		"(nginx: master + worker). Total time %s.\n\n",
 		r.flagsUsed(), o.rounds, rounds, int(o.duration.Seconds()), o.conns, load, int(o.warmup.Seconds()), o.rate,
 		int(o.rateFor.Seconds()), o.db, r.pageSize, r.elapsed.Round(time.Second))
-	b.WriteString("A returning visitor sends back, with every request, the cookies one first visit to flagproxy got " +
-		"(its dwf_ cookies), as a browser does; the other scenarios' visitors never send them back, so their " +
-		"percentage flags are rolled afresh on every request.\n\n")
+	b.WriteString("A returning visitor sends back, with every request, the cookies its first visits to flagproxy got " +
+		"(its dwf_ cookies and when they were renewed), as a browser does; the other scenarios' visitors never " +
+		"send them back, so their percentage flags are rolled afresh on every request.\n\n")
 
 	b.WriteString("| scenario | server |")
 	for _, m := range metrics {

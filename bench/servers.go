@@ -188,9 +188,9 @@ func (e *env) measure(ctx context.Context, srv string, s scenario, st *site, set
 }
 
 // firstVisits makes the cookies of scenario s's returning visitors: each
-// session's first visit to a fresh flagproxy, whose answer sets the dwf_
-// cookies that keep its percentage flags sticky. Every server then gets
-// the same requests.
+// session's first visits to a fresh flagproxy, whose answers set the dwf_
+// cookies that keep its percentage flags sticky (and, on the second, when
+// they were renewed). Every server then gets the same requests.
 func (e *env) firstVisits(ctx context.Context, s scenario, st *site, settings string) ([]string, error) {
 	r, err := e.startServer(ctx, "flagproxy", st, settings)
 	if err != nil {
