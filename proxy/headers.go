@@ -250,12 +250,35 @@ func (e *encoder) encode(d *engine.Decisions, state string, staleIdentity bool) 
 	}
 	var b strings.Builder
 	b.Grow(n)
+	e.writeHead(&b, d)
+	e.writeRest(&b, d, state, staleIdentity)
+	return b.String()
+}
+
+// headBound is the most bytes writeHead can write for e.snap.
+func (e *encoder) headBound() int {
+	n := len(`{"flags":{},"switches":{},"samples":{`)
+	for _, keys := range [...][]string{e.flagKeys, e.switchKeys} {
+		for _, k := range keys {
+			n += len(k) + len("false,")
+		}
+	}
+	return n
+}
+
+// writeHead writes the start of the JSON, which only the flags' and
+// switches' states change: up to the samples' members.
+func (e *encoder) writeHead(b *strings.Builder, d *engine.Decisions) {
 	b.WriteString(`{"flags":{`)
-	writeBools(&b, e.flagKeys, d.Flags)
+	writeBools(b, e.flagKeys, d.Flags)
 	b.WriteString(`},"switches":{`)
-	writeBools(&b, e.switchKeys, d.Switches)
+	writeBools(b, e.switchKeys, d.Switches)
 	b.WriteString(`},"samples":{`)
-	writeBools(&b, e.sampleKeys, d.Samples)
+}
+
+// writeRest writes the rest of the JSON after writeHead's.
+func (e *encoder) writeRest(b *strings.Builder, d *engine.Decisions, state string, staleIdentity bool) {
+	writeBools(b, e.sampleKeys, d.Samples)
 	b.WriteString(`},"sources":{`)
 	first := true
 	for i := range min(len(d.Flags), len(e.flagKeys)) {
@@ -280,7 +303,6 @@ func (e *encoder) encode(d *engine.Decisions, state string, staleIdentity bool) 
 	b.WriteString(e.versionTail)
 	b.WriteString(state)
 	b.WriteString(`"}`)
-	return b.String()
 }
 
 // unavailable returns the value for a snapshot whose decisions cannot be

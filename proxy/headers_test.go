@@ -413,10 +413,27 @@ func TestEncodedValuesAreReusedOnlyForTheSameDecisions(t *testing.T) {
 				if !reflect.DeepEqual(got.Header, want.Header) {
 					t.Fatalf("limits %+v, round %d, variant %d: header %q, want %q", lim, round, i, got.Header, want.Header)
 				}
+				if sent, json := sentJSON(t, got.Header), newEncoder(snap).encode(&r.Decisions, r.State, r.Subject.Stale); sent != json {
+					t.Fatalf("limits %+v, round %d, variant %d: sent\n%s\nwant\n%s", lim, round, i, sent, json)
+				}
 			}
 		}
 		if n := cached.values.Len(); n != len(results) {
 			t.Errorf("limits %+v: %d values cached, want %d", lim, n, len(results))
 		}
 	}
+}
+
+// sentJSON is the flags JSON h carries, joined from its parts when large.
+func sentJSON(t *testing.T, h http.Header) string {
+	t.Helper()
+	var ptr pointer
+	if err := json.Unmarshal([]byte(h.Get(FlagsHeader)), &ptr); err != nil || ptr.Encoding == "" {
+		return h.Get(FlagsHeader)
+	}
+	raw, err := joinParts(h, ptr)
+	if err != nil {
+		t.Fatalf("joinParts: %v", err)
+	}
+	return string(raw)
 }

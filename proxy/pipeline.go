@@ -87,19 +87,22 @@ type Pipeline struct {
 	limits     limits
 	enc        atomic.Pointer[encoder] // for the snapshot last seen
 	gzip       sync.Pool               // *gzip.Writer
+	flate      sync.Pool               // *flate.Writer, BestSpeed
 	seed       maphash.Seed
 	values     *lru.Cache[uint64, *encoded] // by fingerprint
-	fps        sync.Pool                    // *[]byte for fingerprints
-	requests   sync.Pool                    // *engine.Request
-	tally      *tally                       // decisions counted by name; nil counts nothing
-	reads      *readLog                     // names the app read; nil keeps nothing
+	heads      *lru.Cache[uint64, *largeHead]
+	fps        sync.Pool // *[]byte for fingerprints
+	requests   sync.Pool // *engine.Request
+	tally      *tally    // decisions counted by name; nil counts nothing
+	reads      *readLog  // names the app read; nil keeps nothing
 	refusals   *prometheus.CounterVec
 }
 
 // newPipeline returns a Pipeline with its caches.
 func newPipeline() *Pipeline {
 	values, _ := lru.New[uint64, *encoded](encodedCache) // only a size <= 0 fails
-	return &Pipeline{seed: maphash.MakeSeed(), values: values, limits: defaultLimits(), rand: globalRand{}}
+	heads, _ := lru.New[uint64, *largeHead](largeHeadCache)
+	return &Pipeline{seed: maphash.MakeSeed(), values: values, heads: heads, limits: defaultLimits(), rand: globalRand{}}
 }
 
 // Decide decides every flag, switch and sample for in.
@@ -291,13 +294,13 @@ func (p *Pipeline) encode(ctx context.Context, res *Result) {
 		buf = new([]byte)
 	}
 	defer p.fps.Put(buf)
-	fp := fingerprint((*buf)[:0], &res.Decisions, res.State, res.Subject.Stale)
+	fp, head := fingerprint((*buf)[:0], &res.Decisions, res.State, res.Subject.Stale)
 	*buf = fp
 	key := maphash.Bytes(p.seed, fp)
 	c, ok := p.values.Get(key)
 	if !ok || c.enc != e || c.fp != string(fp) {
 		var err error
-		if c, err = p.encodeNew(e, res, string(fp)); err != nil {
+		if c, err = p.encodeNew(e, res, fp, head); err != nil {
 			p.metrics.headerOversize.Inc()
 			p.logger.LogAttrs(ctx, slog.LevelError, "flags header too large; sending state unavailable",
 				slog.String("snapshot_version", res.Snapshot.Version()), slog.Any("error", err))
@@ -310,39 +313,70 @@ func (p *Pipeline) encode(ctx context.Context, res *Result) {
 	c.set(res.Header)
 }
 
-// encodeNew writes the JSON of res's decisions and makes its header
-// values.
-func (p *Pipeline) encodeNew(e *encoder, res *Result, fp string) (*encoded, error) {
-	value := e.encode(&res.Decisions, res.State, res.Subject.Stale)
-	c, err := p.form(e, value, res.State)
-	if err != nil {
-		return nil, fmt.Errorf("%w (%d bytes)", err, len(value))
+// encodeNew makes the header values of res's decisions, whose
+// fingerprint is fp; the first head bytes of it are the JSON head's. A
+// large value whose head is cached only has the rest of its JSON written.
+func (p *Pipeline) encodeNew(e *encoder, res *Result, fp []byte, head int) (*encoded, error) {
+	var c *encoded
+	var err error
+	if h := p.largeHead(e, &res.Decisions, fp[:head]); h != nil {
+		c, err = p.fromHead(e, h, res)
+	} else {
+		value := e.encode(&res.Decisions, res.State, res.Subject.Stale)
+		if c, err = p.form(e, value, res.State); err != nil {
+			err = fmt.Errorf("%w (%d bytes)", err, len(value))
+		}
 	}
-	c.fp = fp
+	if err != nil {
+		return nil, err
+	}
+	c.fp = string(fp)
 	return c, nil
 }
 
 // fingerprint appends to b what the flags JSON of d says besides the
-// snapshot's names: for each decision a byte 0 (off) or 1 (on) and its
-// origin's name (letters, usually none), then the state and whether the
-// identity is stale.
-func fingerprint(b []byte, d *engine.Decisions, state string, staleIdentity bool) []byte {
-	for _, ds := range [...][]engine.Decision{d.Flags, d.Switches, d.Samples} {
+// snapshot's names, and returns how much of it the JSON's head (see
+// writeHead) depends on: a byte for each flag's and switch's state, then
+// a byte for each flag's origin (see originCodes), each sample's state,
+// the state and whether the identity is stale.
+func fingerprint(b []byte, d *engine.Decisions, state string, staleIdentity bool) ([]byte, int) {
+	for _, ds := range [...][]engine.Decision{d.Flags, d.Switches} {
 		for i := range ds {
-			var on byte
-			if ds[i].On {
-				on = 1
-			}
-			b = append(append(b, on), ds[i].Reason.Origin()...)
+			b = append(b, onByte(ds[i].On))
 		}
-		b = append(b, 0xFF) // the JSON's objects end here
 	}
-	b = append(b, state...)
-	if staleIdentity {
-		return append(b, 0xFF, 1)
+	head := len(b)
+	for i := range d.Flags {
+		b = append(b, originCodes[d.Flags[i].Reason])
 	}
-	return append(b, 0xFF, 0)
+	b = append(b, 0xFF)
+	for i := range d.Samples {
+		b = append(b, onByte(d.Samples[i].On))
+	}
+	b = append(append(append(b, 0xFF), state...), 0xFF, onByte(staleIdentity))
+	return b, head
 }
+
+func onByte(on bool) byte {
+	if on {
+		return 1
+	}
+	return 0
+}
+
+// originCodes numbers the reasons by their Origin: reasons of one origin
+// share a code, and those without one have 0.
+var originCodes = func() (codes [256]byte) {
+	seen := map[string]byte{"": 0}
+	for r := range 256 {
+		o := engine.Reason(r).Origin()
+		if _, ok := seen[o]; !ok {
+			seen[o] = byte(len(seen))
+		}
+		codes[r] = seen[o]
+	}
+	return codes
+}()
 
 // encoder returns the encoder for snap, building it the first time snap is
 // seen.

@@ -2,14 +2,23 @@ package proxy
 
 import (
 	"bytes"
+	"compress/flate"
 	"compress/gzip"
 	"crypto/hmac"
 	"crypto/sha256"
+	"encoding"
 	"encoding/base64"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
+	"fmt"
+	"hash/crc32"
+	"hash/maphash"
 	"net/http"
 	"strconv"
+	"strings"
+
+	"github.com/flagproxy/flagproxy/engine"
 )
 
 // errTooLarge reports a value that would need more than the allowed parts.
@@ -33,11 +42,16 @@ func (p *Pipeline) form(e *encoder, value, state string) (*encoded, error) {
 	if err != nil {
 		return nil, err
 	}
+	return newLarge(e, parts, sum, state), nil
+}
+
+// newLarge returns the header values of a large value.
+func newLarge(e *encoder, parts []string, sum [sha256.Size]byte, state string) *encoded {
 	c := &encoded{enc: e, flags: []string{pointerJSON(e, len(parts), sum, state)}, parts: make([][]string, len(parts))}
 	for i, part := range parts {
 		c.parts[i] = []string{part}
 	}
-	return c, nil
+	return c
 }
 
 // encoded is the header values of one decision set. Its slices are shared
@@ -110,17 +124,150 @@ func (p *Pipeline) split(value string) ([]string, [sha256.Size]byte, error) {
 	if err != nil {
 		return nil, sum, err
 	}
-	text := base64.RawURLEncoding.EncodeToString(buf.Bytes())
+	parts, err := p.cut(base64.RawURLEncoding.EncodeToString(buf.Bytes()))
+	return parts, sum, err
+}
+
+// cut cuts the encoded text of a large value into parts.
+func (p *Pipeline) cut(text string) ([]string, error) {
 	n := (len(text) + p.limits.part - 1) / p.limits.part
 	if n > p.limits.maxParts {
-		return nil, sum, errTooLarge
+		return nil, errTooLarge
 	}
 	parts := make([]string, 0, n)
 	for len(text) > p.limits.part {
 		parts = append(parts, text[:p.limits.part])
 		text = text[p.limits.part:]
 	}
-	return append(parts, text), sum, nil
+	return append(parts, text), nil
+}
+
+// largeHead is the start of the large values that share a JSON head
+// (writeHead's), compressed once: waffle draws every sample afresh on
+// every request, and the samples come after the head. The rest of such a
+// value follows in stored (uncompressed) deflate blocks, which need no
+// compressor: the gzip member is
+//
+//	gzip header | head, compressed, ended by a sync flush | empty stored
+//	blocks up to a multiple of 3 bytes | the rest in stored blocks | trailer
+//
+// so the head's base64 text is cached, and the rest's appended to it.
+type largeHead struct {
+	enc  *encoder
+	fp   string // the head's part of the fingerprint
+	text string // base64url of the member up to the rest
+	size int    // JSON bytes in the head
+	crc  uint32 // CRC-32 of the head
+	sha  []byte // SHA-256 state after the head (encoding.BinaryMarshaler)
+}
+
+// largeHeadCache is how many heads largeHead remembers.
+const largeHeadCache = 16
+
+// largeHead returns the compressed head for the decisions d, whose head
+// fingerprint is fp, or nil when the head can fit inline (then the value
+// may too: it is encoded whole).
+func (p *Pipeline) largeHead(e *encoder, d *engine.Decisions, fp []byte) *largeHead {
+	if e.headBound() <= p.limits.inline {
+		return nil
+	}
+	key := maphash.Bytes(p.seed, fp)
+	if h, ok := p.heads.Get(key); ok && h.enc == e && h.fp == string(fp) {
+		return h
+	}
+	var b strings.Builder
+	e.writeHead(&b, d)
+	if b.Len() <= p.limits.inline {
+		return nil
+	}
+	h, err := p.compressHead(b.String())
+	if err != nil {
+		return nil
+	}
+	h.enc, h.fp = e, string(fp)
+	p.heads.Add(key, h)
+	return h
+}
+
+// gzipHeader is the 10-byte member header Go's gzip.Writer writes: no
+// name, no time, unknown OS.
+var gzipHeader = []byte{0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255}
+
+// emptyStored is an empty, not final, stored deflate block that starts on
+// a byte boundary.
+var emptyStored = []byte{0, 0, 0, 0xff, 0xff}
+
+// compressHead compresses head as the start of a gzip member.
+func (p *Pipeline) compressHead(head string) (*largeHead, error) {
+	buf := bytes.NewBuffer(append([]byte(nil), gzipHeader...))
+	zw, _ := p.flate.Get().(*flate.Writer)
+	if zw == nil {
+		zw, _ = flate.NewWriter(nil, flate.BestSpeed)
+	}
+	zw.Reset(buf)
+	_, err := zw.Write([]byte(head))
+	if err == nil {
+		err = zw.Flush() // ends on a byte boundary
+	}
+	p.flate.Put(zw)
+	if err != nil {
+		return nil, err
+	}
+	for buf.Len()%3 != 0 { // 5 bytes a block: two at most
+		buf.Write(emptyStored)
+	}
+	sha := sha256.New()
+	sha.Write([]byte(head))
+	state, err := sha.(encoding.BinaryMarshaler).MarshalBinary()
+	if err != nil {
+		return nil, err
+	}
+	return &largeHead{text: base64.RawURLEncoding.EncodeToString(buf.Bytes()), size: len(head),
+		crc: crc32.ChecksumIEEE([]byte(head)), sha: state}, nil
+}
+
+// fromHead makes the header values of res's decisions, whose head h is.
+func (p *Pipeline) fromHead(e *encoder, h *largeHead, res *Result) (*encoded, error) {
+	var b strings.Builder
+	e.writeRest(&b, &res.Decisions, res.State, res.Subject.Stale)
+	rest := []byte(b.String())
+	sha := sha256.New()
+	if err := sha.(encoding.BinaryUnmarshaler).UnmarshalBinary(h.sha); err != nil {
+		return nil, err
+	}
+	sha.Write(rest)
+	var sum [sha256.Size]byte
+	sha.Sum(sum[:0])
+	tail := appendStored(make([]byte, 0, len(rest)+len(rest)/maxStored*5+13), rest)
+	tail = binary.LittleEndian.AppendUint32(tail, crc32.Update(h.crc, crc32.IEEETable, rest))
+	tail = binary.LittleEndian.AppendUint32(tail, uint32(h.size+len(rest)))
+	parts, err := p.cut(h.text + base64.RawURLEncoding.EncodeToString(tail))
+	if err != nil {
+		return nil, fmt.Errorf("%w (%d bytes)", err, h.size+len(rest))
+	}
+	return newLarge(e, parts, sum, res.State), nil
+}
+
+// maxStored is the most bytes one stored deflate block holds.
+const maxStored = 0xffff
+
+// appendStored appends data as stored deflate blocks starting on a byte
+// boundary, the last one final.
+func appendStored(b, data []byte) []byte {
+	for {
+		n := min(len(data), maxStored)
+		final := byte(0)
+		if n == len(data) {
+			final = 1
+		}
+		b = append(b, final)
+		b = binary.LittleEndian.AppendUint16(b, uint16(n))
+		b = binary.LittleEndian.AppendUint16(b, ^uint16(n))
+		b = append(b, data[:n]...)
+		if data = data[n:]; final == 1 {
+			return b
+		}
+	}
 }
 
 // sign returns the SignatureHeader value for a FlagsHeader value at unix
