@@ -188,6 +188,7 @@ type encoder struct {
 	conflicts   string // `,"conflicts":{…}` or ""
 	versionTail string // `,"version":"…","state":"`
 	fixed       int    // bytes of everything but values, sources and state
+	bound       int    // the most bytes of any value
 	tooLarge    bool   // no value of this snapshot fits the header limits
 }
 
@@ -232,6 +233,10 @@ func newEncoder(snap *engine.Snapshot) *encoder {
 	e.versionTail = string(append(appendString(b, snap.Version()), `,"state":"`...))
 	e.fixed += len(`{"flags":{},"switches":{},"samples":{},"sources":{}"}`) +
 		len(e.conflicts) + len(e.versionTail)
+	e.bound = e.fixed + 5*(len(e.flagKeys)+len(e.switchKeys)+len(e.sampleKeys)) + len(identityStale) + len(StateUnavailable)
+	for _, k := range e.flagKeys {
+		e.bound += len(k) + len(`"session",`)
+	}
 	return e
 }
 

@@ -279,14 +279,20 @@ func (p *Pipeline) overrides(ctx context.Context, in Input, cookies engine.Param
 // header limits is sent as unavailable, and no waffle cookie is written; a
 // snapshot whose value can never fit is known when its encoder is built,
 // and its requests skip the encoding. Visitors come back with the same
-// decisions: the header values of a decision set seen recently are reused,
-// found by its fingerprint, without writing or compressing the JSON again.
+// decisions: when a value may be large, the header values of a decision
+// set seen recently are reused, found by its fingerprint, without writing
+// or compressing the JSON again.
 func (p *Pipeline) encode(ctx context.Context, res *Result) {
 	e := p.encoder(res.Snapshot)
 	if e.tooLarge {
 		p.metrics.headerOversize.Inc()
 		res.Header[FlagsHeader] = []string{e.unavailable()}
 		res.Waffle = nil
+		return
+	}
+	if e.bound <= p.limits.inline {
+		// Always inline: writing it is cheaper than looking it up.
+		res.Header[FlagsHeader] = []string{e.encode(&res.Decisions, res.State, res.Subject.Stale)}
 		return
 	}
 	buf, _ := p.fps.Get().(*[]byte)
