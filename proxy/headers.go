@@ -57,6 +57,10 @@
 //     where sha256 is the lower-case hex SHA-256 of the uncompressed JSON
 //     and version and state repeat the JSON's members.
 //
+// The member's deflate stream may mix compressed and stored blocks: flagproxy
+// compresses the start of a large JSON (the flags and switches) once, and
+// sends the rest, which changes with every request's samples, stored.
+//
 // A reader that finds an "encoding" member concatenates parts 1 to N, decodes
 // and decompresses them, checks the digest and then reads the JSON as above.
 // More than MaxParts (16) parts are never sent, leaving most of the 100
