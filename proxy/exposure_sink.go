@@ -345,7 +345,7 @@ const exposureTime = "2006-01-02T15:04:05.000Z"
 
 func lineOf(ev exposureEvent) exposureLine {
 	l := exposureLine{SchemaVersion: ExposureSchemaVersion, Time: ev.time.UTC().Format(exposureTime),
-		Kind: ev.kind.String(), Flag: ev.name, Value: ev.decision.On, Reason: string(ev.decision.Reason),
+		Kind: ev.kind.String(), Flag: ev.name, Value: ev.decision.On, Reason: ev.decision.Reason.String(),
 		SnapshotVersion: ev.snapshot, Path: ev.path, Status: ev.status}
 	if ev.userID != "" {
 		l.UserID = &ev.userID
