@@ -2,6 +2,7 @@ package djangodb
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
@@ -16,6 +17,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/jmoiron/sqlx"
 
 	"github.com/flagproxy/flagproxy/engine"
@@ -174,6 +176,10 @@ type Identities struct {
 	now        func() time.Time
 
 	shapeCache atomic.Pointer[userShape] // read on first use
+	// decoded holds the identity entries of session data that verified,
+	// by the data's SHA-256 digest (never by session key), so that a
+	// re-check of an unchanged session does not decode it again.
+	decoded *lru.Cache[[32]byte, map[string]any]
 }
 
 type userShape struct {
@@ -193,6 +199,7 @@ func NewIdentities(db *sqlx.DB, dialect Dialect, cfg SessionConfig) (*Identities
 	rules, _ := rulesFor(cfg)
 	tables, _ := userTablesFor(cfg.AuthUserModel)
 	ids := &Identities{db: db, dialect: dialect, cfg: cfg, rules: rules, tables: tables, now: cfg.Now}
+	ids.decoded, _ = lru.New[[32]byte, map[string]any](DefaultIdentityEntries)
 	if ids.now == nil {
 		ids.now = time.Now
 	}
@@ -374,10 +381,7 @@ func (ids *Identities) ResolveBatch(ctx context.Context, values []string) (out [
 				continue
 			}
 			out[i].Until = row.until
-			session, err := ids.sig.loads(row.data, ids.salt, noMaxAge, now)
-			if ReasonOf(err) == ReasonBadSignature && ids.rules.legacySessionData {
-				session, err = legacyLoads(row.data, ids.className, ids.cfg.SecretKey)
-			}
+			session, err := ids.loadRow(row.data, now)
 			if !ids.verifiedOr(&out[i], err) {
 				continue
 			}
@@ -386,6 +390,37 @@ func (ids *Identities) ResolveBatch(ctx context.Context, values []string) (out [
 	}
 	queries += ids.users(ctx, out, pending)
 	return out, queries
+}
+
+// loadRow verifies and decodes a django_session row's data. Data seen
+// before (a re-check of an unchanged session) is answered from ids.decoded
+// without verifying it again: the same bytes verify the same way.
+func (ids *Identities) loadRow(data string, now time.Time) (map[string]any, error) {
+	digest := sha256.Sum256([]byte(data))
+	if session, ok := ids.decoded.Get(digest); ok {
+		return session, nil
+	}
+	session, err := ids.sig.loads(data, ids.salt, noMaxAge, now)
+	if ReasonOf(err) == ReasonBadSignature && ids.rules.legacySessionData {
+		session, err = legacyLoads(data, ids.className, ids.cfg.SecretKey)
+	}
+	if err == nil {
+		session = identityEntries(session)
+		ids.decoded.Add(digest, session)
+	}
+	return session, err
+}
+
+// identityEntries keeps of a session what identifies the visitor: the
+// _auth_user_ entries and feature-flipper's (see users and featureStatus).
+func identityEntries(session map[string]any) map[string]any {
+	out := make(map[string]any, 4)
+	for k, v := range session {
+		if strings.HasPrefix(k, "_auth_user_") || strings.HasPrefix(k, "feature_status_") {
+			out[k] = v
+		}
+	}
+	return out
 }
 
 // verifiedOr records in r why a session did not verify, and reports

@@ -289,3 +289,67 @@ func TestIdentityCacheSQL(t *testing.T) {
 		})
 	})
 }
+
+// TestResolveBatchRecheckSeesDataChanges: a re-check of an unchanged
+// session reuses its decoded data (and answers as a fresh lookup does),
+// while data changed in the row, for another user, tampered with or
+// logged out in place, is verified again.
+func TestResolveBatchRecheckSeesDataChanges(t *testing.T) {
+	eachDatabase(t, true, func(t *testing.T, db *testDB) {
+		key := batchKey(0)
+		alice := loginSession(t, db, key, "k")
+		bobKey := batchKey(1)
+		bob := loginSession(t, db, bobKey, "k")
+		h, err := Open(db.Target)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer h.Close()
+		newIDs := func() *Identities {
+			ids, err := NewIdentities(h, db.Dialect, SessionConfig{SecretKey: "k", UseTZ: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return ids
+		}
+		ids := newIDs()
+		resolve := func() Resolution {
+			t.Helper()
+			out, _ := ids.ResolveBatch(t.Context(), []string{key})
+			fresh, _ := newIDs().ResolveBatch(t.Context(), []string{key})
+			if diff := cmp.Diff(fresh[0], out[0]); diff != "" {
+				t.Errorf("a re-check differs from a first lookup (-first +re-check):\n%s", diff)
+			}
+			return out[0]
+		}
+		if r := resolve(); r.Subject.UserID != alice || resolve().Subject.UserID != alice {
+			t.Fatalf("alice's session: %+v", r)
+		}
+		if n := ids.decoded.Len(); n != 1 {
+			t.Errorf("%d decoded sessions kept for one unchanged session, want 1", n)
+		}
+		setData := func(data string) {
+			db.Exec(t, `UPDATE django_session SET session_data = ? WHERE session_key = ?`, data, key)
+		}
+		var bobData string
+		if err := db.W.Get(&bobData, db.W.Rebind(`SELECT session_data FROM django_session WHERE session_key = ?`), bobKey); err != nil {
+			t.Fatal(err)
+		}
+		setData(bobData)
+		if r := resolve(); r.Subject.UserID != bob {
+			t.Errorf("the row now holds bob's data: %+v", r)
+		}
+		last := "A"
+		if strings.HasSuffix(bobData, last) {
+			last = "B"
+		}
+		setData(bobData[:len(bobData)-1] + last)
+		if r := resolve(); r.Subject.Authenticated || r.Reason != ReasonBadSignature {
+			t.Errorf("tampered data: %+v, want a bad signature", r)
+		}
+		setData(djangoDumps(t, map[string]any{"feature_status_beta": "enabled"}, "django.contrib.sessions.SessionStore", "k", time.Now(), true))
+		if r := resolve(); r.Subject.Authenticated || r.Reason != ReasonAnonymousSession || !r.Subject.FeatureStatus["beta"] {
+			t.Errorf("logged out in place: %+v", r)
+		}
+	})
+}
