@@ -18,6 +18,7 @@ type lookup struct {
 	known   bool      // a re-check of a known session: outside the budget
 	due     time.Time // when its batch must start at the latest
 	waiters int       // requests waiting for it; 0 for a background re-check
+	asked   bool      // a request waited for it (and is its session's latest use)
 	started bool      // in a running batch
 	done    chan struct{}
 	res     Resolution // set before done is closed
@@ -49,17 +50,31 @@ func newBatcher(c *IdentityCache, limiter *rate.Limiter) *batcher {
 	}
 }
 
-// recheck queues a background re-check of a known session unless one is
-// queued or running.
-func (b *batcher) recheck(key [32]byte, value string) {
+// recheck queues a background re-check of a known session, to start by
+// due, unless one is queued or running.
+func (b *batcher) recheck(key [32]byte, value string, due time.Time) {
+	b.recheckAll([]recheck{{key, value}}, due)
+}
+
+// recheck is a known session to re-check.
+type recheck struct {
+	key   [32]byte
+	value string
+}
+
+// recheckAll queues re-checks of known sessions, to start by due, at once
+// (so that they go in the same batches), except those queued or running.
+func (b *batcher) recheckAll(rs []recheck, due time.Time) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.calls[key] != nil {
-		return
+	for _, r := range rs {
+		if b.calls[r.key] != nil {
+			continue
+		}
+		l := &lookup{key: r.key, value: r.value, known: true, due: due, done: make(chan struct{})}
+		b.calls[r.key] = l
+		b.known = append(b.known, l)
 	}
-	l := &lookup{key: key, value: value, known: true, due: time.Now().Add(b.c.recheckWait), done: make(chan struct{})}
-	b.calls[key] = l
-	b.known = append(b.known, l)
 	b.kick()
 }
 
@@ -72,6 +87,7 @@ func (b *batcher) lookup(key [32]byte, value string, known bool) *lookup {
 	due := time.Now().Add(b.c.cfg.BatchWait)
 	if l := b.calls[key]; l != nil {
 		l.waiters++
+		l.asked = true
 		if !l.started && due.Before(l.due) {
 			l.due = due
 			if l.known && (b.urgent.IsZero() || due.Before(b.urgent)) {
@@ -84,7 +100,7 @@ func (b *batcher) lookup(key [32]byte, value string, known bool) *lookup {
 	if !known && len(b.unknown) >= b.c.cfg.Entries {
 		return nil
 	}
-	l := &lookup{key: key, value: value, known: known, due: due, waiters: 1, done: make(chan struct{})}
+	l := &lookup{key: key, value: value, known: known, due: due, waiters: 1, asked: true, done: make(chan struct{})}
 	b.calls[key] = l
 	if known {
 		b.known = append(b.known, l)
@@ -271,6 +287,12 @@ func (b *batcher) run(batch []*lookup) {
 			out[i] = Resolution{Reason: ReasonDatabaseError, Err: err}
 		}
 	}
+	asked := make([]bool, len(batch))
+	b.mu.Lock()
+	for i, l := range batch {
+		asked[i] = l.asked
+	}
+	b.mu.Unlock()
 	var failed int
 	var firstErr error
 	for i, l := range batch {
@@ -278,7 +300,7 @@ func (b *batcher) run(batch []*lookup) {
 			failed++
 			firstErr = cmp.Or(firstErr, out[i].Err)
 		}
-		c.store(l.key, out[i], checked)
+		c.store(l.key, l.value, out[i], checked, asked[i])
 		c.watchKey(out[i].Reason)
 	}
 	if failed > 0 {

@@ -17,18 +17,23 @@ import (
 )
 
 // IdentityCache answers who a visitor is from their session cookie, keeping
-// each answer (keyed by the SHA-256 digest of the cookie value, never the
-// value) so that requests in steady state make no database query.
+// each answer (keyed by the SHA-256 digest of the cookie value; the value
+// itself is kept only with a logged-in session's answer, to re-check it)
+// so that requests in steady state make no database query.
 //
 // Freshness. An answer is dated by the moment the queries that produced it
 // began (checked), and is never served at or past checked+TTL, nor at or
 // past the session's own expiry (expire_date, or the signed cookie's max
-// age). A request for a known (logged-in) session in the last part of that
-// time, from checked+TTL-Ahead (Ahead = min(TTL/2,
-// RecheckWait+LookupTimeout)), is served at once and starts a re-check in
-// the background (refresh ahead), whose answer replaces the old one; so an
-// active visitor never waits, and only a session idle past its TTL waits
-// for its lookup (at most LookupTimeout). A logout, password change,
+// age). A known (logged-in) session is re-checked in the background from
+// checked+TTL-Ahead (Ahead = min(TTL/2, RecheckWait + min(LookupTimeout,
+// TTL/4)): 1.75 s of the default 5 s), while its answer is still served
+// (refresh ahead), and the new answer replaces the old one: by a sweep,
+// every RecheckWait, of all the sessions used since their last check (a
+// request that waited for that check counts), together; or, for a session
+// first used again in that last part, by that request. So a visitor active
+// within the last TTL never waits; only a session idle for longer waits
+// for its lookup (at most LookupTimeout), as does one whose re-check has
+// not answered by the TTL (a slow database). A logout, password change,
 // deactivation or permission change committed at time T therefore reaches
 // every request that starts after T+TTL (plus any replication lag), except
 // in an outage (below). Refused and anonymous sessions are not re-checked in the
@@ -38,8 +43,8 @@ import (
 // (SessionResolver.ResolveBatch: one query on django_session for the whole
 // batch, one on the user table, one on its groups, one on permissions). A
 // session not yet known waits at most BatchWait (2 ms) for others to join
-// its batch, a background re-check at most RecheckWait (500 ms; a quarter
-// of Ahead when that is less); at most 4
+// its batch, a re-check started by a request at most RecheckWait (500 ms;
+// TTL/8 when that is less), and a sweep's re-checks go at once; at most 4
 // batches run at once (the poller keeps its connection), and while they run
 // the next batch grows, up to BatchSize sessions of which at most 100 are
 // not yet known. A batch holding sessions not yet known spends one token of
@@ -64,9 +69,10 @@ import (
 type IdentityCache struct {
 	cfg     IdentityCacheConfig
 	log     *slog.Logger
-	known   *lru.Cache[[32]byte, cachedIdentity]
+	known   *lru.Cache[[32]byte, *knownEntry]
 	refused *lru.Cache[[32]byte, cachedIdentity]
 	batch   *batcher
+	sweeper sweeper
 	now     func() time.Time
 	ahead   time.Duration
 	// recheckWait is how long a re-check waits to join a batch.
@@ -90,7 +96,7 @@ const (
 	DefaultIdentityLookupsPerSec = 200
 	DefaultIdentityLookupTimeout = 2 * time.Second
 	DefaultIdentityStaleMax      = 10 * time.Minute
-	DefaultIdentityBatchSize     = 1000
+	DefaultIdentityBatchSize     = 2000
 	DefaultIdentityBatchWait     = 2 * time.Millisecond
 	DefaultIdentityRecheckWait   = 500 * time.Millisecond
 )
@@ -166,8 +172,9 @@ type IdentityCacheConfig struct {
 	// BatchWait is the longest a lookup of a session not yet known waits
 	// for others to join its batch.
 	BatchWait time.Duration
-	// RecheckWait is the longest a background re-check waits for others
-	// to join its batch.
+	// RecheckWait is the longest a background re-check started by a
+	// request waits for others to join its batch, and the interval of the
+	// sweeps that re-check the sessions used since their last check.
 	RecheckWait time.Duration
 	Logger      *slog.Logger
 	Registerer  prometheus.Registerer
@@ -217,14 +224,15 @@ func NewIdentityCache(cfg IdentityCacheConfig) (*IdentityCache, error) {
 	if c.now == nil {
 		c.now = time.Now
 	}
-	// Re-check ahead of the TTL, early enough for the re-check to finish
-	// before it: an answer is never served past checked+TTL.
-	c.ahead = min(cfg.TTL/2, cfg.RecheckWait+cfg.LookupTimeout)
-	// A re-check must leave its query time within the window: with a short
-	// TTL it waits less for others to join its batch.
-	c.recheckWait = min(cfg.RecheckWait, c.ahead/4)
+	// Re-check ahead of the TTL, early enough for the re-check to wait
+	// for its batch (or the next sweep) and, in the usual case, finish
+	// before it: an answer is never served past checked+TTL, and a request
+	// that comes then waits for the re-check under way.
+	c.recheckWait = min(cfg.RecheckWait, cfg.TTL/8)
+	c.ahead = min(cfg.TTL/2, c.recheckWait+min(cfg.LookupTimeout, cfg.TTL/4))
 	c.retry = min(cfg.TTL, maxOutageRetry)
-	c.known, _ = lru.New[[32]byte, cachedIdentity](cfg.Entries)
+	c.known, _ = lru.New[[32]byte, *knownEntry](cfg.Entries)
+	c.sweeper.max = 4 * cfg.Entries
 	c.refused, _ = lru.New[[32]byte, cachedIdentity](cfg.Entries)
 	c.batch = newBatcher(c, rate.NewLimiter(rate.Limit(cfg.LookupsPerSecond), int(2*cfg.LookupsPerSecond)+1))
 	c.hits = prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -320,23 +328,28 @@ func (c *IdentityCache) Subject(ctx context.Context, cookies engine.Values) (eng
 	}
 	key := sha256.Sum256([]byte(value))
 	now := c.now()
+	c.maybeSweep(now)
 	e, isKnown := c.known.Get(key)
 	if isKnown {
-		switch c.state(e, now) {
+		switch c.state(e.cachedIdentity, now) {
 		case stateFresh:
 			c.hits.WithLabelValues("accepted").Inc()
+			e.markUsed()
 			return e.subject, nil
 		case stateRecheck:
+			// Not re-checked by a sweep (not used before): now.
 			c.hits.WithLabelValues("accepted").Inc()
+			e.markUsed()
 			if !e.failed || !now.Before(e.retryAt) {
-				c.batch.recheck(key, value)
+				c.batch.recheck(key, value, time.Now().Add(c.recheckWait))
 			}
 			return e.subject, nil
 		case stateStale:
 			c.hits.WithLabelValues("accepted").Inc()
 			c.stale.Inc()
+			e.markUsed()
 			if !now.Before(e.retryAt) {
-				c.batch.recheck(key, value)
+				c.batch.recheck(key, value, time.Now().Add(c.recheckWait))
 			}
 			s := e.subject
 			s.Stale = true
@@ -361,7 +374,7 @@ func (c *IdentityCache) Subject(ctx context.Context, cookies engine.Values) (eng
 		err = res.Err
 	}
 	if err != nil {
-		if isKnown && c.staleServable(e, c.now()) {
+		if isKnown && c.staleServable(e.cachedIdentity, c.now()) {
 			c.markFailed(key, e)
 			c.stale.Inc()
 			s := e.subject
@@ -381,22 +394,27 @@ func (c *IdentityCache) Subject(ctx context.Context, cookies engine.Values) (eng
 	return res.Subject, nil
 }
 
-// store records the answer of a lookup that began at checked: accepted
-// sessions in the known cache, others in the refused one. A database error
-// marks a known answer as failed, so that it is served stale or not at
-// all, and leaves everything else as it was.
-func (c *IdentityCache) store(key [32]byte, res Resolution, checked time.Time) {
+// store records the answer for value (whose digest is key) of a lookup
+// that began at checked: accepted sessions in the known cache, with their
+// re-check planned (and made if the session is used by then: asked, when
+// a request waited for this lookup, counts as a use), others in the
+// refused one. A database error marks a known answer as failed, so that
+// it is served stale or not at all, with a retry planned, and leaves
+// everything else as it was.
+func (c *IdentityCache) store(key [32]byte, value string, res Resolution, checked time.Time, asked bool) {
 	if res.Err != nil {
-		if e, ok := c.known.Peek(key); ok && e.checked.Before(checked) {
-			e.failed, e.retryAt = true, c.now().Add(c.retry)
-			c.known.Add(key, e)
+		if old, ok := c.known.Peek(key); ok && old.checked.Before(checked) {
+			c.fail(key, old)
 		}
 		return
 	}
 	e := cachedIdentity{subject: res.Subject, reason: res.Reason, checked: checked, until: res.Until}
 	if res.Subject.Authenticated {
 		c.refused.Remove(key)
-		c.known.Add(key, e)
+		k := &knownEntry{cachedIdentity: e, value: value}
+		k.used.Store(asked)
+		c.known.Add(key, k)
+		c.sweeper.add(planned{key: key, checked: checked, at: checked.Add(c.cfg.TTL - c.ahead)})
 		return
 	}
 	c.known.Remove(key)
@@ -408,13 +426,19 @@ func (c *IdentityCache) store(key [32]byte, res Resolution, checked time.Time) {
 // served stale at once instead of each waiting for the re-check still
 // running (a database that accepts connections and never answers holds it
 // until its timeout).
-func (c *IdentityCache) markFailed(key [32]byte, e cachedIdentity) {
-	cur, ok := c.known.Peek(key)
-	if !ok || !cur.checked.Equal(e.checked) || cur.failed {
-		return
+func (c *IdentityCache) markFailed(key [32]byte, e *knownEntry) {
+	if cur, ok := c.known.Peek(key); ok && cur.checked.Equal(e.checked) && !cur.failed {
+		c.fail(key, cur)
 	}
-	cur.failed, cur.retryAt = true, c.now().Add(c.retry)
-	c.known.Add(key, cur)
+}
+
+// fail replaces old, the known answer of key, by one marked failed, to be
+// retried after c.retry.
+func (c *IdentityCache) fail(key [32]byte, old *knownEntry) {
+	e := &knownEntry{cachedIdentity: old.cachedIdentity, value: old.value}
+	e.failed, e.retryAt = true, c.now().Add(c.retry)
+	c.known.Add(key, e)
+	c.sweeper.add(planned{key: key, checked: e.checked, at: e.retryAt})
 }
 
 // watchKey logs, rate-limited, that SECRET_KEY is probably wrong when

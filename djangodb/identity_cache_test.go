@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -702,5 +703,82 @@ func TestIdentityCacheShortTTLNeverWaits(t *testing.T) {
 			t.Errorf("an active visitor waited %d times in 5 s with a 1 s TTL", waits)
 		}
 		time.Sleep(2 * time.Second)
+	})
+}
+
+// TestIdentityCacheSweep: sessions used since their last check (a
+// request that waited for the check counts) are re-checked together in the
+// background before their TTL, so a visitor coming back after longer than
+// the TTL, but within about two, does not wait; a session not used since
+// its last check is not re-checked, and waits when it comes back past its
+// TTL.
+func TestIdentityCacheSweep(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const n = 300
+		users := map[string]engine.Subject{"idlesession": bob}
+		for i := range n {
+			users[fmt.Sprintf("active-%04d", i)] = engine.Subject{UserID: fmt.Sprint(i), Authenticated: true}
+		}
+		r := newFake(users)
+		r.delay = 10 * time.Millisecond
+		c, _ := newTestCache(t, IdentityCacheConfig{Resolver: r, BatchSize: 2 * n})
+		visitAll := func(round string, wantWait bool) {
+			var wg sync.WaitGroup
+			for i := range n {
+				wg.Go(func() {
+					s, waited, err := ask(t, c, fmt.Sprintf("active-%04d", i))
+					if err != nil || s.UserID != fmt.Sprint(i) || (waited > 0) != wantWait {
+						t.Errorf("%s: visitor %d: %+v, %v after %v", round, i, s, err, waited)
+					}
+				})
+			}
+			wg.Wait()
+		}
+		// Other traffic goes on throughout (it starts the sweeps).
+		traffic := func(d time.Duration) {
+			for start := time.Now(); time.Since(start) < d; time.Sleep(100 * time.Millisecond) {
+				ask(t, c, "nobody-at-all")
+			}
+		}
+		visitAll("first", true)
+		ask(t, c, "idlesession")
+		first := r.batchCount()
+		traffic(time.Second)
+		visitAll("within the TTL", false)
+		traffic(6 * time.Second)
+		swept := r.batchCount()
+		visitAll("past the TTL of the first check", false)
+		traffic(10 * time.Second)
+		count := func(batches [][]string, v func(string) bool) (n, values int) {
+			for _, b := range batches {
+				if slices.ContainsFunc(b, v) {
+					n++
+				}
+				for _, x := range b {
+					if v(x) {
+						values++
+					}
+				}
+			}
+			return n, values
+		}
+		isActive := func(v string) bool { return strings.HasPrefix(v, "active-") }
+		// The active sessions: re-checked together by a sweep at about
+		// TTL-Ahead; then, used again at 7 s in the last part of the TTL,
+		// once more (by those requests and the sweep running alongside,
+		// in a few batches); then not.
+		if n, values := count(r.batches[first:swept], isActive); n != 1 || values != n*300 {
+			t.Errorf("the sweep re-checked %d active sessions in %d batches, want all 300 in one", values, n)
+		}
+		if n, values := count(r.batches[swept:], isActive); n > 4 || values != 300 {
+			t.Errorf("after their use at 7 s, %d active sessions re-checked in %d batches, want all 300 in at most 4", values, n)
+		}
+		if idle, _ := count(r.batches[first:], func(v string) bool { return v == "idlesession" }); idle != 1 {
+			t.Errorf("a session used once was re-checked %d times, want once", idle)
+		}
+		if _, waited, _ := ask(t, c, "idlesession"); waited == 0 {
+			t.Error("a session idle past its TTL was served without a lookup")
+		}
+		time.Sleep(2 * DefaultIdentityTTL)
 	})
 }

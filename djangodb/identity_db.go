@@ -70,7 +70,7 @@ type userRow struct {
 
 // maxInList bounds the values bound in one IN list; a longer list is split
 // into several statements.
-const maxInList = 1000
+const maxInList = 2000
 
 // inChunks calls f with consecutive parts of xs, each at most maxInList
 // long, and returns how many times it called f.
