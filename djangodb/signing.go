@@ -2,7 +2,6 @@ package djangodb
 
 import (
 	"bytes"
-	"compress/zlib"
 	"crypto/hmac"
 	"crypto/sha1"
 	"crypto/sha256"
@@ -166,16 +165,8 @@ func (s signer) loadsAt(value, salt string, maxAge time.Duration, now time.Time)
 		return nil, time.Time{}, reject(ReasonMalformed, err)
 	}
 	if compressed {
-		zr, err := zlib.NewReader(bytes.NewReader(raw))
-		if err != nil {
+		if raw, err = inflate(raw); err != nil {
 			return nil, time.Time{}, reject(ReasonMalformed, err)
-		}
-		raw, err = io.ReadAll(io.LimitReader(zr, maxSessionBytes+1))
-		if err != nil {
-			return nil, time.Time{}, reject(ReasonMalformed, err)
-		}
-		if len(raw) > maxSessionBytes {
-			return nil, time.Time{}, reject(ReasonMalformed, errors.New("session too large"))
 		}
 	}
 	m, err := decodeSession(raw)
