@@ -353,3 +353,77 @@ func TestResolveBatchRecheckSeesDataChanges(t *testing.T) {
 		}
 	})
 }
+
+// TestIdentityCacheSQLSweep: the background re-check of sessions in use
+// (a sweep, their data unchanged and not decoded again) sees a logout, a
+// password change and a deactivation made in Django, in one batch of four
+// statements, while the others keep their users.
+func TestIdentityCacheSQLSweep(t *testing.T) {
+	eachDatabase(t, true, func(t *testing.T, db *testDB) {
+		const n = 30
+		uids := make([]string, n)
+		for i := range n {
+			uids[i] = loginSession(t, db, batchKey(i), "k")
+		}
+		h, err := Open(db.Target)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer h.Close()
+		ids, err := NewIdentities(h, db.Dialect, SessionConfig{SecretKey: "k", UseTZ: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		clk := &clock{t: time.Now()}
+		c, err := NewIdentityCache(IdentityCacheConfig{Resolver: ids, Now: clk.now, Registerer: prometheus.NewRegistry()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		visit := func(round string, want func(i int) string) {
+			t.Helper()
+			for i := range n {
+				if s, err := c.Subject(t.Context(), cookies(batchKey(i))); err != nil || s.UserID != want(i) {
+					t.Errorf("%s: visitor %d: %+v, %v; want user %q", round, i, s, err, want(i))
+				}
+			}
+		}
+		same := func(i int) string { return uids[i] }
+		visit("first", same) // one by one: each waits for its lookup
+		clk.advance(time.Second)
+		visit("in use", same)
+		db.Exec(t, `DELETE FROM django_session WHERE session_key = ?`, batchKey(1))
+		db.Exec(t, `UPDATE auth_user SET password = 'pbkdf2_sha256$changed' WHERE id = ?`, uids[2])
+		db.Exec(t, `UPDATE auth_user SET is_active = ? WHERE id = ?`, false, uids[3])
+		decoded := ids.decoded.Len()
+		before := testutil.ToFloat64(c.queries)
+		clk.advance(DefaultIdentityTTL - c.ahead) // the re-check window
+		// A request starts the sweep (and is served its answer at once).
+		if s, err := c.Subject(t.Context(), cookies(batchKey(0))); err != nil || s.UserID != uids[0] {
+			t.Errorf("in the re-check window: %+v, %v", s, err)
+		}
+		// Wait for the sweep's batch to be sent and its answers stored.
+		pending := func() int {
+			c.batch.mu.Lock()
+			defer c.batch.mu.Unlock()
+			return len(c.batch.calls)
+		}
+		for deadline := time.Now().Add(10 * time.Second); testutil.ToFloat64(c.queries) < before+4 || pending() > 0; {
+			if time.Now().After(deadline) {
+				t.Fatalf("no sweep within 10 s: %v statements", testutil.ToFloat64(c.queries)-before)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		visit("after the sweep", func(i int) string {
+			if i >= 1 && i <= 3 {
+				return ""
+			}
+			return uids[i]
+		})
+		if q := testutil.ToFloat64(c.queries) - before; q != 4 {
+			t.Errorf("the sweep took %v statements, want 4 (one batch)", q)
+		}
+		if ids.decoded.Len() != decoded {
+			t.Errorf("the re-check decoded session data again: %d decoded, was %d", ids.decoded.Len(), decoded)
+		}
+	})
+}
