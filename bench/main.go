@@ -46,6 +46,7 @@ type options struct {
 	rounds      int
 	duration    time.Duration
 	warmup      time.Duration
+	warmupC     time.Duration
 	rate        int
 	rateFor     time.Duration
 	conns       int
@@ -67,6 +68,7 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.rounds, "rounds", 3, "interleaved rounds; each reports the median, min and max")
 	fs.DurationVar(&o.duration, "duration", 4*time.Second, "saturation run per measurement (whole seconds)")
 	fs.DurationVar(&o.warmup, "warmup", time.Second, "load before each saturation run, not measured (whole seconds)")
+	fs.DurationVar(&o.warmupC, "warmup-c", 15*time.Second, "warm-up of scenario c instead, if longer: its sessions are re-checked every few seconds, so the steady state comes after a few identity TTLs; with -warmup 0s, 0s measures the cold start (whole seconds)")
 	fs.IntVar(&o.rate, "rate", 500, "fixed rate in requests per second for the latency run")
 	fs.DurationVar(&o.rateFor, "rate-duration", 2*time.Second, "fixed-rate run per measurement")
 	fs.IntVar(&o.conns, "connections", 64, "connections at saturation")
@@ -89,7 +91,7 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	for _, d := range []struct {
 		name string
 		v    time.Duration
-	}{{"-duration", o.duration}, {"-warmup", o.warmup}} {
+	}{{"-duration", o.duration}, {"-warmup", o.warmup}, {"-warmup-c", o.warmupC}} {
 		if d.v < 0 || d.v > 10*time.Minute || d.v%time.Second != 0 {
 			errs = append(errs, fmt.Errorf("%s: whole seconds up to 10m", d.name))
 		}
@@ -292,6 +294,14 @@ type scenario struct {
 	// a browser does; the others never do, so every percentage flag is
 	// rolled afresh on every request.
 	returning bool
+}
+
+// warmup is the load before s's saturation run.
+func (o options) warmupOf(s scenario) time.Duration {
+	if s.sessions > 1 {
+		return max(o.warmup, o.warmupC)
+	}
+	return o.warmup
 }
 
 func pickScenarios(list string, sessions int) ([]scenario, error) {

@@ -127,11 +127,11 @@ func (r *report) markdown() string {
 		rounds = "round"
 	}
 	fmt.Fprintf(&b, "`go run ./bench%s`: %d interleaved %s, each server started fresh per scenario; %d s at saturation "+
-		"(%d connections, %s) after %d s of warm-up, then %d req/s for %d s (Go client, open loop). "+
+		"(%d connections, %s) after %d s of warm-up%s, then %d req/s for %d s (Go client, open loop). "+
 		"Median (min–max) over the rounds. The site's database is %s; the upstream answers a %d-byte page. "+
 		"CPU µs/req is the proxy's utime+stime over the saturation run divided by its requests; peak RSS is VmHWM "+
 		"(nginx: master + worker). Total time %s.\n\n",
-		r.flagsUsed(), o.rounds, rounds, int(o.duration.Seconds()), o.conns, load, int(o.warmup.Seconds()), o.rate,
+		r.flagsUsed(), o.rounds, rounds, int(o.duration.Seconds()), o.conns, load, int(o.warmup.Seconds()), r.warmupNote(), o.rate,
 		int(o.rateFor.Seconds()), o.db, r.pageSize, r.elapsed.Round(time.Second))
 	b.WriteString("A returning visitor sends back, with every request, the cookies its first visits to flagproxy got " +
 		"(its dwf_ cookies and when they were renewed), as a browser does; the other scenarios' visitors never " +
@@ -233,6 +233,17 @@ func (r *report) markdown() string {
 
 // flagsUsed repeats the options that change the measurement for the
 // report's command (not -out, -keep or -v).
+// warmupNote names the longer warm-up of scenarios with rotating sessions,
+// if any.
+func (r *report) warmupNote() string {
+	for _, s := range r.scenarios {
+		if w := r.o.warmupOf(s); w != r.o.warmup {
+			return fmt.Sprintf(" (%d s for (%s), so that its sessions are past their first re-checks: the steady state)", int(w.Seconds()), s.id)
+		}
+	}
+	return ""
+}
+
 func (r *report) flagsUsed() string {
 	var out []string
 	args := os.Args[1:]

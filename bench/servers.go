@@ -141,8 +141,8 @@ func (e *env) measure(ctx context.Context, srv string, s scenario, st *site, set
 	defer e.children.stop(r.c)
 	t := traffic{id: s.id, sessions: st.Sessions[:s.sessions], back: e.back[s.id]}
 	url := r.url + "/"
-	if e.o.warmup > 0 {
-		if _, err := e.saturate(ctx, url, t, e.o.warmup); err != nil {
+	if w := e.o.warmupOf(s); w > 0 {
+		if _, err := e.saturate(ctx, url, t, w); err != nil {
 			return m, fmt.Errorf("warm-up: %w", err)
 		}
 	}
