@@ -75,7 +75,8 @@ type IdentityCache struct {
 	sweeper sweeper
 	now     func() time.Time
 	ahead   time.Duration
-	// recheckWait is how long a re-check waits to join a batch.
+	// recheckWait is how long a re-check started by a request waits to
+	// join a batch, and the interval between sweeps.
 	recheckWait time.Duration
 	retry       time.Duration
 	lastLog     atomic.Int64 // unix nanoseconds of the last batch failure logged
@@ -337,7 +338,8 @@ func (c *IdentityCache) Subject(ctx context.Context, cookies engine.Values) (eng
 			e.markUsed()
 			return e.subject, nil
 		case stateRecheck:
-			// Not re-checked by a sweep (not used before): now.
+			// Re-check, unless a sweep has already queued it (the
+			// batcher keeps one lookup per session).
 			c.hits.WithLabelValues("accepted").Inc()
 			e.markUsed()
 			if !e.failed || !now.Before(e.retryAt) {
