@@ -397,9 +397,10 @@ func TestIdentityCacheSQLSweep(t *testing.T) {
 		decoded := ids.decoded.Len()
 		before := testutil.ToFloat64(c.queries)
 		clk.advance(DefaultIdentityTTL - c.ahead) // the re-check window
-		// A request starts the sweep (and is served its answer at once).
-		if s, err := c.Subject(t.Context(), cookies(batchKey(0))); err != nil || s.UserID != uids[0] {
-			t.Errorf("in the re-check window: %+v, %v", s, err)
+		// Any request starts the sweep: here one whose value cannot be a
+		// session, which costs no statement of its own.
+		if s, err := c.Subject(t.Context(), cookies("short")); err != nil || s.Authenticated {
+			t.Errorf("an implausible value: %+v, %v", s, err)
 		}
 		// Wait for the sweep's batch to be sent and its answers stored.
 		pending := func() int {
