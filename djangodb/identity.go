@@ -178,7 +178,9 @@ type Identities struct {
 	shapeCache atomic.Pointer[userShape] // read on first use
 	// decoded holds the identity entries of session data that verified,
 	// by the data's SHA-256 digest (never by session key), so that a
-	// re-check of an unchanged session does not decode it again.
+	// re-check of an unchanged session does not decode it again. It holds
+	// DefaultIdentityEntries: with a larger identity cache, re-checks of
+	// the sessions beyond that decode again (correct, and slower).
 	decoded *lru.Cache[[32]byte, map[string]any]
 }
 
