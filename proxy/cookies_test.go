@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"net/http"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -27,6 +28,14 @@ func TestWaffleCookies(t *testing.T) {
 			name:  "percentage roll on",
 			flags: []engine.WaffleFlag{{Name: "x", Percent: engine.PercentOf(500)}},
 			roll:  0.3, target: "/",
+			want:   []string{"dwf_x=True; " + expires + "; Max-Age=2592000; Path=/; Secure", "flagproxy_waffle_renewed=1795247928; " + expires + "; Max-Age=2592000; Path=/; Secure"},
+			on:     true,
+			source: "roll",
+		},
+		{
+			name:  "a fresh roll under a recent marker writes no marker",
+			flags: []engine.WaffleFlag{{Name: "x", Percent: engine.PercentOf(500)}},
+			roll:  0.3, target: "/", cookie: "flagproxy_waffle_renewed=1795247900",
 			want:   []string{"dwf_x=True; " + expires + "; Max-Age=2592000; Path=/; Secure"},
 			on:     true,
 			source: "roll",
@@ -97,7 +106,8 @@ func TestWaffleCookies(t *testing.T) {
 			flags:    []engine.WaffleFlag{{Name: "x", Percent: engine.PercentOf(500)}},
 			settings: &engine.WaffleSettings{Cookie: "ab_%s", TestCookie: "dwft_%s", MaxAge: 60},
 			roll:     0.3, target: "/",
-			want:   []string{"ab_x=True; expires=Sat, 21 Nov 2026 07:59:48 GMT; Max-Age=60; Path=/"},
+			want: []string{"ab_x=True; expires=Sat, 21 Nov 2026 07:59:48 GMT; Max-Age=60; Path=/",
+				"flagproxy_waffle_renewed=1795247928; expires=Sat, 21 Nov 2026 07:59:48 GMT; Max-Age=60; Path=/"},
 			on:     true,
 			source: "roll",
 		},
@@ -105,7 +115,7 @@ func TestWaffleCookies(t *testing.T) {
 			name:  "colon is legal in Python",
 			flags: []engine.WaffleFlag{{Name: "a:b", Percent: engine.PercentOf(500)}},
 			roll:  0.3, target: "/",
-			want: []string{"dwf_a:b=True; " + expires + "; Max-Age=2592000; Path=/; Secure"},
+			want: []string{"dwf_a:b=True; " + expires + "; Max-Age=2592000; Path=/; Secure", "flagproxy_waffle_renewed=1795247928; " + expires + "; Max-Age=2592000; Path=/; Secure"},
 		},
 	}
 	for _, tt := range tests {
@@ -144,9 +154,38 @@ func TestCookieKeepsUpstreamSetCookie(t *testing.T) {
 		WaffleFlags: []engine.WaffleFlag{{Name: "x", Percent: engine.PercentOf(500)}},
 	}), testNow())
 	res := hs.get(t, "/", nil)
-	want := []string{"sessionid=abc; HttpOnly; Path=/", "dwf_x=True; expires=Mon, 21 Dec 2026 07:58:48 GMT; Max-Age=2592000; Path=/; Secure"}
+	want := []string{"sessionid=abc; HttpOnly; Path=/", "dwf_x=True; expires=Mon, 21 Dec 2026 07:58:48 GMT; Max-Age=2592000; Path=/; Secure",
+		"flagproxy_waffle_renewed=1795247928; expires=Mon, 21 Dec 2026 07:58:48 GMT; Max-Age=2592000; Path=/; Secure"}
 	if diff := cmp.Diff(want, res.Header["Set-Cookie"]); diff != "" {
 		t.Errorf("Set-Cookie (-want +got):\n%s", diff)
+	}
+}
+
+// TestFirstVisitMarksRenewal: a first visit writes every percentage
+// cookie and the renewal marker, so a browser that sends them back gets no
+// Set-Cookie line on its second visit, and keeps its sides.
+func TestFirstVisitMarksRenewal(t *testing.T) {
+	hs := newHarness(t, Config{Rand: fixedRand(0.3)}, nil)
+	hs.store.Publish(mustSnapshot(t, engine.Data{
+		Sources: []engine.Source{engine.SourceWaffle},
+		WaffleFlags: []engine.WaffleFlag{{Name: "on", Percent: engine.PercentOf(500)},
+			{Name: "off", Percent: engine.PercentOf(100)}, {Name: "t", Testing: true}},
+	}), testNow())
+	first := hs.get(t, "/?dwft_t=1", nil)
+	var jar []string
+	for _, c := range first.Cookies() {
+		jar = append(jar, c.Name+"="+c.Value)
+	}
+	want := []string{"dwf_off=False", "dwf_on=True", "dwft_t=True", RefreshCookie + "=1795247928"}
+	if diff := cmp.Diff(want, jar); diff != "" {
+		t.Fatalf("first visit's cookies (-want +got):\n%s", diff)
+	}
+	second := hs.get(t, "/", http.Header{"Cookie": {strings.Join(jar, "; ")}})
+	if got := second.Header["Set-Cookie"]; len(got) > 0 {
+		t.Errorf("second visit wrote %q, want nothing", got)
+	}
+	if p := decode(t, hs.backend.last(t).Header); !p.Flags["on"] || p.Flags["off"] || p.Sources["on"] != "cookie" {
+		t.Errorf("second visit: flags %v from %v, want on kept from its cookie", p.Flags, p.Sources)
 	}
 }
 
@@ -164,7 +203,8 @@ func TestIllegalCookieNamesAreSkipped(t *testing.T) {
 	hs := newHarness(t, Config{Rand: fixedRand(0)}, nil)
 	hs.store.Publish(snap, testNow())
 	res := hs.get(t, "/", nil)
-	want := []string{"ok=True; expires=Sat, 21 Nov 2026 07:58:58 GMT; Max-Age=10; Path=/; Secure"}
+	want := []string{"ok=True; expires=Sat, 21 Nov 2026 07:58:58 GMT; Max-Age=10; Path=/; Secure",
+		"flagproxy_waffle_renewed=1795247928; expires=Sat, 21 Nov 2026 07:58:58 GMT; Max-Age=10; Path=/; Secure"}
 	if diff := cmp.Diff(want, res.Header["Set-Cookie"]); diff != "" {
 		t.Errorf("Set-Cookie (-want +got):\n%s", diff)
 	}

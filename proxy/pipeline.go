@@ -208,31 +208,44 @@ const RefreshCookie = "flagproxy_waffle_renewed"
 // those whose value is new (a fresh roll, a changed value) on every
 // response, and renews the others (Cookie.Refresh) at most once a day, or
 // every half of WAFFLE_MAX_AGE if that is shorter, noting when in
-// RefreshCookie. A visitor seen within WAFFLE_MAX_AGE keeps every side it
-// rolled, as with waffle.
+// RefreshCookie. A response that writes every percentage cookie afresh (a
+// first visit) notes it too, so the next visit renews nothing. A visitor
+// seen within WAFFLE_MAX_AGE keeps every side it rolled, as with waffle.
 func (p *Pipeline) cookiesToWrite(snap *engine.Snapshot, all []engine.Cookie, sent engine.Params, now time.Time) []engine.Cookie {
-	refresh := 0
+	refresh, fresh := 0, 0
 	for _, c := range all {
-		if c.Refresh {
+		switch {
+		case c.Refresh:
 			refresh++
+		case c.MaxAge > 0: // a percentage cookie (testing cookies last a session)
+			fresh++
 		}
 	}
-	if refresh == 0 {
+	if refresh == 0 && fresh == 0 {
 		return all
 	}
 	ws := snap.WaffleSettings()
 	period := min(24*time.Hour, time.Duration(ws.MaxAge)*time.Second/2)
 	if last, err := strconv.ParseInt(sent[RefreshCookie], 10, 64); err == nil && now.Sub(time.Unix(last, 0)) < period && last <= now.Unix() {
-		out := make([]engine.Cookie, 0, len(all)-refresh)
-		for _, c := range all {
-			if !c.Refresh {
-				out = append(out, c)
-			}
-		}
-		return out
+		return withoutRefresh(all, refresh)
 	}
 	marker := engine.Cookie{Name: RefreshCookie, Value: strconv.FormatInt(now.Unix(), 10), MaxAge: ws.MaxAge, Secure: ws.Secure}
 	return append(all, marker)
+}
+
+// withoutRefresh returns the cookies of all that are not renewals, of
+// which there are n.
+func withoutRefresh(all []engine.Cookie, n int) []engine.Cookie {
+	if n == 0 {
+		return all
+	}
+	out := make([]engine.Cookie, 0, len(all)-n)
+	for _, c := range all {
+		if !c.Refresh {
+			out = append(out, c)
+		}
+	}
+	return out
 }
 
 // subject identifies the visitor: the user in.UserID names, else the

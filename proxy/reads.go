@@ -212,7 +212,8 @@ func (t *readTracker) take(res *http.Response, ex *exchange) *readsReport {
 
 // onlyRead keeps the waffle cookies of the flags rep says the app read, as
 // waffle's middleware writes cookies only for the flags evaluated; the
-// renewal marker (RefreshCookie) stays only if a renewal does.
+// renewal marker (RefreshCookie) stays only if a renewal does, or if no
+// cookie was a renewal (every one written afresh) and one is kept.
 func onlyRead(cs []engine.Cookie, rep *readsReport) []engine.Cookie {
 	read := make(map[string]bool, len(rep.Flags)+len(rep.Missing.Flags))
 	for _, n := range rep.Flags {
@@ -223,8 +224,9 @@ func onlyRead(cs []engine.Cookie, rep *readsReport) []engine.Cookie {
 	}
 	out := make([]engine.Cookie, 0, len(cs))
 	var marker []engine.Cookie
-	renewed := false
+	renewed, anyRenewal := false, false
 	for _, c := range cs {
+		anyRenewal = anyRenewal || c.Refresh
 		switch {
 		case c.Flag == "":
 			marker = append(marker, c)
@@ -233,7 +235,7 @@ func onlyRead(cs []engine.Cookie, rep *readsReport) []engine.Cookie {
 			out = append(out, c)
 		}
 	}
-	if renewed {
+	if renewed || !anyRenewal && len(out) > 0 {
 		out = append(out, marker...)
 	}
 	return out

@@ -155,6 +155,14 @@ func TestOnlyRead(t *testing.T) {
 			t.Errorf("read %+v (-want +got):\n%s", tt.read, diff)
 		}
 	}
+	// Every cookie written afresh (a first visit): the marker stays with
+	// any cookie kept, and goes with none.
+	fresh := []engine.Cookie{cs[0], {Flag: "c", Name: "dwf_c", Value: "False"}, cs[3]}
+	for read, want := range map[string][]string{"a": {"dwf_a", RefreshCookie}, "z": nil} {
+		if diff := cmp.Diff(want, names(onlyRead(fresh, &readsReport{readNames: readNames{Flags: []string{read}}}))); diff != "" {
+			t.Errorf("fresh, read %q (-want +got):\n%s", read, diff)
+		}
+	}
 }
 
 // TestLazyWaffleCookies runs responses with and without a reads report
@@ -171,12 +179,12 @@ func TestLazyWaffleCookies(t *testing.T) {
 		want   []string
 		result string
 	}{
-		{"no report: every cookie", false, nil, nil, []string{"dwf_read", "dwf_unread"}, readsAbsent},
-		{"report: the flags read", false, nil, http.Header{ReadsHeader: {report}}, []string{"dwf_read"}, readsOK},
-		{"report, eager", true, nil, http.Header{ReadsHeader: {report}}, []string{"dwf_read", "dwf_unread"}, readsOK},
-		{"unsigned report with a key is ignored", false, []byte("k"), http.Header{ReadsHeader: {report}}, []string{"dwf_read", "dwf_unread"}, readsUnsigned},
-		{"signed report", false, []byte("k"), http.Header{ReadsHeader: {report}, ReadsSignatureHeader: {sign([]byte("k"), testNow().Unix(), report)}}, []string{"dwf_read"}, readsOK},
-		{"bad report", false, nil, http.Header{ReadsHeader: {"["}}, []string{"dwf_read", "dwf_unread"}, readsMalformed},
+		{"no report: every cookie", false, nil, nil, []string{"dwf_read", "dwf_unread", RefreshCookie}, readsAbsent},
+		{"report: the flags read", false, nil, http.Header{ReadsHeader: {report}}, []string{"dwf_read", RefreshCookie}, readsOK},
+		{"report, eager", true, nil, http.Header{ReadsHeader: {report}}, []string{"dwf_read", "dwf_unread", RefreshCookie}, readsOK},
+		{"unsigned report with a key is ignored", false, []byte("k"), http.Header{ReadsHeader: {report}}, []string{"dwf_read", "dwf_unread", RefreshCookie}, readsUnsigned},
+		{"signed report", false, []byte("k"), http.Header{ReadsHeader: {report}, ReadsSignatureHeader: {sign([]byte("k"), testNow().Unix(), report)}}, []string{"dwf_read", RefreshCookie}, readsOK},
+		{"bad report", false, nil, http.Header{ReadsHeader: {"["}}, []string{"dwf_read", "dwf_unread", RefreshCookie}, readsMalformed},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			hs := newHarness(t, Config{Rand: fixedRand(0.1), EagerWaffleCookies: tt.eager, SigningKey: tt.key}, func(w http.ResponseWriter, r *http.Request) {
