@@ -2,8 +2,13 @@ package engine_test
 
 import (
 	"encoding/json"
+	"fmt"
+	"slices"
 	"strconv"
+	"strings"
 	"testing"
+
+	"github.com/google/go-cmp/cmp"
 
 	"github.com/flagproxy/flagproxy/engine"
 )
@@ -39,5 +44,45 @@ func TestReasonText(t *testing.T) {
 	var d engine.Decision
 	if err := json.Unmarshal([]byte(`{"on":true,"reason":"maybe"}`), &d); err == nil {
 		t.Errorf("unknown reason read as %d", d.Reason)
+	}
+}
+
+// TestEvaluateCookieOrder: percentage cookies in flag order, then testing
+// cookies, whether the testing cookies fit the room Evaluate makes for
+// them or outgrow it, and with either kind alone.
+func TestEvaluateCookieOrder(t *testing.T) {
+	d := engine.Data{Sources: []engine.Source{engine.SourceWaffle}, Waffle: engine.DefaultData().Waffle}
+	for i := range 3 {
+		d.WaffleFlags = append(d.WaffleFlags, engine.WaffleFlag{Name: fmt.Sprintf("p%d", i), Percent: engine.PercentOf(500)})
+	}
+	for i := range 7 {
+		d.WaffleFlags = append(d.WaffleFlags, engine.WaffleFlag{Name: fmt.Sprintf("t%d", i), Testing: true})
+	}
+	snap := mustSnapshot(t, d)
+	percent := []string{"dwf_p0", "dwf_p1", "dwf_p2"}
+	for _, asked := range []int{0, 1, 4, 7} {
+		var raw []string
+		want := slices.Clone(percent)
+		for i := range asked {
+			raw = append(raw, fmt.Sprintf("dwft_t%d=1", i))
+			want = append(want, fmt.Sprintf("dwft_t%d", i))
+		}
+		q := strings.Join(raw, "&")
+		r := &engine.Request{Subject: engine.Anonymous, Query: engine.ParseQuery(q), RawQuery: q}
+		var got []string
+		for _, c := range snap.Evaluate(r, fixedRand(0.1)).Cookies {
+			got = append(got, c.Name)
+		}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("%d testing parameters: cookies (-want +got):\n%s", asked, diff)
+		}
+	}
+	// Testing cookies alone: the percentage flags are on for everyone.
+	for i := range 3 {
+		d.WaffleFlags[i].Everyone = engine.Yes
+	}
+	r := &engine.Request{Subject: engine.Anonymous, Query: engine.ParseQuery("dwft_t6=0")}
+	if cs := mustSnapshot(t, d).Evaluate(r, fixedRand(0.1)).Cookies; len(cs) != 1 || cs[0].Name != "dwft_t6" || cs[0].Value != "False" {
+		t.Errorf("testing cookie alone: %+v", cs)
 	}
 }

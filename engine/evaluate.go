@@ -21,15 +21,11 @@ func (s *Snapshot) Evaluate(r *Request, rnd Rand) Decisions {
 	nf, ns := len(s.flags), len(s.switches)
 	d := Decisions{Flags: all[:nf:nf], Switches: all[nf : nf+ns : nf+ns], Samples: all[nf+ns:]}
 	e := evaluation{rnd: rnd}
-	if s.cookies > 0 {
-		e.percent = make([]Cookie, 0, s.cookies)
-	}
+	buf := s.cookieBuffer(&e)
 	for i := range s.flags {
 		d.Flags[i] = s.decideFlag(i, r, &e)
 	}
-	if len(e.percent)+len(e.tests) > 0 {
-		d.Cookies = append(e.percent, e.tests...)
-	}
+	d.Cookies = e.cookies(buf)
 	for i, sw := range s.switches {
 		d.Switches[i] = Decision{On: sw.Active, Reason: ReasonActive}
 	}
@@ -37,6 +33,41 @@ func (s *Snapshot) Evaluate(r *Request, rnd Rand) Decisions {
 		d.Samples[i] = Decision{On: rnd.Float64()*100 <= sm.Percent.Float(), Reason: ReasonSample}
 	}
 	return d
+}
+
+// testCookieRoom is how many testing cookies Evaluate makes room for
+// beside the percentage cookies: a request asks for few, if any.
+const testCookieRoom = 4
+
+// cookieBuffer gives e one list for the cookies of an evaluation:
+// percentage cookies from the start, testing cookies after room for all
+// of those. Evaluate allocates it once; nil when no rule writes cookies.
+func (s *Snapshot) cookieBuffer(e *evaluation) []Cookie {
+	n := s.cookies + min(s.tests, testCookieRoom)
+	if n == 0 {
+		return nil
+	}
+	buf := make([]Cookie, 0, n)
+	e.percent = buf[:0:s.cookies]
+	e.tests = buf[s.cookies:s.cookies]
+	return buf
+}
+
+// cookies returns the percentage cookies, then the testing cookies, in
+// buf (from cookieBuffer) unless one part outgrew its room; nil for none.
+func (e *evaluation) cookies(buf []Cookie) []Cookie {
+	n := len(e.percent)
+	switch {
+	case n+len(e.tests) == 0:
+		return nil
+	case len(e.tests) == 0:
+		return e.percent
+	case n == 0:
+		return e.tests
+	case cap(buf) > 0 && &e.percent[0] == &buf[:1][0]:
+		return append(buf[:n], e.tests...) // moves the tests down, in place
+	}
+	return append(e.percent, e.tests...)
 }
 
 // decideFlag decides the i-th flag: its library's rule (off for a

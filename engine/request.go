@@ -35,14 +35,21 @@ func (p Params) Get(name string) (string, bool) {
 // Every name and value returned is valid UTF-8. Django's limit on the number
 // of fields (DATA_UPLOAD_MAX_NUMBER_FIELDS, which makes Django answer 400) is
 // not applied.
-func ParseQuery(raw string) Params {
+func ParseQuery(raw string) Params { return ParseQueryInto(nil, raw) }
+
+// ParseQueryInto is ParseQuery adding the fields to p, an empty map the
+// caller reuses (nil: a new one). It returns the map, or nil when raw is
+// empty.
+func ParseQueryInto(p Params, raw string) Params {
 	if raw == "" {
 		return nil
 	}
 	if !utf8.ValidString(raw) {
 		raw = latin1(raw)
 	}
-	p := make(Params, min(strings.Count(raw, "&")+1, 16))
+	if p == nil {
+		p = make(Params, min(strings.Count(raw, "&")+1, 16))
+	}
 	for piece := range strings.SplitSeq(raw, "&") {
 		if piece == "" {
 			continue
@@ -209,17 +216,24 @@ func appendPyUTF8(dst, b []byte) []byte {
 // parsing, and that joined line is what should be forwarded: gunicorn and
 // Django's ASGI handler before 6.1 would join them with ",", which leaves
 // Django with one useless cookie (spec/django-sessions.md §5.2–5.3).
-func ParseCookies(header string) Params {
+func ParseCookies(header string) Params { return ParseCookiesInto(nil, header) }
+
+// ParseCookiesInto is ParseCookies adding the cookies to p, an empty map
+// the caller reuses (nil: a new one). It returns the map, or nil when the
+// header is empty.
+func ParseCookiesInto(p Params, header string) Params {
 	if header == "" {
 		return nil
 	}
 	if !utf8.ValidString(header) {
 		header = string(appendPyUTF8(nil, []byte(header)))
 	}
-	// Sized for every chunk (a returning visitor of a site with many
-	// percentage flags sends hundreds): growing the map costs more than
-	// filling it. The bound keeps a header of empty chunks cheap.
-	p := make(Params, min(strings.Count(header, ";")+1, maxPresized))
+	if p == nil {
+		// Sized for every chunk (a returning visitor of a site with many
+		// percentage flags sends hundreds): growing the map costs more
+		// than filling it. The bound keeps a header of empty chunks cheap.
+		p = make(Params, min(strings.Count(header, ";")+1, maxPresized))
+	}
 	for chunk := range strings.SplitSeq(header, ";") {
 		name, value, ok := strings.Cut(chunk, "=")
 		if !ok {

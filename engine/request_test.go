@@ -44,12 +44,18 @@ func TestParseQuery(t *testing.T) {
 		{"names are case-sensitive", "dwft_Mixed=1&dwft_mixed=0", Params{"dwft_Mixed": "1", "dwft_mixed": "0"}},
 		{"override parameters", "enable_x&session_enable_y=1;z", Params{"enable_x": "", "session_enable_y": "1;z"}},
 	}
+	reused := Params{}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			got := ParseQuery(tt.raw)
 			if diff := cmp.Diff(tt.want, got, cmpopts.EquateEmpty()); diff != "" {
 				t.Errorf("ParseQuery(%q) mismatch (-want +got):\n%s", tt.raw, diff)
 			}
+			// A map reused by a caller (cleared after each case) parses alike.
+			if diff := cmp.Diff(tt.want, ParseQueryInto(reused, tt.raw), cmpopts.EquateEmpty()); diff != "" {
+				t.Errorf("ParseQueryInto(reused, %q) mismatch (-want +got):\n%s", tt.raw, diff)
+			}
+			clear(reused)
 		})
 	}
 }
@@ -94,12 +100,18 @@ func TestParseCookies(t *testing.T) {
 		{"python whitespace", "\x1cx\x1f=\u3000v\u00a0", Params{"x": "v"}},
 		{"invalid UTF-8 replaced", "x=\xff", Params{"x": "\uFFFD"}},
 	}
+	reused := Params{}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			got := ParseCookies(tt.header)
 			if diff := cmp.Diff(tt.want, got, cmpopts.EquateEmpty()); diff != "" {
 				t.Errorf("ParseCookies(%q) mismatch (-want +got):\n%s", tt.header, diff)
 			}
+			// A map reused by a caller (cleared after each case) parses alike.
+			if diff := cmp.Diff(tt.want, ParseCookiesInto(reused, tt.header), cmpopts.EquateEmpty()); diff != "" {
+				t.Errorf("ParseCookiesInto(reused, %q) mismatch (-want +got):\n%s", tt.header, diff)
+			}
+			clear(reused)
 		})
 	}
 }

@@ -69,6 +69,7 @@ type Snapshot struct {
 	flagsSet  DjangoFlagsSettings
 	inputs    Inputs // what any rule reads
 	cookies   int    // rules that may write a cookie every request
+	tests     int    // rules that may write a testing cookie
 	data      Data   // what the snapshot was built from
 	// groupNames and infoDigest are informative only (see Info).
 	groupNames map[int64]string
@@ -142,6 +143,7 @@ func (s *Snapshot) buildSources(d *Data) (map[string][]flagRule, error) {
 		}
 		s.problems = append(s.problems, b.problems...)
 		s.cookies += b.cookies
+		s.tests += b.tests
 		for _, r := range b.rules {
 			if !utf8.ValidString(r.name) {
 				return nil, fmt.Errorf("%w: %s flag name %q is not valid UTF-8", ErrInvalidSnapshot, src.name, r.name)

@@ -40,8 +40,9 @@ type built struct {
 	rules    []namedRule
 	problems []Problem
 	// cookies is how many of the rules may write a cookie on every
-	// request (Evaluate sizes its cookie list with it).
-	cookies int
+	// request, tests how many only when the request asks (a testing
+	// parameter or header); Evaluate sizes its cookie list with them.
+	cookies, tests int
 }
 
 // namedRule is one flag a source defines.

@@ -121,6 +121,9 @@ func buildWaffle(d *Data) (built, error) {
 		if f.Percent.Valid && f.Percent.Tenths > 0 {
 			b.cookies++
 		}
+		if f.Testing {
+			b.tests++
+		}
 	}
 	return b, nil
 }

@@ -26,7 +26,26 @@ func (p *Proxy) modifyResponse(res *http.Response) error {
 	p.recordExposure(res, rep)
 	err := p.bufferResponse(res)
 	stripNamespace(res.Trailer) // those read with a buffered body
+	if err == nil && ex != nil {
+		ex.takeSetCookies(res.Header)
+	}
 	return err
+}
+
+// takeSetCookies moves the response's Set-Cookie lines to the client's
+// header, in order after any it holds: ReverseProxy would copy them one by
+// one, growing a slice at every power of two.
+func (ex *exchange) takeSetCookies(h http.Header) {
+	lines, ok := h["Set-Cookie"]
+	if !ok {
+		return
+	}
+	w := ex.Header()
+	if prior := w["Set-Cookie"]; len(prior) > 0 {
+		lines = append(prior, lines...)
+	}
+	w["Set-Cookie"] = lines
+	delete(h, "Set-Cookie")
 }
 
 // setCookies appends the Set-Cookie lines django-waffle's middleware would

@@ -93,8 +93,10 @@ type Pipeline struct {
 	heads      *lru.Cache[uint64, *largeHead]
 	fps        sync.Pool // *[]byte for fingerprints
 	requests   sync.Pool // *engine.Request
-	tally      *tally    // decisions counted by name; nil counts nothing
-	reads      *readLog  // names the app read; nil keeps nothing
+	maps       sync.Pool // engine.Params, empty
+	second     atomic.Pointer[unixText]
+	tally      *tally   // decisions counted by name; nil counts nothing
+	reads      *readLog // names the app read; nil keeps nothing
 	refusals   *prometheus.CounterVec
 }
 
@@ -142,15 +144,16 @@ func (p *Pipeline) evaluate(ctx context.Context, in Input, res *Result) {
 	snap := res.Snapshot
 	uses := snap.Inputs()
 	req := p.request()
-	if in.Explain == nil {
-		defer p.release(req) // an explanation keeps it
-	}
-	var cookies engine.Params
+	var cookies, query engine.Params
 	if uses.Has(engine.InputCookies) || p.subjects != nil || p.overrider != nil || (uses.Has(engine.InputLanguage) && p.locale != nil) {
-		cookies = engine.ParseCookies(in.Cookie)
+		cookies = p.parse(engine.ParseCookiesInto, in.Cookie)
 	}
 	if uses.Has(engine.InputQuery) {
-		req.Query, req.RawQuery = engine.ParseQuery(in.RawQuery), in.RawQuery
+		query = p.parse(engine.ParseQueryInto, in.RawQuery)
+		req.Query, req.RawQuery = query, in.RawQuery
+	}
+	if in.Explain == nil {
+		defer p.release(req, cookies, query) // an explanation keeps them
 	}
 	if uses.Has(engine.InputCookies) {
 		req.Cookies = cookies
@@ -193,10 +196,27 @@ func (p *Pipeline) request() *engine.Request {
 	return req
 }
 
-// release clears req, which nothing holds any more, into the pool.
-func (p *Pipeline) release(req *engine.Request) {
+// release clears req and the maps parsed for it, which nothing holds any
+// more, into their pools.
+func (p *Pipeline) release(req *engine.Request, cookies, query engine.Params) {
+	for _, m := range [...]engine.Params{cookies, query} {
+		if m != nil {
+			clear(m)
+			p.maps.Put(m)
+		}
+	}
 	*req = engine.Request{}
 	p.requests.Put(req)
+}
+
+// parse parses a query string or cookie header s with parseInto, into an
+// empty map from the pool (when it has none, parseInto sizes a new one).
+func (p *Pipeline) parse(parseInto func(engine.Params, string) engine.Params, s string) engine.Params {
+	if s == "" {
+		return nil
+	}
+	m, _ := p.maps.Get().(engine.Params)
+	return parseInto(m, s)
 }
 
 // RefreshCookie is the cookie in which flagproxy remembers when it last
@@ -226,11 +246,40 @@ func (p *Pipeline) cookiesToWrite(snap *engine.Snapshot, all []engine.Cookie, se
 	}
 	ws := snap.WaffleSettings()
 	period := min(24*time.Hour, time.Duration(ws.MaxAge)*time.Second/2)
-	if last, err := strconv.ParseInt(sent[RefreshCookie], 10, 64); err == nil && now.Sub(time.Unix(last, 0)) < period && last <= now.Unix() {
+	if renewedWithin(sent, now, period) {
 		return withoutRefresh(all, refresh)
 	}
-	marker := engine.Cookie{Name: RefreshCookie, Value: strconv.FormatInt(now.Unix(), 10), MaxAge: ws.MaxAge, Secure: ws.Secure}
+	marker := engine.Cookie{Name: RefreshCookie, Value: p.unixText(now), MaxAge: ws.MaxAge, Secure: ws.Secure}
 	return append(all, marker)
+}
+
+// renewedWithin reports whether the request's RefreshCookie notes a
+// renewal within period before now (not after it).
+func renewedWithin(sent engine.Params, now time.Time, period time.Duration) bool {
+	v, ok := sent[RefreshCookie]
+	if !ok {
+		return false
+	}
+	last, err := strconv.ParseInt(v, 10, 64)
+	return err == nil && now.Sub(time.Unix(last, 0)) < period && last <= now.Unix()
+}
+
+// unixText is now in Unix seconds as text, kept for the second it names:
+// the renewal markers written in one second share it.
+func (p *Pipeline) unixText(now time.Time) string {
+	sec := now.Unix()
+	if t := p.second.Load(); t != nil && t.unix == sec {
+		return t.text
+	}
+	t := &unixText{sec, strconv.FormatInt(sec, 10)}
+	p.second.Store(t)
+	return t.text
+}
+
+// unixText is a Unix second and its decimal text.
+type unixText struct {
+	unix int64
+	text string
 }
 
 // withoutRefresh returns the cookies of all that are not renewals, of
