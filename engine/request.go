@@ -264,7 +264,21 @@ func pyIsSpace(r rune) bool {
 }
 
 // pyStrip is Python's str.strip() without arguments.
-func pyStrip(s string) string { return strings.TrimFunc(s, pyIsSpace) }
+func pyStrip(s string) string {
+	// The ASCII spaces byte by byte (the usual case, "; " between
+	// cookies); then decoding runes only if an end is not ASCII.
+	i, j := 0, len(s)
+	for i < j && s[i] < utf8.RuneSelf && pyIsSpace(rune(s[i])) {
+		i++
+	}
+	for j > i && s[j-1] < utf8.RuneSelf && pyIsSpace(rune(s[j-1])) {
+		j--
+	}
+	if s = s[i:j]; s == "" || s[0] < utf8.RuneSelf && s[len(s)-1] < utf8.RuneSelf {
+		return s
+	}
+	return strings.TrimFunc(s, pyIsSpace)
+}
 
 // cookieUnquote is CPython's http.cookies._unquote.
 func cookieUnquote(s string) string {

@@ -212,3 +212,23 @@ func TestDjangoPath(t *testing.T) {
 		}
 	}
 }
+
+// TestPyStrip: the byte-wise fast path strips exactly what trimming every
+// Python whitespace rune strips, for strings of spaces, non-spaces and
+// non-ASCII runes in every order up to four.
+func TestPyStrip(t *testing.T) {
+	parts := []string{" ", "\t", "\x1c", "\x85", "\u00a0", "\u3000", "\u2009", "a", "é", "=", "\"", "\xff"}
+	var build func(prefix string, n int)
+	build = func(prefix string, n int) {
+		if want := strings.TrimFunc(prefix, pyIsSpace); pyStrip(prefix) != want {
+			t.Errorf("pyStrip(%q) = %q, want %q", prefix, pyStrip(prefix), want)
+		}
+		if n == 0 {
+			return
+		}
+		for _, p := range parts {
+			build(prefix+p, n-1)
+		}
+	}
+	build("", 4)
+}
