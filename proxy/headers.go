@@ -58,8 +58,10 @@
 //     and version and state repeat the JSON's members.
 //
 // The member's deflate stream may mix compressed and stored blocks: flagproxy
-// compresses the start of a large JSON (the flags and switches) once, and
-// sends the rest, which changes with every request's samples, stored.
+// compresses the start of a large JSON (the flags and switches) once, sends
+// the samples, which change with every request, stored, and the rest (the
+// sources to the end) stored the first time it is seen and compressed once
+// it comes back, as a returning visitor's does.
 //
 // A reader that finds an "encoding" member concatenates parts 1 to N, decodes
 // and decompresses them, checks the digest and then reads the JSON as above.
@@ -287,8 +289,19 @@ func (e *encoder) writeHead(b *strings.Builder, d *engine.Decisions) {
 
 // writeRest writes the rest of the JSON after writeHead's.
 func (e *encoder) writeRest(b *strings.Builder, d *engine.Decisions, state string, staleIdentity bool) {
+	e.writeSamples(b, d)
+	e.writeTail(b, d, state, staleIdentity)
+}
+
+// writeSamples writes the samples and the start of the sources, after
+// writeHead's part.
+func (e *encoder) writeSamples(b *strings.Builder, d *engine.Decisions) {
 	writeBools(b, e.sampleKeys, d.Samples)
 	b.WriteString(`},"sources":{`)
+}
+
+// writeTail writes the JSON after writeSamples's: the sources to the end.
+func (e *encoder) writeTail(b *strings.Builder, d *engine.Decisions, state string, staleIdentity bool) {
 	first := true
 	for i := range min(len(d.Flags), len(e.flagKeys)) {
 		o := d.Flags[i].Reason.Origin()

@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 	"unicode/utf8"
@@ -443,4 +444,58 @@ func sentJSON(t *testing.T, h http.Header) string {
 		t.Fatalf("joinParts: %v", err)
 	}
 	return string(raw)
+}
+
+// stepRand steps through 0.05, 0.15, … 0.95 and again: every call draws
+// another number, so samples differ from one request to the next.
+type stepRand struct{ n atomic.Int64 }
+
+func (r *stepRand) Float64() float64 { return float64(r.n.Add(1)%10)/10 + 0.05 }
+
+// TestLargeValueTailCompressedOnce: a returning visitor's large value,
+// whose samples change from one request to the next, sends the sources
+// stored the first time and compressed the second (shorter), and every
+// value decodes to the same flags and sources.
+func TestLargeValueTailCompressedOnce(t *testing.T) {
+	cookie := "sessionid=x; flagproxy_waffle_renewed=" + strconv.FormatInt(testNow().Unix()-3600, 10)
+	for i := 0; i < 600; i += 3 {
+		cookie += fmt.Sprintf("; dwf_waffle_flag_%02d=%s", i, []string{"True", "False"}[i%2])
+	}
+	p := newPipeline()
+	p.now, p.rand, p.staleAfter = testNow, &stepRand{}, time.Hour
+	store := &engine.Store{}
+	store.Publish(benchSnapshotN(t, 20), testNow())
+	p.snaps = store
+	var sizes []int
+	var first Payload
+	for i := range 4 {
+		res := p.Decide(t.Context(), Input{Cookie: cookie, Path: "/"})
+		size := 0
+		for _, vs := range res.Header {
+			size += len(vs[0])
+		}
+		sizes = append(sizes, size)
+		got, err := Decode(res.Header)
+		if err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+		if len(got.Sources) != 200 {
+			t.Fatalf("request %d: %d sources, want 200 (one a dwf_ cookie)", i, len(got.Sources))
+		}
+		if i == 0 {
+			first = got
+			continue
+		}
+		if diff := cmp.Diff(first.Flags, got.Flags); diff != "" {
+			t.Errorf("request %d: flags (-first +got):\n%s", i, diff)
+		}
+		if diff := cmp.Diff(first.Sources, got.Sources); diff != "" {
+			t.Errorf("request %d: sources (-first +got):\n%s", i, diff)
+		}
+	}
+	// Requests 2 and 3 draw the samples of 0 and 1 again: their values
+	// come from the value cache.
+	if sizes[1] >= sizes[0]*3/4 || sizes[2] != sizes[0] || sizes[3] != sizes[1] {
+		t.Errorf("header bytes by request %v: want the second well under the first, then both again", sizes)
+	}
 }

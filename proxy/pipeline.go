@@ -91,6 +91,7 @@ type Pipeline struct {
 	seed       maphash.Seed
 	values     *lru.Cache[uint64, *encoded] // by fingerprint
 	heads      *lru.Cache[uint64, *largeHead]
+	tails      *lru.Cache[uint64, *compressedTail]
 	fps        sync.Pool // *[]byte for fingerprints
 	requests   sync.Pool // *engine.Request
 	maps       sync.Pool // engine.Params, empty
@@ -104,7 +105,8 @@ type Pipeline struct {
 func newPipeline() *Pipeline {
 	values, _ := lru.New[uint64, *encoded](encodedCache) // only a size <= 0 fails
 	heads, _ := lru.New[uint64, *largeHead](largeHeadCache)
-	return &Pipeline{seed: maphash.MakeSeed(), values: values, heads: heads, limits: defaultLimits(), rand: globalRand{}}
+	tails, _ := lru.New[uint64, *compressedTail](compressedTails)
+	return &Pipeline{seed: maphash.MakeSeed(), values: values, heads: heads, tails: tails, limits: defaultLimits(), rand: globalRand{}}
 }
 
 // Decide decides every flag, switch and sample for in.

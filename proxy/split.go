@@ -151,7 +151,9 @@ func (p *Pipeline) cut(text string) ([]string, error) {
 //	gzip header | head, compressed, ended by a sync flush | empty stored
 //	blocks up to a multiple of 3 bytes | the rest in stored blocks | trailer
 //
-// so the head's base64 text is cached, and the rest's appended to it.
+// so the head's base64 text is cached, and the rest's appended to it. Once
+// the rest's tail (the sources to the end) comes back, it is compressed on
+// its own and cached too (see restText).
 type largeHead struct {
 	enc  *encoder
 	fp   string // the head's part of the fingerprint
@@ -229,7 +231,9 @@ func (p *Pipeline) compressHead(head string) (*largeHead, error) {
 // fromHead makes the header values of res's decisions, whose head h is.
 func (p *Pipeline) fromHead(e *encoder, h *largeHead, res *Result) (*encoded, error) {
 	var b strings.Builder
-	e.writeRest(&b, &res.Decisions, res.State, res.Subject.Stale)
+	e.writeSamples(&b, &res.Decisions)
+	n := b.Len()
+	e.writeTail(&b, &res.Decisions, res.State, res.Subject.Stale)
 	rest := []byte(b.String())
 	sha := sha256.New()
 	if err := sha.(encoding.BinaryUnmarshaler).UnmarshalBinary(h.sha); err != nil {
@@ -238,33 +242,120 @@ func (p *Pipeline) fromHead(e *encoder, h *largeHead, res *Result) (*encoded, er
 	sha.Write(rest)
 	var sum [sha256.Size]byte
 	sha.Sum(sum[:0])
-	tail := appendStored(make([]byte, 0, len(rest)+len(rest)/maxStored*5+13), rest)
-	tail = binary.LittleEndian.AppendUint32(tail, crc32.Update(h.crc, crc32.IEEETable, rest))
-	tail = binary.LittleEndian.AppendUint32(tail, uint32(h.size+len(rest)))
-	parts, err := p.cut(h.text + base64.RawURLEncoding.EncodeToString(tail))
+	var end [8]byte
+	binary.LittleEndian.PutUint32(end[:], crc32.Update(h.crc, crc32.IEEETable, rest))
+	binary.LittleEndian.PutUint32(end[4:], uint32(h.size+len(rest)))
+	parts, err := p.cut(h.text + p.restText(rest[:n], rest[n:], end[:]))
 	if err != nil {
 		return nil, fmt.Errorf("%w (%d bytes)", err, h.size+len(rest))
 	}
 	return newLarge(e, parts, sum, res.State), nil
 }
 
+// restText is the base64url text of the member after the head: the
+// samples and the tail (writeTail's JSON), then the gzip trailer end. The
+// samples change with every request and go in stored blocks; a tail seen
+// before (the sources of a returning visitor) was compressed once, and its
+// text is reused.
+func (p *Pipeline) restText(samples, tail, end []byte) string {
+	t := p.tailText(tail)
+	if t == "" {
+		rest := append(samples[:len(samples):len(samples)], tail...)
+		b := appendStored(make([]byte, 0, len(rest)+len(rest)/maxStored*5+13), rest, true)
+		return base64.RawURLEncoding.EncodeToString(append(b, end...))
+	}
+	mid := appendStored(make([]byte, 0, len(samples)+len(samples)/maxStored*5+15), samples, false)
+	for len(mid)%3 != 0 { // 5 bytes a block: two at most
+		mid = append(mid, emptyStored...)
+	}
+	last := append([]byte{1, 0, 0, 0xff, 0xff}, end...) // a final empty stored block
+	var b strings.Builder
+	b.Grow(base64.RawURLEncoding.EncodedLen(len(mid)) + len(t) + 20)
+	b.WriteString(base64.RawURLEncoding.EncodeToString(mid))
+	b.WriteString(t)
+	b.WriteString(base64.RawURLEncoding.EncodeToString(last))
+	return b.String()
+}
+
+// compressedTail is a tail (see restText) seen before; text is the
+// base64url of its deflate blocks, once it has been seen twice.
+type compressedTail struct {
+	tail, text string
+}
+
+// Tails shorter than minCompressedTail are not worth a cache entry, and
+// compressedTails is how many tails the cache holds.
+const (
+	minCompressedTail = 512
+	compressedTails   = 32
+)
+
+// tailText returns the text of tail compressed on its own (ended by a sync
+// flush, padded to a multiple of 3 bytes), or "" when it is to be sent
+// stored: short, or seen for the first time (a tail that never comes back
+// costs no compression).
+func (p *Pipeline) tailText(tail []byte) string {
+	if len(tail) < minCompressedTail {
+		return ""
+	}
+	key := maphash.Bytes(p.seed, tail)
+	c, ok := p.tails.Get(key)
+	switch {
+	case !ok || c.tail != string(tail):
+		p.tails.Add(key, &compressedTail{tail: string(tail)})
+		return ""
+	case c.text != "":
+		return c.text
+	}
+	text, err := p.compressTail(tail)
+	if err != nil {
+		return ""
+	}
+	p.tails.Add(key, &compressedTail{tail: c.tail, text: text})
+	return text
+}
+
+// compressTail compresses tail as deflate blocks that refer to nothing
+// before them, ended by a sync flush and empty stored blocks up to a
+// multiple of 3 bytes.
+func (p *Pipeline) compressTail(tail []byte) (string, error) {
+	var buf bytes.Buffer
+	zw, _ := p.flate.Get().(*flate.Writer)
+	if zw == nil {
+		zw, _ = flate.NewWriter(nil, flate.BestSpeed)
+	}
+	zw.Reset(&buf)
+	_, err := zw.Write(tail)
+	if err == nil {
+		err = zw.Flush()
+	}
+	p.flate.Put(zw)
+	if err != nil {
+		return "", err
+	}
+	for buf.Len()%3 != 0 {
+		buf.Write(emptyStored)
+	}
+	return base64.RawURLEncoding.EncodeToString(buf.Bytes()), nil
+}
+
 // maxStored is the most bytes one stored deflate block holds.
 const maxStored = 0xffff
 
 // appendStored appends data as stored deflate blocks starting on a byte
-// boundary, the last one final.
-func appendStored(b, data []byte) []byte {
+// boundary, the last one final when last is set.
+func appendStored(b, data []byte, last bool) []byte {
 	for {
 		n := min(len(data), maxStored)
 		final := byte(0)
-		if n == len(data) {
+		if n == len(data) && last {
 			final = 1
 		}
 		b = append(b, final)
 		b = binary.LittleEndian.AppendUint16(b, uint16(n))
 		b = binary.LittleEndian.AppendUint16(b, ^uint16(n))
 		b = append(b, data[:n]...)
-		if data = data[n:]; final == 1 {
+		if data = data[n:]; len(data) == 0 {
 			return b
 		}
 	}
