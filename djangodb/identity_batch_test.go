@@ -230,6 +230,35 @@ func TestResolveBatchSignedCookies(t *testing.T) {
 	})
 }
 
+// loggedIn logs n users in with sessions batchKey(0..n-1) under the
+// secret "k" and returns their ids and Identities on the database.
+func loggedIn(t *testing.T, db *testDB, n int) ([]string, *Identities) {
+	t.Helper()
+	uids := make([]string, n)
+	for i := range n {
+		uids[i] = loginSession(t, db, batchKey(i), "k")
+	}
+	h, err := Open(db.Target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.Close() })
+	ids, err := NewIdentities(h, db.Dialect, SessionConfig{SecretKey: "k", UseTZ: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return uids, ids
+}
+
+// logOutChangeDeactivate does in the tables what Django does on a logout
+// (session 1), a password change (user 2) and a deactivation (user 3).
+func logOutChangeDeactivate(t *testing.T, db *testDB, uids []string) {
+	t.Helper()
+	db.Exec(t, `DELETE FROM django_session WHERE session_key = ?`, batchKey(1))
+	db.Exec(t, `UPDATE auth_user SET password = 'pbkdf2_sha256$changed' WHERE id = ?`, uids[2])
+	db.Exec(t, `UPDATE auth_user SET is_active = ? WHERE id = ?`, false, uids[3])
+}
+
 // TestIdentityCacheSQL puts the cache in front of real tables: concurrent
 // visitors each get their own user in few statements, and a logout, a
 // password change and a deactivation are seen once the answers are past
@@ -237,19 +266,7 @@ func TestResolveBatchSignedCookies(t *testing.T) {
 func TestIdentityCacheSQL(t *testing.T) {
 	eachDatabase(t, true, func(t *testing.T, db *testDB) {
 		const n = 30
-		uids := make([]string, n)
-		for i := range n {
-			uids[i] = loginSession(t, db, batchKey(i), "k")
-		}
-		h, err := Open(db.Target)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer h.Close()
-		ids, err := NewIdentities(h, db.Dialect, SessionConfig{SecretKey: "k", UseTZ: true})
-		if err != nil {
-			t.Fatal(err)
-		}
+		uids, ids := loggedIn(t, db, n)
 		ids.userShape(t.Context())
 		clk := &clock{t: time.Now()}
 		c, err := NewIdentityCache(IdentityCacheConfig{Resolver: ids, Now: clk.now, BatchWait: 20 * time.Millisecond, Registerer: prometheus.NewRegistry()})
@@ -275,9 +292,7 @@ func TestIdentityCacheSQL(t *testing.T) {
 		if q := testutil.ToFloat64(c.queries); q > 8 || int(q)%4 != 0 {
 			t.Errorf("30 concurrent new sessions took %v statements, want 4 (or 8)", q)
 		}
-		db.Exec(t, `DELETE FROM django_session WHERE session_key = ?`, batchKey(1))
-		db.Exec(t, `UPDATE auth_user SET password = 'pbkdf2_sha256$changed' WHERE id = ?`, uids[2])
-		db.Exec(t, `UPDATE auth_user SET is_active = ? WHERE id = ?`, false, uids[3])
+		logOutChangeDeactivate(t, db, uids)
 		changed := func(i int) bool { return i >= 1 && i <= 3 }
 		check("within the TTL", func(i int) string { return uids[i] })
 		clk.advance(DefaultIdentityTTL + DefaultIdentityRecheckWait + DefaultIdentityLookupTimeout)
@@ -361,19 +376,7 @@ func TestResolveBatchRecheckSeesDataChanges(t *testing.T) {
 func TestIdentityCacheSQLSweep(t *testing.T) {
 	eachDatabase(t, true, func(t *testing.T, db *testDB) {
 		const n = 30
-		uids := make([]string, n)
-		for i := range n {
-			uids[i] = loginSession(t, db, batchKey(i), "k")
-		}
-		h, err := Open(db.Target)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer h.Close()
-		ids, err := NewIdentities(h, db.Dialect, SessionConfig{SecretKey: "k", UseTZ: true})
-		if err != nil {
-			t.Fatal(err)
-		}
+		uids, ids := loggedIn(t, db, n)
 		clk := &clock{t: time.Now()}
 		c, err := NewIdentityCache(IdentityCacheConfig{Resolver: ids, Now: clk.now, Registerer: prometheus.NewRegistry()})
 		if err != nil {
@@ -391,9 +394,7 @@ func TestIdentityCacheSQLSweep(t *testing.T) {
 		visit("first", same) // one by one: each waits for its lookup
 		clk.advance(time.Second)
 		visit("in use", same)
-		db.Exec(t, `DELETE FROM django_session WHERE session_key = ?`, batchKey(1))
-		db.Exec(t, `UPDATE auth_user SET password = 'pbkdf2_sha256$changed' WHERE id = ?`, uids[2])
-		db.Exec(t, `UPDATE auth_user SET is_active = ? WHERE id = ?`, false, uids[3])
+		logOutChangeDeactivate(t, db, uids)
 		decoded := ids.decoded.Len()
 		before := testutil.ToFloat64(c.queries)
 		clk.advance(DefaultIdentityTTL - c.ahead) // the re-check window
