@@ -39,6 +39,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/flagproxy/flagproxy/bench/internal/procs"
 )
 
 // options are the harness's flags.
@@ -156,7 +158,7 @@ type env struct {
 
 func run(ctx context.Context, o options) error {
 	start := time.Now()
-	root, err := moduleRoot()
+	root, err := procs.ModuleRoot("go run ./bench")
 	if err != nil {
 		return err
 	}

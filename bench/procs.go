@@ -11,12 +11,12 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
+
+	"github.com/flagproxy/flagproxy/bench/internal/procs"
 )
 
 // clockTicks is USER_HZ, the unit of utime and stime in /proc/<pid>/stat:
@@ -28,18 +28,17 @@ const clockTicks = 100
 type child struct {
 	name string
 	cmd  *exec.Cmd
-	out  *tailBuffer
+	out  *procs.Tail
 	done chan struct{}
 }
 
 // children tracks every child so that all of them are stopped at the end,
 // also after an interrupt.
 type children struct {
-	mu   sync.Mutex
-	live map[*child]bool
+	live procs.Live[*child]
 }
 
-func newChildren() *children { return &children{live: map[*child]bool{}} }
+func newChildren() *children { return &children{} }
 
 // start runs prog with args, pinned to cpus (a taskset list; "" for no
 // pinning).
@@ -53,15 +52,13 @@ func (cs *children) start(name, cpus string, env []string, prog string, args ...
 	// Own process group: the terminal's Ctrl-C reaches the harness only,
 	// which then stops each group. Pdeathsig covers a harness killed hard.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	c := &child{name: name, cmd: cmd, out: &tailBuffer{max: 64 << 10}, done: make(chan struct{})}
+	c := &child{name: name, cmd: cmd, out: &procs.Tail{Max: 64 << 10}, done: make(chan struct{})}
 	cmd.Stderr = c.out
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
 	go func() { cmd.Wait(); close(c.done) }()
-	cs.mu.Lock()
-	cs.live[c] = true
-	cs.mu.Unlock()
+	cs.live.Add(c)
 	return c, nil
 }
 
@@ -78,14 +75,12 @@ func (cs *children) startReporting(name, cpus string, prog string, args ...strin
 	if err != nil {
 		return nil, "", err
 	}
-	c := &child{name: name, cmd: cmd, out: &tailBuffer{max: 64 << 10}, done: make(chan struct{})}
+	c := &child{name: name, cmd: cmd, out: &procs.Tail{Max: 64 << 10}, done: make(chan struct{})}
 	cmd.Stderr = c.out
 	if err := cmd.Start(); err != nil {
 		return nil, "", fmt.Errorf("start %s: %w", name, err)
 	}
-	cs.mu.Lock()
-	cs.live[c] = true
-	cs.mu.Unlock()
+	cs.live.Add(c)
 	lines := make(chan string, 1)
 	go func() {
 		r := bufio.NewReader(stdout)
@@ -110,35 +105,12 @@ func (cs *children) startReporting(name, cpus string, prog string, args ...strin
 
 // stop ends c's process group: SIGTERM, then SIGKILL after 5 s.
 func (cs *children) stop(c *child) {
-	cs.mu.Lock()
-	delete(cs.live, c)
-	cs.mu.Unlock()
-	pgid := c.cmd.Process.Pid
-	syscall.Kill(-pgid, syscall.SIGTERM)
-	select {
-	case <-c.done:
-	case <-time.After(5 * time.Second):
-		syscall.Kill(-pgid, syscall.SIGKILL)
-		<-c.done
-	}
-	// Whatever is left in the group (an nginx worker whose master died).
-	syscall.Kill(-pgid, syscall.SIGKILL)
+	cs.live.Remove(c)
+	procs.StopGroup(c.cmd.Process.Pid, c.done, 5*time.Second)
 }
 
 // stopAll stops every child still running.
-func (cs *children) stopAll() {
-	cs.mu.Lock()
-	var all []*child
-	for c := range cs.live {
-		all = append(all, c)
-	}
-	cs.mu.Unlock()
-	var wg sync.WaitGroup
-	for _, c := range all {
-		wg.Go(func() { cs.stop(c) })
-	}
-	wg.Wait()
-}
+func (cs *children) stopAll() { cs.live.StopAll(cs.stop) }
 
 // pids returns the child's process and its descendants (nginx's worker).
 func (c *child) pids() []int {
@@ -303,40 +275,4 @@ func freePort() (string, error) {
 	}
 	defer ln.Close()
 	return ln.Addr().String(), nil
-}
-
-// tailBuffer keeps the last max bytes written, for error reports.
-type tailBuffer struct {
-	mu  sync.Mutex
-	max int
-	b   []byte
-}
-
-func (t *tailBuffer) Write(p []byte) (int, error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.b = append(t.b, p...)
-	if len(t.b) > t.max {
-		t.b = t.b[len(t.b)-t.max:]
-	}
-	return len(p), nil
-}
-
-func (t *tailBuffer) String() string {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return string(t.b)
-}
-
-// moduleRoot returns the directory of the flagproxy module.
-func moduleRoot() (string, error) {
-	out, err := exec.Command("go", "env", "GOMOD").Output()
-	if err != nil {
-		return "", fmt.Errorf("go env GOMOD: %w", err)
-	}
-	mod := strings.TrimSpace(string(out))
-	if mod == "" || mod == os.DevNull {
-		return "", errors.New("run the harness inside the flagproxy module (go run ./bench)")
-	}
-	return filepath.Dir(mod), nil
 }

@@ -70,6 +70,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/flagproxy/flagproxy/bench/internal/procs"
 	_ "github.com/lib/pq"
 )
 
@@ -281,7 +282,7 @@ type env struct {
 
 func run(ctx context.Context, o options) error {
 	began := time.Now()
-	root, err := moduleRoot()
+	root, err := procs.ModuleRoot("go run ./bench/fleet")
 	if err != nil {
 		return err
 	}
@@ -1068,19 +1069,6 @@ func firstLines(s string, n int) string {
 		lines = append(lines[:n], "…")
 	}
 	return strings.Join(lines, "\n")
-}
-
-// moduleRoot returns the directory of the flagproxy module.
-func moduleRoot() (string, error) {
-	out, err := exec.Command("go", "env", "GOMOD").Output()
-	if err != nil {
-		return "", fmt.Errorf("go env GOMOD: %w", err)
-	}
-	mod := strings.TrimSpace(string(out))
-	if mod == "" || mod == os.DevNull {
-		return "", errors.New("run the harness inside the flagproxy module (go run ./bench/fleet)")
-	}
-	return filepath.Dir(mod), nil
 }
 
 // gitDescribe names the commit measured, and whether the tree had local

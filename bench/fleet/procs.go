@@ -18,6 +18,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/flagproxy/flagproxy/bench/internal/procs"
 )
 
 // clockTicks is USER_HZ, the unit of utime and stime in /proc/<pid>/stat.
@@ -30,7 +32,7 @@ type proxy struct {
 	admin        string // host:port of /readyz and /metrics
 	cmd          *exec.Cmd
 	done         chan struct{}
-	tail         *tailBuffer
+	tail         *procs.Tail
 	mu           sync.Mutex
 	loaded       map[string]time.Time // snapshot version -> time of its "snapshot loaded" line
 	warnings     []string             // WARN and ERROR messages, deduplicated
@@ -46,11 +48,10 @@ type fleet struct {
 // registry tracks every child so that all are stopped at the end, also after an
 // interrupt.
 type registry struct {
-	mu   sync.Mutex
-	live map[*proxy]bool
+	live procs.Live[*proxy]
 }
 
-func newRegistry() *registry { return &registry{live: map[*proxy]bool{}} }
+func newRegistry() *registry { return &registry{} }
 
 // childEnv is the environment of a child: ours without FLAGPROXY_*
 // variables (which flagproxy would read as options) and GOMAXPROCS=1.
@@ -87,14 +88,12 @@ func (r *registry) start(bin string, id int, args []string, onNewVersion func(st
 		return nil, err
 	}
 	p := &proxy{id: id, listen: listen, admin: admin, cmd: cmd, done: make(chan struct{}),
-		tail: &tailBuffer{max: 16 << 10}, loaded: map[string]time.Time{}, warnSeen: map[string]bool{},
+		tail: &procs.Tail{Max: 16 << 10}, loaded: map[string]time.Time{}, warnSeen: map[string]bool{},
 		onNewVersion: onNewVersion}
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start flagproxy: %w", err)
 	}
-	r.mu.Lock()
-	r.live[p] = true
-	r.mu.Unlock()
+	r.live.Add(p)
 	go func() {
 		p.readLog(stderr)
 		cmd.Wait()
@@ -176,34 +175,12 @@ func (p *proxy) loadedAt(version string) (time.Time, bool) {
 
 // stop ends the child: SIGTERM, SIGKILL after 5 s.
 func (r *registry) stop(p *proxy) {
-	r.mu.Lock()
-	delete(r.live, p)
-	r.mu.Unlock()
-	pgid := p.cmd.Process.Pid
-	syscall.Kill(-pgid, syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(5 * time.Second):
-		syscall.Kill(-pgid, syscall.SIGKILL)
-		<-p.done
-	}
-	syscall.Kill(-pgid, syscall.SIGKILL)
+	r.live.Remove(p)
+	procs.StopGroup(p.cmd.Process.Pid, p.done, 5*time.Second)
 }
 
 // stopAll stops every child still running, in parallel.
-func (r *registry) stopAll() {
-	r.mu.Lock()
-	var all []*proxy
-	for p := range r.live {
-		all = append(all, p)
-	}
-	r.mu.Unlock()
-	var wg sync.WaitGroup
-	for _, p := range all {
-		wg.Go(func() { r.stop(p) })
-	}
-	wg.Wait()
-}
+func (r *registry) stopAll() { r.live.StopAll(r.stop) }
 
 // bindFailed reports whether p exited because one of its addresses was
 // taken meanwhile.
@@ -437,27 +414,4 @@ func listenPort() (string, error) {
 		}
 	}
 	return freePort()
-}
-
-// tailBuffer keeps the last max bytes written, for error reports.
-type tailBuffer struct {
-	mu  sync.Mutex
-	max int
-	b   []byte
-}
-
-func (t *tailBuffer) Write(p []byte) (int, error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.b = append(t.b, p...)
-	if len(t.b) > t.max {
-		t.b = t.b[len(t.b)-t.max:]
-	}
-	return len(p), nil
-}
-
-func (t *tailBuffer) String() string {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return string(t.b)
 }
