@@ -3,16 +3,11 @@ package proxy
 import (
 	"encoding/json"
 	"fmt"
-	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"os"
-	"strconv"
 	"strings"
 	"testing"
-
-	"github.com/flagproxy/flagproxy/engine"
 )
 
 // TestExplainEqualsTheHeader is the property: for random worlds, users and
@@ -21,28 +16,14 @@ import (
 // every flag, switch and sample as the header of the proxied request did.
 // Both draw from the same fixed Rand, so fresh rolls agree too.
 func TestExplainEqualsTheHeader(t *testing.T) {
-	seed := uint64(21)
-	if s, err := strconv.ParseUint(os.Getenv("FLAGPROXY_EXPLAIN_SEED"), 10, 64); err == nil {
-		seed = s
-	}
-	rng := rand.New(rand.NewPCG(seed, 2))
+	rng, seed := propRand("FLAGPROXY_EXPLAIN_SEED", 21, 2)
 	worlds, perWorld := 30, 15
 	if testing.Short() {
 		worlds = 8
 	}
 	for wi := range worlds {
 		w := newPropWorld(rng)
-		sessions := sessionResolver{}
-		for pk, s := range w.users {
-			sessions["session-"+pk] = s
-		}
-		hs := newHarness(t, Config{Users: fakeUsers(w.users), Subjects: sessions, Overrider: propOverrider{},
-			Rand: fixedRand(rng.Float64()),
-			Locale: engine.NewLocale(engine.LocaleSettings{I18N: true, LanguageCode: "en", Languages: []string{"en", "fr", "de"},
-				CookieName: "django_language", Patterns: rng.IntN(2) == 0}),
-		}, nil)
-		snap := mustSnapshot(t, w.data)
-		hs.store.Publish(snap, testNow())
+		hs, snap := w.harness(t, rng, fixedRand(rng.Float64()))
 		st, err := NewStatus(StatusConfig{Pipeline: hs.proxy.Pipeline()})
 		if err != nil {
 			t.Fatal(err)

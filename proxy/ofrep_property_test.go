@@ -52,6 +52,33 @@ type propWorld struct {
 	names []string                  // flag names, for requests
 }
 
+// propRand is the property tests' random source and its seed: seed,
+// unless the environment variable env names another.
+func propRand(env string, seed, stream uint64) (*rand.Rand, uint64) {
+	if s, err := strconv.ParseUint(os.Getenv(env), 10, 64); err == nil {
+		seed = s
+	}
+	return rand.New(rand.NewPCG(seed, stream)), seed
+}
+
+// harness serves w: its users by primary key and by session key
+// ("session-<pk>"), a random locale setup, and its snapshot published.
+// r is the proxy's Rand (nil: the default).
+func (w propWorld) harness(t *testing.T, rng *rand.Rand, r engine.Rand) (*harness, *engine.Snapshot) {
+	t.Helper()
+	sessions := sessionResolver{}
+	for pk, s := range w.users {
+		sessions["session-"+pk] = s
+	}
+	hs := newHarness(t, Config{Users: fakeUsers(w.users), Subjects: sessions, Overrider: propOverrider{}, Rand: r,
+		Locale: engine.NewLocale(engine.LocaleSettings{I18N: true, LanguageCode: "en", Languages: []string{"en", "fr", "de"},
+			CookieName: "django_language", Patterns: rng.IntN(2) == 0}),
+	}, nil)
+	snap := mustSnapshot(t, w.data)
+	hs.store.Publish(snap, testNow())
+	return hs, snap
+}
+
 func newPropWorld(rng *rand.Rand) propWorld {
 	w := propWorld{data: engine.DefaultData(), users: map[string]engine.Subject{}}
 	d := &w.data
@@ -168,28 +195,14 @@ func (w *propWorld) request(rng *rand.Rand) propRequest {
 // sample whose answer is not a matter of chance (0 % and 100 %). The
 // header's fresh rolls are random; the dwf_ cookies carry them over.
 func TestOFREPEqualsTheHeader(t *testing.T) {
-	seed := uint64(15)
-	if s, err := strconv.ParseUint(os.Getenv("FLAGPROXY_OFREP_SEED"), 10, 64); err == nil {
-		seed = s
-	}
-	rng := rand.New(rand.NewPCG(seed, 1))
+	rng, seed := propRand("FLAGPROXY_OFREP_SEED", 15, 1)
 	worlds, perWorld := 40, 25
 	if testing.Short() {
 		worlds = 10
 	}
 	for wi := range worlds {
 		w := newPropWorld(rng)
-		sessions := sessionResolver{}
-		for pk, s := range w.users {
-			sessions["session-"+pk] = s
-		}
-		hs := newHarness(t, Config{
-			Users: fakeUsers(w.users), Subjects: sessions, Overrider: propOverrider{},
-			Locale: engine.NewLocale(engine.LocaleSettings{I18N: true, LanguageCode: "en", Languages: []string{"en", "fr", "de"},
-				CookieName: "django_language", Patterns: rng.IntN(2) == 0}),
-		}, nil)
-		snap := mustSnapshot(t, w.data)
-		hs.store.Publish(snap, testNow())
+		hs, snap := w.harness(t, rng, nil)
 		o, err := NewOFREP(OFREPConfig{Pipeline: hs.proxy.Pipeline()})
 		if err != nil {
 			t.Fatal(err)
