@@ -61,6 +61,7 @@ type options struct {
 	out         string
 	keep        bool
 	verbose     bool
+	profile     string
 }
 
 func parseOptions(args []string, stderr io.Writer) (options, error) {
@@ -82,6 +83,7 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.postgresDSN, "postgres-dsn", os.Getenv("FLAGPROXY_TEST_POSTGRES_DSN"), "PostgreSQL to create a database in (default $FLAGPROXY_TEST_POSTGRES_DSN)")
 	fs.StringVar(&o.out, "out", "", "also write the report to this `file`")
 	fs.BoolVar(&o.keep, "keep", false, "keep the temporary directory")
+	fs.StringVar(&o.profile, "profile", "", "write a CPU profile of flagproxy's saturation runs to this `directory`, one file per scenario and round (<scenario>-<round>.pprof; read with go tool pprof)")
 	fs.BoolVar(&o.verbose, "v", false, "log each measurement")
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -161,6 +163,11 @@ func run(ctx context.Context, o options) error {
 	root, err := procs.ModuleRoot("go run ./bench")
 	if err != nil {
 		return err
+	}
+	if o.profile != "" {
+		if err := os.MkdirAll(o.profile, 0o755); err != nil {
+			return fmt.Errorf("-profile: %w", err)
+		}
 	}
 	dir, err := os.MkdirTemp("", "flagproxy-bench-")
 	if err != nil {
@@ -263,7 +270,7 @@ func run(ctx context.Context, o options) error {
 			// Rotate the servers' order from round to round.
 			for i := range servers {
 				srv := servers[(i+round)%len(servers)]
-				m, err := e.measure(ctx, srv, s, sites[s.site], settings)
+				m, err := e.measure(ctx, srv, s, sites[s.site], settings, round)
 				if err != nil {
 					return fmt.Errorf("round %d, scenario %s, %s: %w", round+1, s.id, srv, err)
 				}

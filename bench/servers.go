@@ -4,7 +4,9 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -37,7 +39,7 @@ func (e *env) startServer(ctx context.Context, name string, st *site, settings s
 		r.c, err = e.children.start("flagproxy", e.serverCPU, nil, e.bin["flagproxy"], "serve",
 			"--listen", listen, "--admin-listen", admin, "--upstream", e.upstream,
 			"--database", st.URL, "--django-settings", settings,
-			"--override-cookie-secure=false", "--log-level", "warn")
+			"--override-cookie-secure=false", "--log-level", "warn", "--pprof="+strconv.FormatBool(e.o.profile != ""))
 		if err == nil {
 			err = waitHTTP(ctx, r.admin+"/readyz", 30*time.Second)
 		}
@@ -132,7 +134,7 @@ func (e *env) saturate(ctx context.Context, url string, t traffic, d time.Durati
 
 // measure starts srv for scenario s, warms it up, measures it at
 // saturation and at the fixed rate, and stops it.
-func (e *env) measure(ctx context.Context, srv string, s scenario, st *site, settings string) (measurement, error) {
+func (e *env) measure(ctx context.Context, srv string, s scenario, st *site, settings string, round int) (measurement, error) {
 	var m measurement
 	r, err := e.startServer(ctx, srv, st, settings)
 	if err != nil {
@@ -151,10 +153,14 @@ func (e *env) measure(ctx context.Context, srv string, s scenario, st *site, set
 	}
 	before := e.metrics(ctx, r)
 	up := []int{e.upstreamPID}
+	profiled := e.profile(ctx, r, fmt.Sprintf("%s-%d.pprof", s.id, round+1))
 	ticks0, upTicks0, busy0 := cpuTicks(r.pids), cpuTicks(up), cpuBusy()
 	m.sat, err = e.saturate(ctx, url, t, e.o.duration)
 	if err != nil {
 		return m, err
+	}
+	if err := <-profiled; err != nil {
+		return m, fmt.Errorf("profile: %w", err)
 	}
 	ticks1, upTicks1, busy1 := cpuTicks(r.pids), cpuTicks(up), cpuBusy()
 	after := e.metrics(ctx, r)
@@ -185,6 +191,42 @@ func (e *env) measure(ctx context.Context, srv string, s scenario, st *site, set
 	m.rss = peakRSS(r.pids)
 	e.logf("%s %s: %+v", s.id, srv, m)
 	return m, nil
+}
+
+// profile takes a CPU profile of flagproxy for the saturation run, into
+// name under -profile, and reports on the channel when it is written. It
+// does nothing for the other servers or without -profile.
+func (e *env) profile(ctx context.Context, r *running, name string) <-chan error {
+	done := make(chan error, 1)
+	if e.o.profile == "" || r.admin == "" {
+		done <- nil
+		return done
+	}
+	go func() {
+		url := fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", r.admin, int(e.o.duration.Seconds()))
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if err != nil {
+			done <- err
+			return
+		}
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			done <- err
+			return
+		}
+		defer res.Body.Close()
+		if res.StatusCode != http.StatusOK {
+			done <- fmt.Errorf("%s: %s", url, res.Status)
+			return
+		}
+		f, err := os.Create(filepath.Join(e.o.profile, name))
+		if err == nil {
+			_, err = io.Copy(f, res.Body)
+			err = errors.Join(err, f.Close())
+		}
+		done <- err
+	}()
+	return done
 }
 
 // firstVisits makes the cookies of scenario s's returning visitors: each

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/http/pprof"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -39,6 +40,10 @@ type AdminConfig struct {
 	// Status, when set, serves StatusPaths (/flags, /flags.json,
 	// /explain; see NewStatus).
 	Status http.Handler
+	// Profiling serves Go's runtime profiles (net/http/pprof) under
+	// /debug/pprof/. They show the program's internals and cost CPU while
+	// taken: only for an admin listener no stranger reaches.
+	Profiling bool
 }
 
 // HeaderChecker says whether a snapshot's flags header fits the header
@@ -53,7 +58,8 @@ type HeaderChecker interface {
 //     with a JSON summary of the current snapshot after it;
 //   - /metrics serves cfg.Gatherer in the Prometheus exposition formats;
 //   - /ofrep/ is cfg.OFREP's, when set (POST; see NewOFREP);
-//   - /flags, /flags.json and /explain are cfg.Status's, when set.
+//   - /flags, /flags.json and /explain are cfg.Status's, when set;
+//   - /debug/pprof/ serves Go's profiles, when cfg.Profiling is set.
 //
 // Other paths answer 404, and methods other than GET and HEAD 405.
 func NewAdmin(cfg AdminConfig) http.Handler {
@@ -84,6 +90,13 @@ func NewAdmin(cfg AdminConfig) http.Handler {
 		for _, path := range StatusPaths {
 			mux.Handle(path, cfg.Status)
 		}
+	}
+	if cfg.Profiling {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	}
 	mux.Handle("/", a.handle(func(http.ResponseWriter, *http.Request) error {
 		return httpError{Code: http.StatusNotFound, Msg: "not found"}

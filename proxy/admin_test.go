@@ -108,3 +108,17 @@ func TestReadyzPolicy(t *testing.T) {
 		t.Errorf("loaded 31 s ago, default policy: %d", code)
 	}
 }
+
+// TestAdminProfiling: Go's profiles are served only when asked for.
+func TestAdminProfiling(t *testing.T) {
+	for _, on := range []bool{false, true} {
+		a := NewAdmin(AdminConfig{Profiling: on})
+		for _, path := range []string{"/debug/pprof/", "/debug/pprof/heap?debug=1", "/debug/pprof/cmdline"} {
+			rec := httptest.NewRecorder()
+			a.ServeHTTP(rec, httptest.NewRequest("GET", path, nil))
+			if want := map[bool]int{false: http.StatusNotFound, true: http.StatusOK}[on]; rec.Code != want {
+				t.Errorf("Profiling %v: %s = %d, want %d", on, path, rec.Code, want)
+			}
+		}
+	}
+}

@@ -83,6 +83,7 @@ type Config struct {
 	LogLevel           string
 	LogFormat          string
 	CheckConfig        bool
+	Profiling          bool
 	LazyWaffleCookies  bool
 	StaleAfterDays     float64
 
@@ -173,6 +174,9 @@ func newFlagSet(name string, c *Config, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "text or json")
 	fs.BoolVar(&c.CheckConfig, "check-config", false, "validate the configuration and exit")
+	if name == "serve" {
+		fs.BoolVar(&c.Profiling, "pprof", false, "serve Go's CPU, heap and other profiles at /debug/pprof/ on the admin listener (keep that listener private)")
+	}
 	fs.Usage = func() {
 		fmt.Fprintf(out, "Usage: flagproxy %s [options]\n\n", name)
 		if name == "serve" {

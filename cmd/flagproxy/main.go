@@ -297,7 +297,7 @@ func serve(ctx context.Context, c *Config, log *slog.Logger, ready func(proxyAdd
 		return err
 	}
 	admin := proxy.NewAdmin(proxy.AdminConfig{Snapshots: &store, Header: p.Pipeline(), Gatherer: reg, Logger: log,
-		MaxStaleness: c.ReadyMaxStaleness, OFREP: adminOFREP, Status: status})
+		MaxStaleness: c.ReadyMaxStaleness, OFREP: adminOFREP, Status: status, Profiling: c.Profiling})
 
 	pln, err := net.Listen("tcp", c.Listen)
 	if err != nil {
