@@ -29,10 +29,18 @@ func (s *Snapshot) Evaluate(r *Request, rnd Rand) Decisions {
 	for i, sw := range s.switches {
 		d.Switches[i] = Decision{On: sw.Active, Reason: ReasonActive}
 	}
-	for i, sm := range s.samples {
-		d.Samples[i] = Decision{On: rnd.Float64()*100 <= sm.Percent.Float(), Reason: ReasonSample}
-	}
+	s.DrawSamples(d.Samples, rnd)
 	return d
+}
+
+// DrawSamples decides every sample into d (parallel to SampleNames) with
+// fresh draws from rnd, as Evaluate does after the flags: samples are
+// random on every request, so a caller reusing an earlier evaluation's
+// flags and switches draws its samples anew.
+func (s *Snapshot) DrawSamples(d []Decision, rnd Rand) {
+	for i, sm := range s.samples {
+		d[i] = Decision{On: rnd.Float64()*100 <= sm.Percent.Float(), Reason: ReasonSample}
+	}
 }
 
 // testCookieRoom is how many testing cookies Evaluate makes room for

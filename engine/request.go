@@ -248,6 +248,76 @@ func ParseCookiesInto(p Params, header string) Params {
 	return p
 }
 
+// CookieValue returns the value of the cookie name in a Cookie header,
+// exactly as ParseCookiesInto(nil, header)[name] would.
+func CookieValue(header, name string) (string, bool) {
+	var value [1]string
+	var found [1]bool
+	PickCookies(header, []string{name}, value[:], found[:])
+	return value[0], found[0]
+}
+
+// PickCookies sets values[i] and found[i] to what ParseCookiesInto(nil,
+// header)[names[i]] would hold, for each of a few names, in one pass over
+// the header that makes no map: a caller that needs a few cookies of a
+// long header (a returning visitor of a site with many percentage flags
+// sends hundreds) skips the others at the cost of a byte comparison each.
+func PickCookies(header string, names, values []string, found []bool) {
+	clear(values)
+	clear(found)
+	var first [256]bool // the names' first bytes
+	for _, n := range names {
+		if n == "" || !utf8.ValidString(header) {
+			p := ParseCookiesInto(nil, header)
+			for i, n := range names {
+				values[i], found[i] = p[n]
+			}
+			return
+		}
+		first[n[0]] = true
+	}
+	for chunk := range strings.SplitSeq(header, ";") {
+		if !mayName(chunk, names, &first) {
+			continue
+		}
+		key, value, ok := strings.Cut(chunk, "=")
+		if !ok {
+			continue // its name is "", which no name is
+		}
+		key = pyStrip(key)
+		for i, n := range names {
+			if key == n {
+				values[i], found[i] = cookieUnquote(pyStrip(value)), true // the last one wins
+			}
+		}
+	}
+}
+
+// mayName reports whether chunk's name could be one of names: it begins,
+// after the ASCII spaces Python strips, with one of them (first holds
+// their first bytes), or with a non-ASCII byte (the stripped spaces may go
+// on beyond ASCII).
+func mayName(chunk string, names []string, first *[256]bool) bool {
+	for i := 0; i < len(chunk); i++ {
+		c := chunk[i]
+		switch {
+		case c >= utf8.RuneSelf:
+			return true
+		case pyIsSpace(rune(c)):
+			continue
+		case !first[c]:
+			return false
+		}
+		for _, n := range names {
+			if strings.HasPrefix(chunk[i:], n) {
+				return true
+			}
+		}
+		return false
+	}
+	return false
+}
+
 // maxPresized bounds the entries ParseCookies makes room for before
 // parsing.
 const maxPresized = 1024

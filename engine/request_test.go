@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"math/rand/v2"
 	"runtime"
 	"strings"
 	"testing"
@@ -60,6 +61,31 @@ func TestParseQuery(t *testing.T) {
 	}
 }
 
+// TestCookieValueMatchesParse is the property: for random headers built
+// of the characters that matter to Django's parse_cookie (separators,
+// spaces of every kind, quotes, escapes, names inside values and inside
+// longer names, invalid UTF-8), CookieValue agrees with the parsed map for
+// every name the header could hold.
+func TestCookieValueMatchesParse(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 12))
+	parts := []string{"sessionid", "id", "s", "=", ";", "; ", " ", "\t", "\u00a0", "\u3000", "\x1f", `"`, `\`, "\\073", "a", "\xff", ",", "sessionid=", "=sessionid;"}
+	names := []string{"sessionid", "id", "s", "a", "sessionids", "session", "sessionid ", "a;b", "a=b"}
+	for range 20000 {
+		var b strings.Builder
+		for range rng.IntN(12) {
+			b.WriteString(parts[rng.IntN(len(parts))])
+		}
+		header := b.String()
+		parsed := ParseCookies(header)
+		for _, name := range names {
+			want, wantOK := parsed[name]
+			if got, ok := CookieValue(header, name); got != want || ok != wantOK {
+				t.Fatalf("CookieValue(%q, %q) = %q, %v; the parsed map has %q, %v", header, name, got, ok, want, wantOK)
+			}
+		}
+	}
+}
+
 func TestParseCookies(t *testing.T) {
 	tests := []struct {
 		name   string
@@ -112,6 +138,12 @@ func TestParseCookies(t *testing.T) {
 				t.Errorf("ParseCookiesInto(reused, %q) mismatch (-want +got):\n%s", tt.header, diff)
 			}
 			clear(reused)
+			for _, name := range []string{"sessionid", "x", "dwf_x", "", "other", "absent"} {
+				want, wantOK := tt.want[name]
+				if got, ok := CookieValue(tt.header, name); got != want || ok != wantOK {
+					t.Errorf("CookieValue(%q, %q) = %q, %v; want %q, %v", tt.header, name, got, ok, want, wantOK)
+				}
+			}
 		})
 	}
 }

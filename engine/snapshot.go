@@ -67,10 +67,11 @@ type Snapshot struct {
 	counts    map[Source]int
 	waffle    WaffleSettings
 	flagsSet  DjangoFlagsSettings
-	inputs    Inputs // what any rule reads
-	cookies   int    // rules that may write a cookie every request
-	tests     int    // rules that may write a testing cookie
-	data      Data   // what the snapshot was built from
+	inputs    Inputs              // what any rule reads
+	headers   map[string]struct{} // the headers rules read, see ReadsHeader
+	cookies   int                 // rules that may write a cookie every request
+	tests     int                 // rules that may write a testing cookie
+	data      Data                // what the snapshot was built from
 	// groupNames and infoDigest are informative only (see Info).
 	groupNames map[int64]string
 	infoDigest string
@@ -156,6 +157,9 @@ func (s *Snapshot) buildSources(d *Data) (map[string][]flagRule, error) {
 			byName[r.name] = append(byName[r.name], flagRule{name: r.name, source: src.name, rule: r.rule})
 			s.counts[src.name]++
 			s.inputs |= r.rule.inputs()
+			if h, ok := r.rule.(headerReader); ok {
+				s.readHeaders(h.headers())
+			}
 		}
 	}
 	return byName, nil
@@ -294,9 +298,55 @@ func (s *Snapshot) NumSamples() int { return len(s.samples) }
 // SampleName returns the i-th sample name in sorted order.
 func (s *Snapshot) SampleName(i int) string { return s.samples[i].Name }
 
+// CookieRules is how many rules may write a cookie on every request (waffle
+// percentage flags; testing cookies come on top, only when asked for).
+func (s *Snapshot) CookieRules() int { return s.cookies }
+
 // Inputs reports which request inputs any rule of the snapshot reads, so a
 // caller can leave the others unparsed (nil or zero in Request).
 func (s *Snapshot) Inputs() Inputs { return s.inputs }
+
+// headerReader is a rule that reads request headers: headers names them.
+type headerReader interface {
+	headers() []string
+}
+
+// readHeaders adds names to the headers rules read.
+func (s *Snapshot) readHeaders(names []string) {
+	if s.headers == nil {
+		s.headers = make(map[string]struct{})
+	}
+	for _, n := range names {
+		s.headers[string(headerKey(nil, n))] = struct{}{}
+	}
+}
+
+// ReadsHeader reports whether a rule could read the request header name
+// (compared as Request.Header compares: case-insensitively, '_' and '-'
+// alike), so that a caller can tell which headers an evaluation depends on.
+func (s *Snapshot) ReadsHeader(name string) bool {
+	if len(s.headers) == 0 {
+		return false
+	}
+	var buf [64]byte
+	_, ok := s.headers[string(headerKey(buf[:0], name))]
+	return ok
+}
+
+// headerKey appends name lower-cased (ASCII) with '_' turned into '-'.
+func headerKey(b []byte, name string) []byte {
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		switch {
+		case c == '_':
+			c = '-'
+		case 'A' <= c && c <= 'Z':
+			c += 'a' - 'A'
+		}
+		b = append(b, c)
+	}
+	return b
+}
 
 // Problems returns what the snapshot's rows or settings hold that the
 // library would raise on; the flags concerned are always off (ReasonError).

@@ -356,3 +356,21 @@ func TestNewSnapshotCopiesInputs(t *testing.T) {
 		t.Error("Sources() shares its slice with the snapshot")
 	}
 }
+
+// TestReadsHeader: a snapshot reads the testing header of each flag in
+// testing mode, compared as Request.Header compares names, and no other.
+func TestReadsHeader(t *testing.T) {
+	d := engine.DefaultData()
+	d.Sources = []engine.Source{engine.SourceWaffle}
+	d.WaffleFlags = []engine.WaffleFlag{{Name: "beta_x", Testing: true}, {Name: "plain", Percent: engine.PercentOf(500)}}
+	s := mustSnapshot(t, d)
+	for name, want := range map[string]bool{"Dwft-Beta-X": true, "dwft_beta_x": true, "DWFT-BETA-X": true,
+		"Dwft-Plain": false, "Accept-Language": false, "Dwft-Beta": false} {
+		if got := s.ReadsHeader(name); got != want {
+			t.Errorf("ReadsHeader(%q) = %v, want %v", name, got, want)
+		}
+	}
+	if empty := mustSnapshot(t, engine.DefaultData()); empty.ReadsHeader("Dwft-Beta-X") {
+		t.Error("a snapshot without testing flags reads a testing header")
+	}
+}

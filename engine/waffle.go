@@ -128,6 +128,14 @@ func buildWaffle(d *Data) (built, error) {
 	return b, nil
 }
 
+// headers names the testing header, for a flag in testing mode.
+func (w *waffleRule) headers() []string {
+	if w.Testing {
+		return []string{w.testHeader}
+	}
+	return nil
+}
+
 func (w *waffleRule) inputs() Inputs {
 	var in Inputs
 	if w.ws.Override || w.Testing {
