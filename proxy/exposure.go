@@ -305,7 +305,7 @@ func (v *visitor) fill(e *Exposure, x *exposed) {
 	if x.cookie == "" {
 		return
 	}
-	if s := engine.ParseCookies(x.cookie)[e.session]; s != "" {
+	if s, _ := engine.CookieValue(x.cookie, e.session); s != "" {
 		mac := hmac.New(sha256.New, e.key)
 		mac.Write([]byte(s))
 		v.id = hex.EncodeToString(mac.Sum(nil)[:16])

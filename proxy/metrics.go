@@ -42,6 +42,11 @@ type metrics struct {
 	// bodiesRefused counts request bodies answered 408, 413 or 400
 	// without reaching the upstream, by status.
 	bodiesRefused *prometheus.CounterVec
+	// memo counts evaluations by what the decision memo did: hit (reused),
+	// miss (evaluated and kept), rolled (evaluated, not kept: it drew a
+	// random roll); memoHit and the others are its series.
+	memo                          *prometheus.CounterVec
+	memoHit, memoMiss, memoRolled prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer, src SnapshotSource, now func() time.Time) (*metrics, error) {
@@ -91,7 +96,12 @@ func newMetrics(reg prometheus.Registerer, src SnapshotSource, now func() time.T
 			Name: "flagproxy_request_bodies_refused_total",
 			Help: "Request bodies answered without reaching the upstream: too large (413), stalled (408) or broken (400), by status.",
 		}, []string{"code"}),
+		memo: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "flagproxy_decision_memo_total",
+			Help: "Evaluations by what the decision memo did: hit (the decisions of the same inputs reused), miss (evaluated and kept), rolled (evaluated and not kept, as it drew a random waffle roll).",
+		}, []string{"result"}),
 	}
+	m.memoHit, m.memoMiss, m.memoRolled = m.memo.WithLabelValues("hit"), m.memo.WithLabelValues("miss"), m.memo.WithLabelValues("rolled")
 	for _, r := range [...]string{reasonTimeout, reasonCanceled, reasonRefused, reasonOther} {
 		m.upstreamErrors.WithLabelValues(r)
 	}
@@ -101,7 +111,7 @@ func newMetrics(reg prometheus.Registerer, src SnapshotSource, now func() time.T
 	}
 	collectors := []prometheus.Collector{
 		m.requests, m.duration, m.inFlight, m.upstreamErrors, m.identityErrors,
-		m.overrideErrors, m.overridesApplied, m.cookiesSkipped, m.headerOversize, m.decisionErrors, m.bodiesRefused,
+		m.overrideErrors, m.overridesApplied, m.cookiesSkipped, m.headerOversize, m.decisionErrors, m.bodiesRefused, m.memo,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "flagproxy_snapshot_age_seconds",
 			Help: "Seconds since the last successful snapshot load, -1 before the first.",

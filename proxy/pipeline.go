@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -93,12 +94,16 @@ type Pipeline struct {
 	heads      *lru.Cache[uint64, *largeHead]
 	tails      *lru.Cache[uint64, *compressedTail]
 	fps        sync.Pool // *[]byte for fingerprints
-	requests   sync.Pool // *engine.Request
-	maps       sync.Pool // engine.Params, empty
-	second     atomic.Pointer[unixText]
-	tally      *tally   // decisions counted by name; nil counts nothing
-	reads      *readLog // names the app read; nil keeps nothing
-	refusals   *prometheus.CounterVec
+	requests   sync.Pool // *scratch
+	memoBudget int64     // bytes; 0 memoizes nothing
+	memo       atomic.Pointer[memo]
+	// cookieNames are the cookies looked up before parsing (see cookieJar).
+	cookieNames atomic.Pointer[[]string]
+	maps        sync.Pool // engine.Params, empty
+	second      atomic.Pointer[unixText]
+	tally       *tally   // decisions counted by name; nil counts nothing
+	reads       *readLog // names the app read; nil keeps nothing
+	refusals    *prometheus.CounterVec
 }
 
 // newPipeline returns a Pipeline with its caches.
@@ -141,28 +146,24 @@ func (p *Pipeline) sign(h http.Header) {
 	}
 }
 
-// evaluate fills res.Subject, res.Decisions and the cookies.
+// evaluate fills res.Subject, res.Decisions and the cookies. The visitor,
+// the overrides and the language come first, from the few cookies they
+// name; the decisions then come from the memo when the same inputs were
+// decided recently for the same visitor (see memo), or from evaluating
+// the snapshot.
 func (p *Pipeline) evaluate(ctx context.Context, in Input, res *Result) {
 	snap := res.Snapshot
 	uses := snap.Inputs()
-	req := p.request()
-	var cookies, query engine.Params
-	if uses.Has(engine.InputCookies) || p.subjects != nil || p.overrider != nil || (uses.Has(engine.InputLanguage) && p.locale != nil) {
-		cookies = p.parse(engine.ParseCookiesInto, in.Cookie)
-	}
-	if uses.Has(engine.InputQuery) {
-		query = p.parse(engine.ParseQueryInto, in.RawQuery)
-		req.Query, req.RawQuery = query, in.RawQuery
-	}
+	sc := p.scratch()
+	req, jar := &sc.req, &sc.jar
+	jar.raw = in.Cookie
 	if in.Explain == nil {
-		defer p.release(req, cookies, query) // an explanation keeps them
+		defer p.release(sc) // an explanation keeps it
 	}
-	if uses.Has(engine.InputCookies) {
-		req.Cookies = cookies
-	}
-	req.Subject = p.subject(ctx, in, cookies)
+	r := p.recall(snap, &in, jar)
+	req.Subject = p.subject(ctx, in, jar)
 	if p.overrider != nil {
-		p.overrides(ctx, in, cookies, req, res)
+		p.overrides(ctx, in, jar, req, res)
 	}
 	if uses.Has(engine.InputHeader) {
 		req.Header = headerValues(in.Header)
@@ -172,13 +173,15 @@ func (p *Pipeline) evaluate(ctx context.Context, in Input, res *Result) {
 	}
 	if uses.Has(engine.InputLanguage) && p.locale != nil {
 		accept, _ := headerValues(in.Header).Get("Accept-Language")
-		req.Language = p.locale.Language(req.Path, cookies, accept)
+		req.Language = p.locale.Language(req.Path, jar, accept)
 		req.HasLanguage = true
 	}
 	res.Subject = req.Subject
-	res.Decisions = snap.Evaluate(req, p.rand)
-	res.Waffle = p.cookiesToWrite(snap, res.Decisions.Cookies, cookies, req.Now)
-	p.record(ctx, snap, &res.Decisions, req.Subject.UserID)
+	quiet := p.decideFlags(&in, sc, res, r)
+	res.Waffle = p.cookiesToWrite(snap, res.Decisions.Cookies, jar, req.Now)
+	if !quiet {
+		p.record(ctx, snap, &res.Decisions, req.Subject.UserID)
+	}
 	if in.Explain != nil {
 		in.Explain.fill(snap, req, &res.Decisions)
 	} else if p.tally != nil {
@@ -186,29 +189,190 @@ func (p *Pipeline) evaluate(ctx context.Context, in Input, res *Result) {
 	}
 }
 
-// request returns a Request for one evaluation, from the pool: it
-// escapes to the heap (the rules are interfaces), and a request would
-// allocate one.
-func (p *Pipeline) request() *engine.Request {
-	req, _ := p.requests.Get().(*engine.Request)
-	if req == nil {
-		req = new(engine.Request)
+// recall finds in the memo what was decided for in's inputs, if anything,
+// and gives jar the cookies picked then.
+func (p *Pipeline) recall(snap *engine.Snapshot, in *Input, jar *cookieJar) recalled {
+	m := p.memoFor(snap)
+	if m == nil || in.Explain != nil {
+		return recalled{}
 	}
-	*req = engine.Request{Subject: engine.Anonymous, Now: p.now()}
-	return req
+	r := recalled{m: m, key: m.key(in, p.locale != nil)}
+	if e, ok := m.entries.Get(r.key); ok {
+		r.e = e
+		jar.recall(e)
+	}
+	return r
 }
 
-// release clears req and the maps parsed for it, which nothing holds any
+// recalled is what recall found: the memo, the key of the inputs, and the
+// entry of that key (nil for none).
+type recalled struct {
+	m   *memo
+	key memoKey
+	e   *memoEntry
+}
+
+// decideFlags sets res.Decisions for sc's request: from the memo entry
+// when it was decided for the same visitor and overrides, else by
+// evaluating the snapshot with the cookies and query parsed (and then
+// memoized, unless it drew a roll). It reports whether the memo knew the
+// decisions to hold nothing for record.
+func (p *Pipeline) decideFlags(in *Input, sc *scratch, res *Result, r recalled) (quiet bool) {
+	snap, uses, req := res.Snapshot, res.Snapshot.Inputs(), &sc.req
+	var visitor memoKey
+	if r.m != nil {
+		visitor = r.m.visitor(req)
+		if e := r.e; e != nil && e.visitor == visitor && e.user == req.Subject.UserID {
+			p.metrics.memoHit.Inc()
+			res.Decisions = e.decisions(snap, p.rand)
+			return e.quiet
+		}
+	}
+	if uses.Has(engine.InputCookies) {
+		req.Cookies = sc.jar.parse()
+	}
+	if uses.Has(engine.InputQuery) {
+		sc.query = p.parse(engine.ParseQueryInto, in.RawQuery)
+		req.Query, req.RawQuery = sc.query, in.RawQuery
+	}
+	sc.rnd = countingRand{r: p.rand}
+	res.Decisions = snap.Evaluate(req, &sc.rnd)
+	switch {
+	case r.m == nil:
+	case sc.rnd.n > len(res.Decisions.Samples):
+		p.metrics.memoRolled.Inc()
+	default:
+		p.metrics.memoMiss.Inc()
+		r.m.put(r.key, visitor, req.Subject.UserID, &sc.jar, &res.Decisions)
+	}
+	return false
+}
+
+// memoFor returns the memo of snap, making it the first time snap is
+// seen; nil when decisions are not memoized.
+func (p *Pipeline) memoFor(snap *engine.Snapshot) *memo {
+	if p.memoBudget <= 0 {
+		return nil
+	}
+	m := p.memo.Load()
+	if m == nil || m.snap != snap {
+		if p.snaps.Load() != snap {
+			return nil // a request begun before a new snapshot came
+		}
+		m = newMemo(snap, p.memoBudget)
+		p.memo.Store(m)
+	}
+	if m.entries == nil {
+		return nil
+	}
+	return m
+}
+
+// scratch is what one evaluation works with, pooled: the Request escapes
+// to the heap (the rules are interfaces), and a request would allocate it.
+type scratch struct {
+	req   engine.Request
+	jar   cookieJar
+	query engine.Params
+	rnd   countingRand
+}
+
+// scratch returns a scratch from the pool, its Request set for now.
+func (p *Pipeline) scratch() *scratch {
+	sc, _ := p.requests.Get().(*scratch)
+	if sc == nil {
+		sc = new(scratch)
+	}
+	sc.req = engine.Request{Subject: engine.Anonymous, Now: p.now()}
+	sc.jar.p = p
+	return sc
+}
+
+// release clears sc and the maps parsed for it, which nothing holds any
 // more, into their pools.
-func (p *Pipeline) release(req *engine.Request, cookies, query engine.Params) {
-	for _, m := range [...]engine.Params{cookies, query} {
+func (p *Pipeline) release(sc *scratch) {
+	for _, m := range [...]engine.Params{sc.jar.params, sc.query} {
 		if m != nil {
 			clear(m)
 			p.maps.Put(m)
 		}
 	}
-	*req = engine.Request{}
-	p.requests.Put(req)
+	*sc = scratch{}
+	p.requests.Put(sc)
+}
+
+// cookieJar is the request's Cookie header, parsed only when a rule reads
+// cookies and the decisions are not memoized. Until then the identity, the
+// overrides and the language look up the few cookies they need: the first
+// lookup picks, in one pass over the header (engine.PickCookies), every
+// name the pipeline has been asked for before parsing (cookieNames).
+type cookieJar struct {
+	raw    string
+	params engine.Params // nil until parse
+	p      *Pipeline
+	picked bool
+	names  []string // picked, read-only
+	values [maxPicked]string
+	found  [maxPicked]bool
+}
+
+// maxPicked bounds the names a cookieJar picks in one pass.
+const maxPicked = 8
+
+// Get returns the value of the cookie name.
+func (j *cookieJar) Get(name string) (string, bool) {
+	if j.params != nil {
+		return j.params.Get(name)
+	}
+	if !j.picked {
+		j.names = j.p.cookieName(name)
+		engine.PickCookies(j.raw, j.names, j.values[:len(j.names)], j.found[:len(j.names)])
+		j.picked = true
+	}
+	for i, n := range j.names {
+		if n == name {
+			return j.values[i], j.found[i]
+		}
+	}
+	j.p.cookieName(name) // picked with the others from the next request on
+	return engine.CookieValue(j.raw, name)
+}
+
+// recall gives j the cookies e picked from the same header, unless the
+// names to pick changed since.
+func (j *cookieJar) recall(e *memoEntry) {
+	names := j.p.cookieNames.Load()
+	if names == nil || !e.picked || len(e.names) != len(*names) || len(e.names) > 0 && &e.names[0] != &(*names)[0] {
+		return
+	}
+	j.names, j.values, j.found, j.picked = e.names, e.values, e.found, true
+}
+
+// parse parses the header, once, into a map from p's pool.
+func (j *cookieJar) parse() engine.Params {
+	if j.params == nil {
+		j.params = j.p.parse(engine.ParseCookiesInto, j.raw)
+	}
+	return j.params
+}
+
+// cookieName returns the names of the cookies looked up before parsing,
+// adding name unless maxPicked are known.
+func (p *Pipeline) cookieName(name string) []string {
+	for {
+		old := p.cookieNames.Load()
+		var names []string
+		if old != nil {
+			names = *old
+		}
+		if slices.Contains(names, name) || len(names) == maxPicked {
+			return names
+		}
+		grown := append(slices.Clip(names), name)
+		if p.cookieNames.CompareAndSwap(old, &grown) {
+			return grown
+		}
+	}
 }
 
 // parse parses a query string or cookie header s with parseInto, into an
@@ -233,7 +397,7 @@ const RefreshCookie = "flagproxy_waffle_renewed"
 // RefreshCookie. A response that writes every percentage cookie afresh (a
 // first visit) notes it too, so the next visit renews nothing. A visitor
 // seen within WAFFLE_MAX_AGE keeps every side it rolled, as with waffle.
-func (p *Pipeline) cookiesToWrite(snap *engine.Snapshot, all []engine.Cookie, sent engine.Params, now time.Time) []engine.Cookie {
+func (p *Pipeline) cookiesToWrite(snap *engine.Snapshot, all []engine.Cookie, sent engine.Values, now time.Time) []engine.Cookie {
 	refresh, fresh := 0, 0
 	for _, c := range all {
 		switch {
@@ -257,8 +421,8 @@ func (p *Pipeline) cookiesToWrite(snap *engine.Snapshot, all []engine.Cookie, se
 
 // renewedWithin reports whether the request's RefreshCookie notes a
 // renewal within period before now (not after it).
-func renewedWithin(sent engine.Params, now time.Time, period time.Duration) bool {
-	v, ok := sent[RefreshCookie]
+func renewedWithin(sent engine.Values, now time.Time, period time.Duration) bool {
+	v, ok := sent.Get(RefreshCookie)
 	if !ok {
 		return false
 	}
@@ -301,7 +465,7 @@ func withoutRefresh(all []engine.Cookie, n int) []engine.Cookie {
 
 // subject identifies the visitor: the user in.UserID names, else the
 // session cookie's. A failed lookup makes the visitor anonymous.
-func (p *Pipeline) subject(ctx context.Context, in Input, cookies engine.Params) engine.Subject {
+func (p *Pipeline) subject(ctx context.Context, in Input, cookies engine.Values) engine.Subject {
 	var s engine.Subject
 	var err error
 	switch {
@@ -322,7 +486,7 @@ func (p *Pipeline) subject(ctx context.Context, in Input, cookies engine.Params)
 
 // overrides asks the Overrider for the visitor's overrides, and reports
 // the override parameters it refused.
-func (p *Pipeline) overrides(ctx context.Context, in Input, cookies engine.Params, req *engine.Request, res *Result) {
+func (p *Pipeline) overrides(ctx context.Context, in Input, cookies engine.Values, req *engine.Request, res *Result) {
 	q := engine.OverrideQuery{Cookies: cookies, Subject: req.Subject, Snapshot: res.Snapshot, CrossSite: in.NoURLOverrides}
 	if !in.NoURLOverrides || mayAskOverrides(in.RawQuery) {
 		q.Keys = engine.ParseQueryKeys(in.RawQuery)

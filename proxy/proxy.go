@@ -148,6 +148,10 @@ type Config struct {
 	// (ReadsHeader); by default only the cookies of the flags read are
 	// written then, as waffle does.
 	EagerWaffleCookies bool
+	// DecisionCache is the memory, in bytes, that decisions are memoized
+	// in for visitors whose next request brings the same inputs (see
+	// memo.go); zero means DefaultDecisionCache, negative memoizes none.
+	DecisionCache int64
 }
 
 // Proxy is the flag-injecting reverse proxy. It is an http.Handler.
@@ -235,6 +239,7 @@ func New(cfg Config) (*Proxy, error) {
 	p.pipe.snaps, p.pipe.subjects, p.pipe.users = cfg.Snapshots, cfg.Subjects, cfg.Users
 	p.pipe.overrider, p.pipe.locale = cfg.Overrider, cfg.Locale
 	p.pipe.staleAfter = cmp.Or(cfg.StaleAfter, DefaultStaleAfter)
+	p.pipe.memoBudget = max(cmp.Or(cfg.DecisionCache, DefaultDecisionCache), 0)
 	p.pipe.signingKey = slices.Clone(cfg.SigningKey)
 	p.pipe.logger, p.pipe.now, p.pipe.metrics = p.logger, p.now, m
 	if cfg.Rand != nil {

@@ -58,6 +58,7 @@ type Config struct {
 	BodyReadTimeout    time.Duration
 	SendTimeout        time.Duration
 	BufferMemory       byteSize
+	DecisionCache      byteSize
 	BufferDir          string
 	SnapshotFile       string
 	Output             string // flagproxy snapshot -o
@@ -136,6 +137,8 @@ func newFlagSet(name string, c *Config, out io.Writer) *flag.FlagSet {
 	fs.DurationVar(&c.SendTimeout, "send-timeout", proxy.DefaultSendTimeout, "how long one write of a buffered response to a client may take before the connection is closed")
 	c.BufferMemory = proxy.DefaultBufferMemory
 	fs.Var(&c.BufferMemory, "buffer-memory", "how much of one request or response body is buffered in memory before the rest goes to a temporary file")
+	c.DecisionCache = proxy.DefaultDecisionCache
+	fs.Var(&c.DecisionCache, "decision-cache", "memory for reusing a visitor's decisions when their next request brings the same cookies and other inputs the flags read (identity and overrides are still checked on every request); 0 disables")
 	if name == "snapshot" {
 		fs.StringVar(&c.Output, "o", "", "`file` to write the snapshot to (required)")
 	}

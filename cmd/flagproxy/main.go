@@ -271,6 +271,7 @@ func serve(ctx context.Context, c *Config, log *slog.Logger, ready func(proxyAdd
 		BodyReadTimeout:     c.BodyReadTimeout,
 		SendTimeout:         c.SendTimeout,
 		BufferMemory:        int64(c.BufferMemory),
+		DecisionCache:       cmp.Or(int64(c.DecisionCache), -1), // 0 disables
 		BufferDir:           c.BufferDir,
 		ConsolePath:         c.ConsolePath,
 		BrowserFlags:        splitList(c.BrowserFlags),

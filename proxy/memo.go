@@ -1,0 +1,256 @@
+package proxy
+
+import (
+	"hash/maphash"
+	"net/http"
+	"slices"
+	"sort"
+	"unsafe"
+
+	lru "github.com/hashicorp/golang-lru/v2"
+
+	"github.com/flagproxy/flagproxy/engine"
+)
+
+// DefaultDecisionCache is the memory the decision memo may hold (see
+// memo): enough for every visitor of a 50-flag site with 10,000 active
+// users, or about a thousand of a 1,000-flag site.
+const DefaultDecisionCache = 16 << 20
+
+// memo remembers, for one snapshot, the flags and switches decided for
+// recent request inputs, so that a visitor whose next request brings the
+// same inputs (the next page, its assets and API calls) is not evaluated
+// again.
+//
+// An entry is found by the request inputs the evaluation reads (the Cookie
+// header, which names the visitor; the query string, the path, the
+// language's sources and the headers rules name, when the snapshot's rules
+// read them), and used only when the visitor as identified now and the
+// overrides worked out now are those it was decided for: identity and
+// overrides are resolved on every request, so a logout or a permission
+// change is seen as it was without the memo. A snapshot whose rules read
+// the time is not memoized. Only evaluations that drew no random roll are
+// kept: a fresh waffle roll is not repeated, and samples are drawn anew
+// on every request. An entry also keeps the cookies the identity, the
+// overrides and the language looked up (see cookieJar), so that a recalled
+// header is not searched again.
+type memo struct {
+	snap    *engine.Snapshot
+	seeds   [2]maphash.Seed
+	entries *lru.Cache[memoKey, *memoEntry] // nil: nothing is memoized
+}
+
+// memoKey is a 128-bit hash: two keyed hashes with independent random
+// seeds, so that two different inputs sharing a key is not a practical
+// event.
+type memoKey [2]uint64
+
+// memoEntry is a memoized evaluation.
+type memoEntry struct {
+	visitor  memoKey // the visitor and overrides it was decided for
+	user     string  // the visitor's user id, compared as well
+	flags    []engine.Decision
+	switches []engine.Decision
+	cookies  []engine.Cookie // capacity == length: appends copy
+	// quiet is set when no decision is one record reports (an error, an
+	// override).
+	quiet bool
+	// The cookies picked from the header (see cookieJar), when picked.
+	picked bool
+	names  []string
+	values [maxPicked]string
+	found  [maxPicked]bool
+}
+
+// newMemo returns the memo of snap, holding about budget bytes; it
+// memoizes nothing when budget leaves room for no entry or snap's rules
+// read the time.
+func newMemo(snap *engine.Snapshot, budget int64) *memo {
+	m := &memo{snap: snap, seeds: [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()}}
+	if n := budget / memoEntrySize(snap); n >= 1 && !snap.Inputs().Has(engine.InputTime) {
+		m.entries, _ = lru.New[memoKey, *memoEntry](int(min(n, 1<<20))) // only a size <= 0 fails
+	}
+	return m
+}
+
+// memoEntrySize is the memory one entry of snap's takes, at most: its
+// decisions, a cookie for every rule that may write one, and the rest.
+func memoEntrySize(snap *engine.Snapshot) int64 {
+	overhead := int64(unsafe.Sizeof(memoEntry{})) + 128 // the LRU's element and map slot
+	decisions := int64(snap.NumFlags()+snap.NumSwitches()) * int64(unsafe.Sizeof(engine.Decision{}))
+	return overhead + decisions + int64(snap.CookieRules())*int64(unsafe.Sizeof(engine.Cookie{}))
+}
+
+// put keeps d, decided without a roll for the inputs of key and the
+// visitor of hash visitor, with the cookies jar picked.
+func (m *memo) put(key, visitor memoKey, user string, jar *cookieJar, d *engine.Decisions) {
+	e := &memoEntry{visitor: visitor, user: user, flags: slices.Clip(d.Flags), switches: slices.Clip(d.Switches),
+		cookies: slices.Clip(d.Cookies), quiet: true,
+		picked: jar.picked, names: jar.names, values: jar.values, found: jar.found}
+	for _, dec := range d.Flags {
+		if recorded(dec.Reason) {
+			e.quiet = false
+			break
+		}
+	}
+	d.Cookies = e.cookies
+	m.entries.Add(key, e)
+}
+
+// decisions returns the entry's decisions with samples drawn from rnd. The
+// flags, switches and cookies are shared: read-only.
+func (e *memoEntry) decisions(snap *engine.Snapshot, rnd engine.Rand) engine.Decisions {
+	d := engine.Decisions{Flags: e.flags, Switches: e.switches, Cookies: e.cookies}
+	if n := snap.NumSamples(); n > 0 {
+		d.Samples = make([]engine.Decision, n)
+		snap.DrawSamples(d.Samples, rnd)
+	}
+	return d
+}
+
+// key hashes the request inputs of in that an evaluation reads, besides
+// the visitor and the overrides: the Cookie header always (it names the
+// visitor), the others when the snapshot's rules read them (withLocale:
+// the site has LocaleMiddleware, whose language comes from the path, a
+// cookie and Accept-Language).
+func (m *memo) key(in *Input, withLocale bool) memoKey {
+	uses := m.snap.Inputs()
+	language := uses.Has(engine.InputLanguage) && withLocale
+	var k keyHash
+	m.start(&k)
+	k.str(in.UserID)
+	k.str(in.Cookie)
+	if uses.Has(engine.InputQuery) {
+		k.str(in.RawQuery)
+	}
+	if uses.Has(engine.InputPath) || language {
+		k.str(in.Path)
+	}
+	if language {
+		k.strs(in.Header["Accept-Language"])
+	}
+	if uses.Has(engine.InputHeader) {
+		k.headers(m.snap, in.Header)
+	}
+	return k.sum()
+}
+
+// visitor hashes what an evaluation of req reads besides the request
+// inputs key covers: the visitor and the overrides.
+func (m *memo) visitor(req *engine.Request) memoKey {
+	var k keyHash
+	m.start(&k)
+	k.subject(&req.Subject)
+	k.flag(req.Overrides.Allowed)
+	k.overrides(req.Overrides.Session)
+	k.overrides(req.Overrides.URL)
+	return k.sum()
+}
+
+// start seeds k with the memo's seeds.
+func (m *memo) start(k *keyHash) {
+	k.a.SetSeed(m.seeds[0])
+	k.b.SetSeed(m.seeds[1])
+}
+
+// keyHash writes every part of a key to both hashes, each part framed by
+// its length so that no two sequences of parts write the same bytes.
+type keyHash struct{ a, b maphash.Hash }
+
+func (k *keyHash) str(s string) {
+	k.num(uint64(len(s)))
+	k.a.WriteString(s)
+	k.b.WriteString(s)
+}
+
+func (k *keyHash) num(n uint64) {
+	var buf [8]byte
+	for i := range buf {
+		buf[i] = byte(n >> (8 * i))
+	}
+	k.a.Write(buf[:])
+	k.b.Write(buf[:])
+}
+
+func (k *keyHash) sum() memoKey { return memoKey{k.a.Sum64(), k.b.Sum64()} }
+
+func (k *keyHash) strs(vs []string) {
+	k.num(uint64(len(vs)))
+	for _, v := range vs {
+		k.str(v)
+	}
+}
+
+func (k *keyHash) flag(b bool) {
+	k.num(uint64(onByte(b)))
+}
+
+// subject writes every field of s a rule can read (all but Stale).
+func (k *keyHash) subject(s *engine.Subject) {
+	k.str(s.UserID)
+	k.str(s.Username)
+	for _, b := range [...]bool{s.Authenticated, s.Active, s.Staff, s.Superuser} {
+		k.flag(b)
+	}
+	k.num(uint64(len(s.Groups)))
+	for _, g := range s.Groups {
+		k.num(uint64(g))
+	}
+	k.num(uint64(len(s.Permissions)))
+	for _, p := range s.Permissions {
+		k.str(p)
+	}
+	k.overrides(s.FeatureStatus)
+}
+
+// overrides writes a name → on map in name order.
+func (k *keyHash) overrides(m map[string]bool) {
+	k.num(uint64(len(m)))
+	if len(m) == 0 {
+		return
+	}
+	names := make([]string, 0, len(m))
+	for n := range m {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		k.str(n)
+		k.flag(m[n])
+	}
+}
+
+// headers writes the request headers the snapshot's rules read, in name
+// order.
+func (k *keyHash) headers(snap *engine.Snapshot, h http.Header) {
+	var read []string
+	for name := range h {
+		if snap.ReadsHeader(name) {
+			read = append(read, name)
+		}
+	}
+	k.num(uint64(len(read)))
+	sort.Strings(read)
+	for _, name := range read {
+		k.str(name)
+		k.strs(h[name])
+	}
+}
+
+// countingRand is a Rand that counts its draws, to tell an evaluation
+// that rolled.
+type countingRand struct {
+	r engine.Rand
+	n int
+}
+
+func (c *countingRand) Float64() float64 {
+	c.n++
+	return c.r.Float64()
+}
+
+// recorded reports whether record has something to do for a decision of
+// reason r.
+func recorded(r engine.Reason) bool {
+	return r == engine.ReasonError || r == engine.ReasonOverrideURL || r == engine.ReasonOverrideSession
+}

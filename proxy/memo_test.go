@@ -1,0 +1,283 @@
+package proxy
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"reflect"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/flagproxy/flagproxy/engine"
+)
+
+// TestMemoEqualsEvaluation is the property: for random worlds, a proxy
+// that memoizes decisions answers every request of a random sequence (with
+// repeats, as visitors come back) exactly as one that evaluates every
+// request: the same header and the same Set-Cookie lines. Between
+// requests, visitors change (staff, superuser, groups: a permission change
+// seen by the identity lookup) and new snapshots are published, which the
+// memo must not paper over.
+func TestMemoEqualsEvaluation(t *testing.T) {
+	rng, seed := propRand("FLAGPROXY_MEMO_SEED", 33, 3)
+	worlds, steps := 30, 60
+	if testing.Short() {
+		worlds = 8
+	}
+	var hits float64
+	for wi := range worlds {
+		w := newPropWorld(rng)
+		sessions := sessionResolver{}
+		for pk, s := range w.users {
+			sessions["session-"+pk] = s
+		}
+		locale := engine.NewLocale(engine.LocaleSettings{I18N: true, LanguageCode: "en", Languages: []string{"en", "fr", "de"},
+			CookieName: "django_language", Patterns: rng.IntN(2) == 0})
+		roll := fixedRand(rng.Float64())
+		proxies := [2]*harness{}
+		for i, budget := range [2]int64{0, -1} { // memoized, then not
+			proxies[i] = newHarness(t, Config{Users: fakeUsers(w.users), Subjects: sessions, Overrider: propOverrider{},
+				Rand: roll, Locale: locale, DecisionCache: budget}, nil)
+		}
+		publish := func() {
+			snap := mustSnapshot(t, w.data)
+			for _, hs := range proxies {
+				hs.store.Publish(snap, testNow())
+			}
+		}
+		publish()
+		// Visitors (their cookies) and the rest of a request are drawn
+		// apart, so that one visitor's requests differ in one input at a
+		// time: the path, the query, the language, a testing header.
+		visitors, rests := make([]memoRequest, 3), make([]memoRequest, 4)
+		for i := range visitors {
+			visitors[i] = w.memoRequest(rng)
+		}
+		for i := range rests {
+			rests[i] = w.memoRequest(rng)
+		}
+		for step := range steps {
+			switch rng.IntN(12) {
+			case 0:
+				w.changeUser(rng, sessions)
+			case 1:
+				w.changeFlag(rng)
+				publish()
+			case 2:
+				visitors[rng.IntN(len(visitors))] = w.memoRequest(rng)
+			}
+			q := rests[rng.IntN(len(rests))]
+			q.header = q.header.Clone()
+			q.header["Cookie"] = visitors[rng.IntN(len(visitors))].header["Cookie"]
+			var got [2]memoAnswer
+			for i, hs := range proxies {
+				res := hs.get(t, q.target, q.header.Clone())
+				got[i] = memoAnswer{Payload: decode(t, hs.backend.last(t).Header), SetCookie: res.Header["Set-Cookie"]}
+			}
+			if diff := cmp.Diff(got[1], got[0]); diff != "" {
+				t.Fatalf("seed %d world %d step %d %s %v: memoized answer differs (-evaluated +memoized):\n%s\nworld %+v",
+					seed, wi, step, q.target, q.header, diff, w.data)
+			}
+		}
+		hits += testutil.ToFloat64(proxies[0].proxy.metrics.memoHit)
+		if n := testutil.ToFloat64(proxies[1].proxy.metrics.memoHit) + testutil.ToFloat64(proxies[1].proxy.metrics.memoMiss); n != 0 {
+			t.Fatalf("DecisionCache -1 memoized %v evaluations", n)
+		}
+	}
+	if hits < float64(worlds*steps/20) {
+		t.Fatalf("only %v memo hits in %d requests: the property was hardly tested", hits, worlds*steps)
+	}
+}
+
+// memoRequest is a request of TestMemoEqualsEvaluation.
+type memoRequest struct {
+	target string
+	header http.Header
+}
+
+// memoAnswer is what a visitor and the app see of one request.
+type memoAnswer struct {
+	Payload
+	SetCookie []string
+}
+
+// memoRequest makes a random request, sometimes with waffle's testing
+// header for a flag.
+func (w *propWorld) memoRequest(rng *rand.Rand) memoRequest {
+	q := w.request(rng)
+	var lines []string
+	for k, v := range q.cookies {
+		lines = append(lines, k+"="+v)
+	}
+	if q.user != "" {
+		lines = append(lines, "sessionid=session-"+q.user)
+	}
+	header := http.Header{}
+	if len(lines) > 0 {
+		header.Set("Cookie", strings.Join(lines, "; "))
+	}
+	if q.language != "" {
+		header.Set("Accept-Language", q.language)
+	}
+	if rng.IntN(4) == 0 {
+		header.Set("Dwft-"+w.names[rng.IntN(len(w.names))], strconv.Itoa(rng.IntN(2)))
+	}
+	target := q.path
+	if q.query != "" {
+		target += "?" + q.query
+	}
+	return memoRequest{target: target, header: header}
+}
+
+// changeUser changes one user's standing, as a permission change in the
+// database would.
+func (w *propWorld) changeUser(rng *rand.Rand, sessions sessionResolver) {
+	pk := strconv.Itoa(rng.IntN(4) + 1)
+	s := sessions["session-"+pk]
+	switch rng.IntN(3) {
+	case 0:
+		s.Staff = !s.Staff
+	case 1:
+		s.Superuser = !s.Superuser
+	default:
+		s.Groups = []int64{int64(rng.IntN(3) + 1)}
+	}
+	sessions["session-"+pk] = s
+}
+
+// changeFlag changes one waffle flag's rule.
+func (w *propWorld) changeFlag(rng *rand.Rand) {
+	f := &w.data.WaffleFlags[rng.IntN(len(w.data.WaffleFlags))]
+	f.Everyone = engine.Tristate(rng.IntN(3))
+	f.Staff = !f.Staff
+}
+
+// TestMemoNeverRepeatsARoll: a visitor without the dwf_ cookie of a
+// percentage flag gets a fresh roll on every request, and a sample is
+// drawn on every request, memo or not.
+func TestMemoNeverRepeatsARoll(t *testing.T) {
+	d := engine.DefaultData()
+	d.Sources = []engine.Source{engine.SourceWaffle}
+	d.WaffleFlags = []engine.WaffleFlag{{Name: "half", Percent: engine.PercentOf(500)}, {Name: "all", Everyone: engine.Yes}}
+	d.Samples = []engine.Sample{{Name: "coin", Percent: engine.PercentOf(500)}}
+	draws := &cycleRand{values: []float64{0.2, 0.2, 0.8, 0.8}} // the flag's roll, then the sample
+	hs := newHarness(t, Config{Rand: draws}, nil)
+	hs.store.Publish(mustSnapshot(t, d), testNow())
+	var flags, samples []bool
+	for range 4 {
+		hs.get(t, "/", nil)
+		p := decode(t, hs.backend.last(t).Header)
+		flags, samples = append(flags, p.Flags["half"]), append(samples, p.Samples["coin"])
+	}
+	if want := []bool{true, false, true, false}; !slices.Equal(flags, want) || !slices.Equal(samples, want) {
+		t.Errorf("rolls %v, samples %v; want %v for both", flags, samples, want)
+	}
+	if n := testutil.ToFloat64(hs.proxy.metrics.memoRolled); n != 4 {
+		t.Errorf("rolled evaluations counted %v, want 4", n)
+	}
+	// With the cookie, the flag is decided without a roll: memoized, and
+	// the sample is still drawn anew.
+	c := http.Header{"Cookie": {"dwf_half=True"}}
+	samples = samples[:0]
+	for range 4 {
+		hs.get(t, "/", c)
+		p := decode(t, hs.backend.last(t).Header)
+		if !p.Flags["half"] {
+			t.Fatal("dwf_half=True decided off")
+		}
+		samples = append(samples, p.Samples["coin"])
+	}
+	if want := []bool{true, true, false, false}; !slices.Equal(samples, want) { // one draw a request now
+		t.Errorf("samples with the memo %v, want %v", samples, want)
+	}
+	if n := testutil.ToFloat64(hs.proxy.metrics.memoHit); n != 3 {
+		t.Errorf("memo hits %v, want 3", n)
+	}
+}
+
+// cycleRand returns its values in turn, forever.
+type cycleRand struct {
+	values []float64
+	i      int
+}
+
+func (c *cycleRand) Float64() float64 {
+	v := c.values[c.i%len(c.values)]
+	c.i++
+	return v
+}
+
+// TestMemoBounded: the memo holds no more entries than its budget has
+// room for, and none for a snapshot whose rules read the time.
+func TestMemoBounded(t *testing.T) {
+	snap := benchSnapshotN(t, 2)
+	per := memoEntrySize(snap)
+	m := newMemo(snap, 10*per)
+	if m.entries == nil {
+		t.Fatal("no entries for a budget of 10")
+	}
+	for i := range 50 {
+		d := snap.Evaluate(&engine.Request{Subject: engine.Anonymous}, fixedRand(0.5))
+		m.put(memoKey{uint64(i)}, memoKey{}, "", &cookieJar{}, &d)
+	}
+	if n := m.entries.Len(); n != 10 {
+		t.Errorf("%d entries for a budget of 10", n)
+	}
+	if m := newMemo(snap, per-1); m.entries != nil {
+		t.Error("entries for a budget below one")
+	}
+	d := engine.DefaultData()
+	d.Sources = []engine.Source{engine.SourceDjangoFlags}
+	d.FlagStates = []engine.FlagState{{Name: "LATER", Condition: "after date", Value: "2030-01-01T00:00:00Z"}}
+	if m := newMemo(mustSnapshot(t, d), 1<<20); m.entries != nil {
+		t.Error("entries for a snapshot whose rules read the time")
+	}
+}
+
+// TestMemoKeyCoversRequest fails when engine.Request or engine.Subject
+// gains a field: memo.key and memo.visitor must then cover it (or say
+// why not), before it is added here.
+func TestMemoKeyCoversRequest(t *testing.T) {
+	covered := map[reflect.Type][]string{
+		// Query, Cookies, Header, Path, RawQuery: key (the raw inputs);
+		// Language, HasLanguage: key (their sources); Subject, Overrides:
+		// visitor; Now: not memoized when rules read the time.
+		reflect.TypeFor[engine.Request](): {"Subject", "Query", "Cookies", "Header", "Language", "HasLanguage", "Path", "RawQuery", "Now", "Overrides"},
+		// Stale: only the header's "identity" member, which is not memoized.
+		reflect.TypeFor[engine.Subject](): {"UserID", "Username", "Authenticated", "Active", "Staff", "Superuser", "Groups", "Permissions", "Stale", "FeatureStatus"},
+		// Refused: Evaluate does not read it.
+		reflect.TypeFor[engine.Overrides](): {"URL", "Session", "Allowed", "Refused"},
+	}
+	for typ, want := range covered {
+		var got []string
+		for f := range typ.Fields() {
+			got = append(got, f.Name)
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("%v has fields %v; the memo covers %v", typ, got, want)
+		}
+	}
+}
+
+// BenchmarkMemoKey measures the memo's per-request hashing for a
+// returning visitor of a 1,000-flag site (a 4 KB Cookie header).
+func BenchmarkMemoKey(b *testing.B) {
+	snap := benchSnapshotN(b, 20)
+	m := newMemo(snap, DefaultDecisionCache)
+	cookie := "sessionid=abcdefgh12345678"
+	for i := 0; i < 600; i += 3 {
+		cookie += fmt.Sprintf("; dwf_waffle_flag_%02d=True", i)
+	}
+	in := Input{Path: "/page", RawQuery: "q=x", Cookie: cookie, Header: http.Header{"Accept-Language": {"fr"}}}
+	req := engine.Request{Subject: engine.Subject{UserID: "7", Authenticated: true, Active: true, Groups: []int64{1, 2}}}
+	b.ReportAllocs()
+	for b.Loop() {
+		m.key(&in, true)
+		m.visitor(&req)
+	}
+}
