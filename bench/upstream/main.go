@@ -4,8 +4,10 @@
 //
 // Every -sample-th request's X-Flagproxy-Flags is decoded with proxy.Decode
 // and the flag named by -logged-in-flag (on only for authenticated
-// visitors) tells a logged-in visitor from an anonymous one. GET
-// /__bench/stats returns the counts since the last POST /__bench/reset.
+// visitors) tells a logged-in visitor from an anonymous one; the size of
+// that request's X-Flagproxy-* headers tells the harness how many bytes
+// flagproxy adds to a request. GET /__bench/stats returns the counts (and
+// that size) since the last POST /__bench/reset.
 package main
 
 import (
@@ -39,13 +41,16 @@ type Stats struct {
 	Anonymous int64 `json:"anonymous"`
 	NoHeader  int64 `json:"no_header"`
 	Malformed int64 `json:"malformed"`
+	// FlagsBytes is the size on the wire of the X-Flagproxy-* headers of
+	// the most recent sampled request.
+	FlagsBytes int64 `json:"flags_bytes"`
 }
 
 type server struct {
 	flag   string
 	sample int64
 
-	requests, sampled, loggedIn, anonymous, noHeader, malformed atomic.Int64
+	requests, sampled, loggedIn, anonymous, noHeader, malformed, flagsBytes atomic.Int64
 }
 
 func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -56,6 +61,7 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	n := s.requests.Add(1)
 	if n%s.sample == 0 {
 		s.sampled.Add(1)
+		s.flagsBytes.Store(flagsBytes(r.Header))
 		p, err := proxy.Decode(r.Header)
 		switch {
 		case errors.Is(err, proxy.ErrNoFlagsHeader):
@@ -74,6 +80,21 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Write(page)
 }
 
+// flagsBytes is the size of h's X-Flagproxy-* headers as they were
+// written: each line is the name, ": ", the value and CRLF.
+func flagsBytes(h http.Header) int64 {
+	var n int64
+	for name, values := range h {
+		if !strings.HasPrefix(name, "X-Flagproxy-") {
+			continue
+		}
+		for _, v := range values {
+			n += int64(len(name) + len(v) + 4)
+		}
+	}
+	return n
+}
+
 func (s *server) admin(w http.ResponseWriter, r *http.Request) {
 	switch r.URL.Path {
 	case "/__bench/stats":
@@ -81,9 +102,10 @@ func (s *server) admin(w http.ResponseWriter, r *http.Request) {
 		json.NewEncoder(w).Encode(Stats{
 			Requests: s.requests.Load(), Sampled: s.sampled.Load(), LoggedIn: s.loggedIn.Load(),
 			Anonymous: s.anonymous.Load(), NoHeader: s.noHeader.Load(), Malformed: s.malformed.Load(),
+			FlagsBytes: s.flagsBytes.Load(),
 		})
 	case "/__bench/reset":
-		for _, c := range []*atomic.Int64{&s.requests, &s.sampled, &s.loggedIn, &s.anonymous, &s.noHeader, &s.malformed} {
+		for _, c := range []*atomic.Int64{&s.requests, &s.sampled, &s.loggedIn, &s.anonymous, &s.noHeader, &s.malformed, &s.flagsBytes} {
 			c.Store(0)
 		}
 	default:
