@@ -4,6 +4,12 @@
 // 32 KiB write buffer, so that a request whose header fits goes out in one
 // write, X-Forwarded-* from SetXForwarded, pooled 32 KiB copy buffers), so
 // the difference to flagproxy is what flagproxy adds.
+//
+// With -header-bytes N it also adds about N bytes of request headers to
+// every proxied request, cut as flagproxy cuts a large flags value (values
+// of at most 8000 bytes, as X-Bench-Pad-1, X-Bench-Pad-2, …): the harness
+// sets N to the size of flagproxy's flags header, so that the difference
+// to flagproxy is what deciding the flags costs, not carrying them.
 package main
 
 import (
@@ -17,6 +23,8 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
+	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -34,14 +42,53 @@ func (b *bufferPool) Get() []byte {
 
 func (b *bufferPool) Put(buf []byte) { b.p.Put(&buf) }
 
+// padPartSize is the longest pad value: flagproxy's PartSize.
+const padPartSize = 8000
+
+// padAlphabet is what pad values are made of: base64url letters, as in
+// flagproxy's parts.
+const padAlphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
+// pad is one extra request header. The value is a slice built once, so
+// that adding it to a request allocates nothing.
+type pad struct {
+	name  string
+	value []string
+}
+
+// pads cuts n bytes of header lines ("name: value\r\n") into headers
+// X-Bench-Pad-1, X-Bench-Pad-2, … with values of at most padPartSize
+// bytes. The last line is at least one byte of value long, so the total
+// may pass n by a few bytes.
+func pads(n int) []pad {
+	var out []pad
+	for i := 1; n > 0; i++ {
+		name := "X-Bench-Pad-" + strconv.Itoa(i)
+		size := max(1, min(padPartSize, n-len(name)-4))
+		out = append(out, pad{name, []string{padValue(size)}})
+		n -= len(name) + 4 + size
+	}
+	return out
+}
+
+func padValue(size int) string {
+	s := strings.Repeat(padAlphabet, size/len(padAlphabet)+1)
+	return s[:size]
+}
+
 func main() {
 	listen := flag.String("listen", "127.0.0.1:0", "`address` to listen on")
 	upstream := flag.String("upstream", "", "upstream `URL`")
+	headerBytes := flag.Int("header-bytes", 0, "add about `n` bytes of request headers (X-Bench-Pad-*) to every proxied request")
 	flag.Parse()
 	u, err := url.Parse(*upstream)
 	if err != nil || u.Host == "" {
 		log.Fatalf("-upstream %q: want an absolute URL", *upstream)
 	}
+	if *headerBytes < 0 || *headerBytes > 1<<20 {
+		log.Fatalf("-header-bytes %d: want 0 to 1 MiB", *headerBytes)
+	}
+	extra := pads(*headerBytes)
 	t := http.DefaultTransport.(*http.Transport).Clone()
 	t.MaxIdleConnsPerHost = 64
 	t.WriteBufferSize = 32 << 10
@@ -50,6 +97,9 @@ func main() {
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(u)
 			pr.SetXForwarded()
+			for _, p := range extra {
+				pr.Out.Header[p.name] = p.value
+			}
 		},
 		Transport:  t,
 		BufferPool: &bufferPool{},
