@@ -1,5 +1,7 @@
 // Command bench measures what flagproxy costs in front of a site, against
-// a bare httputil.ReverseProxy and nginx in front of the same upstream.
+// a bare httputil.ReverseProxy and nginx in front of the same upstream,
+// and against the bare proxy adding as many header bytes as flagproxy's
+// flags header (bare+header): what carrying the decisions costs.
 //
 // Usage, from the repository root:
 //
@@ -35,6 +37,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -77,7 +80,7 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.conns, "connections", 64, "connections at saturation")
 	fs.IntVar(&o.sessions, "sessions", 10000, "rotating logged-in sessions of scenario c")
 	fs.StringVar(&o.scenarios, "scenarios", "a,b,c,d", "scenarios to run: a (50 flags, one returning visitor), b (1,000 flags, one returning visitor), c (50 flags, rotating sessions), d (1,000 flags, one visitor who never sends cookies back)")
-	fs.StringVar(&o.servers, "servers", "flagproxy,bare,nginx", "servers to measure (nginx is left out when not installed)")
+	fs.StringVar(&o.servers, "servers", "flagproxy,bare,bare+header,nginx", "servers to measure: flagproxy, bare, bare+header (the bare proxy adding as many header bytes as flagproxy's flags header) and nginx (left out when not installed)")
 	fs.StringVar(&o.load, "load", "auto", "saturation load generator: auto (wrk if installed), wrk or go")
 	fs.StringVar(&o.db, "db", "sqlite", "the site's database: sqlite or postgres (needs -postgres-dsn)")
 	fs.StringVar(&o.postgresDSN, "postgres-dsn", os.Getenv("FLAGPROXY_TEST_POSTGRES_DSN"), "PostgreSQL to create a database in (default $FLAGPROXY_TEST_POSTGRES_DSN)")
@@ -155,7 +158,10 @@ type env struct {
 	// back holds, by scenario, the cookies its returning visitors send
 	// back (see firstVisits).
 	back map[string][]string
-	logf func(format string, args ...any)
+	// headerBytes holds, by scenario, the size of the flags header
+	// flagproxy sends, which bare+header adds (see firstVisits).
+	headerBytes map[string]int64
+	logf        func(format string, args ...any)
 }
 
 func run(ctx context.Context, o options) error {
@@ -179,7 +185,7 @@ func run(ctx context.Context, o options) error {
 		defer os.RemoveAll(dir)
 	}
 	e := &env{o: o, root: root, dir: dir, bin: map[string]string{}, children: newChildren(), back: map[string][]string{},
-		logf: func(string, ...any) {}}
+		headerBytes: map[string]int64{}, logf: func(string, ...any) {}}
 	defer e.children.stopAll()
 	if o.verbose {
 		e.logf = log.Printf
@@ -254,13 +260,11 @@ func run(ctx context.Context, o options) error {
 	}
 
 	for _, s := range scenarios {
-		if s.returning {
-			if e.back[s.id], err = e.firstVisits(ctx, s, sites[s.site], settings); err != nil {
-				return fmt.Errorf("scenario %s: %w", s.id, err)
-			}
+		if err := e.firstVisits(ctx, s, sites[s.site], settings, slices.Contains(servers, "bare+header")); err != nil {
+			return fmt.Errorf("scenario %s: %w", s.id, err)
 		}
 	}
-	rep := &report{o: o, scenarios: scenarios, servers: servers, results: map[cellKey][]measurement{}}
+	rep := &report{o: o, scenarios: scenarios, servers: servers, headerBytes: e.headerBytes, results: map[cellKey][]measurement{}}
 	rep.machine = describeMachine(e)
 	if rep.pageSize, err = pageSize(ctx, e.upstream); err != nil {
 		return err
@@ -276,7 +280,7 @@ func run(ctx context.Context, o options) error {
 				}
 				m.round = round
 				rep.results[cellKey{s.id, srv}] = append(rep.results[cellKey{s.id, srv}], m)
-				log.Printf("round %d/%d %s %-9s %8.0f req/s  %6.1f µs CPU/req  p50 %s p99 %s  fixed p50 %s p99 %s  RSS %.1f MiB%s",
+				log.Printf("round %d/%d %s %-11s %8.0f req/s  %6.1f µs CPU/req  p50 %s p99 %s  fixed p50 %s p99 %s  RSS %.1f MiB%s",
 					round+1, o.rounds, s.id, srv, m.sat.RPS(), m.cpuPerReq, ms(m.sat.P50), ms(m.sat.P99), ms(m.fixed.P50), ms(m.fixed.P99),
 					float64(m.rss)/(1<<20), m.extraLog())
 			}
@@ -336,7 +340,7 @@ func (e *env) pickServers(list string) ([]string, error) {
 	hasBare := false
 	for _, s := range strings.Split(list, ",") {
 		switch s = strings.TrimSpace(s); s {
-		case "flagproxy", "bare":
+		case "flagproxy", "bare", "bare+header":
 			hasBare = hasBare || s == "bare"
 			out = append(out, s)
 		case "nginx":
@@ -351,7 +355,7 @@ func (e *env) pickServers(list string) ([]string, error) {
 			e.nginx = p
 			out = append(out, s)
 		default:
-			return nil, fmt.Errorf("-servers: unknown %q (want flagproxy, bare, nginx)", s)
+			return nil, fmt.Errorf("-servers: unknown %q (want flagproxy, bare, bare+header, nginx)", s)
 		}
 	}
 	if !hasBare {

@@ -22,6 +22,9 @@ type report struct {
 	machine   string
 	pageSize  int
 	elapsed   time.Duration
+	// headerBytes is, by scenario, the size of flagproxy's flags header,
+	// which bare+header adds.
+	headerBytes map[string]int64
 }
 
 // spread is a median with the smallest and largest value.
@@ -136,6 +139,11 @@ func (r *report) markdown() string {
 	b.WriteString("A returning visitor sends back, with every request, the cookies its first visits to flagproxy got " +
 		"(its dwf_ cookies and when they were renewed), as a browser does; the other scenarios' visitors never " +
 		"send them back, so their percentage flags are rolled afresh on every request.\n\n")
+	if slices.Contains(r.servers, "bare+header") {
+		b.WriteString("bare+header is the bare proxy adding to every request as many bytes of headers as flagproxy's " +
+			"flags header took in that scenario (its X-Flagproxy-* lines as the upstream got them, cut in values of " +
+			"at most 8,000 bytes as flagproxy cuts a large value): the cost of carrying the decisions, without deciding them.\n\n")
+	}
 
 	b.WriteString("| scenario | server |")
 	for _, m := range metrics {
@@ -145,7 +153,7 @@ func (r *report) markdown() string {
 	for _, s := range r.scenarios {
 		for _, srv := range r.servers {
 			k := cellKey{s.id, srv}
-			fmt.Fprintf(&b, "| (%s) %s | %s |", s.id, s.title, serverTitle(srv))
+			fmt.Fprintf(&b, "| (%s) %s | %s |", s.id, s.title, r.serverTitle(s.id, srv))
 			for _, m := range metrics {
 				b.WriteString(" " + spreadOf(r.values(k, m.get)).format(m.f) + " |")
 			}
@@ -165,7 +173,7 @@ func (r *report) markdown() string {
 				continue
 			}
 			k := cellKey{s.id, srv}
-			fmt.Fprintf(&b, "| (%s) | %s |", s.id, serverTitle(srv))
+			fmt.Fprintf(&b, "| (%s) | %s |", s.id, r.serverTitle(s.id, srv))
 			for _, m := range metrics {
 				b.WriteString(" " + spreadOf(r.ratios(k, m.get)).format(ratio) + " |")
 			}
@@ -266,12 +274,15 @@ func (r *report) flagsUsed() string {
 	return " " + strings.Join(out, " ")
 }
 
-func serverTitle(s string) string {
-	switch s {
+// serverTitle names server srv in scenario id's rows.
+func (r *report) serverTitle(id, srv string) string {
+	switch srv {
 	case "bare":
 		return "bare ReverseProxy"
+	case "bare+header":
+		return fmt.Sprintf("bare ReverseProxy + flagproxy's header bytes (%s B)", thousands(float64(r.headerBytes[id])))
 	default:
-		return s
+		return srv
 	}
 }
 

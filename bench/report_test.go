@@ -1,6 +1,7 @@
 package main
 
 import (
+	"strings"
 	"testing"
 	"time"
 )
@@ -39,6 +40,43 @@ func TestSpreadAndFormat(t *testing.T) {
 		if got := thousands(v); got != want {
 			t.Errorf("thousands(%v) = %q, want %q", v, got, want)
 		}
+	}
+}
+
+// TestMarkdownBarePlusHeader checks that bare+header is explained, named
+// with the scenario's header bytes in both tables, in the order of
+// -servers, and given ratios to the bare proxy.
+func TestMarkdownBarePlusHeader(t *testing.T) {
+	var e env
+	servers, err := e.pickServers("flagproxy,bare,bare+header")
+	if err != nil {
+		t.Fatal(err)
+	}
+	scenarios, err := pickScenarios("b", 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &report{o: options{rounds: 1, duration: time.Second, rate: 500, rateFor: time.Second, db: "sqlite"},
+		scenarios: scenarios, servers: servers, headerBytes: map[string]int64{"b": 10612},
+		results: map[cellKey][]measurement{}}
+	for srv, rps := range map[string]int64{"flagproxy": 4000, "bare": 10000, "bare+header": 5000} {
+		r.results[cellKey{"b", srv}] = []measurement{{sat: loadResult{Requests: rps, Duration: time.Second}}}
+	}
+	md := r.markdown()
+	if !strings.Contains(md, "the cost of carrying the decisions, without deciding them") {
+		t.Error("the preamble does not explain bare+header")
+	}
+	title := "bare ReverseProxy + flagproxy's header bytes (10,612 B)"
+	flagproxy, bare := "| (b) 1,000 flags, 1 returning session | flagproxy |", "| bare ReverseProxy |"
+	withHeader := "| (b) 1,000 flags, 1 returning session | " + title + " | 5,000 |"
+	if i, j, k := strings.Index(md, flagproxy), strings.Index(md, bare), strings.Index(md, withHeader); i < 0 || j < i || k < j {
+		t.Errorf("want the rows flagproxy, bare, bare+header in that order:\n%s", md)
+	}
+	if !strings.Contains(md, "| (b) | "+title+" | ×0.50 |") {
+		t.Errorf("no ratio row for bare+header:\n%s", md)
+	}
+	if _, err := e.pickServers("flagproxy,bare+header"); err == nil {
+		t.Error("pickServers accepted bare+header without bare")
 	}
 }
 

@@ -23,9 +23,9 @@ type running struct {
 	pids  []int
 }
 
-// startServer starts one server fresh, pinned to the server CPU, and
-// waits until it proxies.
-func (e *env) startServer(ctx context.Context, name string, st *site, settings string) (*running, error) {
+// startServer starts one server fresh for scenario s, pinned to the
+// server CPU, and waits until it proxies.
+func (e *env) startServer(ctx context.Context, name string, s scenario, st *site, settings string) (*running, error) {
 	var r running
 	var err error
 	switch name {
@@ -43,10 +43,8 @@ func (e *env) startServer(ctx context.Context, name string, st *site, settings s
 		if err == nil {
 			err = waitHTTP(ctx, r.admin+"/readyz", 30*time.Second)
 		}
-	case "bare":
-		var addr string
-		r.c, addr, err = e.children.startReporting("bareproxy", e.serverCPU, e.bin["bareproxy"], "-listen", "127.0.0.1:0", "-upstream", e.upstream)
-		r.url = "http://" + addr
+	case "bare", "bare+header":
+		r.c, r.url, err = e.startBare(name, s)
 	case "nginx":
 		var listen string
 		listen, err = freePort()
@@ -77,6 +75,21 @@ func (e *env) startServer(ctx context.Context, name string, st *site, settings s
 	}
 	r.pids = r.c.pids()
 	return &r, nil
+}
+
+// startBare starts the bare proxy, which for bare+header adds as many
+// bytes of headers as flagproxy's flags header took in scenario s.
+func (e *env) startBare(name string, s scenario) (*child, string, error) {
+	args := []string{"-listen", "127.0.0.1:0", "-upstream", e.upstream}
+	if name == "bare+header" {
+		n := e.headerBytes[s.id]
+		if n <= 0 {
+			return nil, "", fmt.Errorf("no size of flagproxy's flags header in scenario %s", s.id)
+		}
+		args = append(args, "-header-bytes", strconv.FormatInt(n, 10))
+	}
+	c, addr, err := e.children.startReporting("bareproxy", e.serverCPU, e.bin["bareproxy"], args...)
+	return c, "http://" + addr, err
 }
 
 // nginxConfig writes a configuration for one nginx worker proxying to the
@@ -136,7 +149,7 @@ func (e *env) saturate(ctx context.Context, url string, t traffic, d time.Durati
 // saturation and at the fixed rate, and stops it.
 func (e *env) measure(ctx context.Context, srv string, s scenario, st *site, settings string, round int) (measurement, error) {
 	var m measurement
-	r, err := e.startServer(ctx, srv, st, settings)
+	r, err := e.startServer(ctx, srv, s, st, settings)
 	if err != nil {
 		return m, err
 	}
@@ -232,16 +245,63 @@ func (e *env) profile(ctx context.Context, r *running, name string) <-chan error
 // firstVisits makes the cookies of scenario s's returning visitors: each
 // session's first visits to a fresh flagproxy, whose answers set the dwf_
 // cookies that keep its percentage flags sticky (and, on the second, when
-// they were renewed). Every server then gets the same requests.
-func (e *env) firstVisits(ctx context.Context, s scenario, st *site, settings string) ([]string, error) {
-	r, err := e.startServer(ctx, "flagproxy", st, settings)
+// they were renewed). Every server then gets the same requests. With
+// headerBytes it also notes, for bare+header, the size of the flags
+// header that flagproxy sends with the scenario's requests.
+func (e *env) firstVisits(ctx context.Context, s scenario, st *site, settings string, headerBytes bool) error {
+	if !s.returning && !headerBytes {
+		return nil
+	}
+	r, err := e.startServer(ctx, "flagproxy", s, st, settings)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer e.children.stop(r.c)
 	g := newGoClient(1)
 	defer g.close()
-	return g.firstVisits(ctx, r.url+"/", traffic{id: s.id, sessions: st.Sessions[:s.sessions]})
+	t := traffic{id: s.id, sessions: st.Sessions[:s.sessions]}
+	if s.returning {
+		if t.back, err = g.firstVisits(ctx, r.url+"/", t); err != nil {
+			return err
+		}
+		e.back[s.id] = t.back
+	}
+	if headerBytes {
+		e.headerBytes[s.id], err = e.flagsBytes(ctx, g, r.url+"/", t)
+	}
+	return err
+}
+
+// maxSampleVisits bounds the requests flagsBytes sends until the upstream
+// samples one (it decodes every 8th by default).
+const maxSampleVisits = 64
+
+// flagsBytes sends t's requests, as the measurements will (with the
+// cookies of the first visits), to flagproxy at url until the upstream
+// samples one, and returns the size of that request's X-Flagproxy-*
+// headers. The first visits alone are too few to be sampled.
+func (e *env) flagsBytes(ctx context.Context, g *goClient, url string, t traffic) (int64, error) {
+	if err := e.upstreamReset(ctx); err != nil {
+		return 0, err
+	}
+	for i := range maxSampleVisits {
+		resp, err := g.get(ctx, url, t.cookie(uint64(i)))
+		if err != nil {
+			return 0, fmt.Errorf("flags header size: %w", err)
+		}
+		if resp.StatusCode != http.StatusOK {
+			return 0, fmt.Errorf("flags header size: %s", resp.Status)
+		}
+		u, err := e.upstreamStats(ctx)
+		if err != nil || u.Sampled == 0 {
+			continue
+		}
+		if u.FlagsBytes == 0 {
+			return 0, errors.New("flags header size: the upstream saw no X-Flagproxy-* header from flagproxy")
+		}
+		return u.FlagsBytes, nil
+	}
+	return 0, fmt.Errorf("flags header size: the upstream sampled none of %d requests", maxSampleVisits)
 }
 
 // upstreamStats is the upstream's /__bench/stats.
@@ -252,6 +312,9 @@ type upstreamStats struct {
 	Anonymous int64 `json:"anonymous"`
 	NoHeader  int64 `json:"no_header"`
 	Malformed int64 `json:"malformed"`
+	// FlagsBytes is the size of the last sampled request's X-Flagproxy-*
+	// headers.
+	FlagsBytes int64 `json:"flags_bytes"`
 }
 
 // anonymousShare is the share of sampled requests whose flags header
