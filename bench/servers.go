@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -272,36 +273,55 @@ func (e *env) firstVisits(ctx context.Context, s scenario, st *site, settings st
 	return err
 }
 
-// maxSampleVisits bounds the requests flagsBytes sends until the upstream
-// samples one (it decodes every 8th by default).
-const maxSampleVisits = 64
+// headerSamples is how many sampled requests flagsBytes takes the median
+// of: now and then a request of (b) carries its large value's tail stored,
+// as flagproxy sends a tail it has not seen before, at twice the usual
+// size, which the measurements' thousands of requests hardly ever see.
+const headerSamples = 5
+
+// maxSampleVisits bounds the requests flagsBytes sends (the upstream
+// decodes every 8th by default).
+const maxSampleVisits = 16 * headerSamples
 
 // flagsBytes sends t's requests, as the measurements will (with the
 // cookies of the first visits), to flagproxy at url until the upstream
-// samples one, and returns the size of that request's X-Flagproxy-*
-// headers. The first visits alone are too few to be sampled.
+// has sampled headerSamples of them, and returns the median size of their
+// X-Flagproxy-* headers. The first visits alone are too few to be sampled.
 func (e *env) flagsBytes(ctx context.Context, g *goClient, url string, t traffic) (int64, error) {
 	if err := e.upstreamReset(ctx); err != nil {
 		return 0, err
 	}
-	for i := range maxSampleVisits {
-		resp, err := g.get(ctx, url, t.cookie(uint64(i)))
+	var sizes []int64
+	for i := 0; i < maxSampleVisits && len(sizes) < headerSamples; i++ {
+		u, err := e.visit(ctx, g, url, t.cookie(uint64(i)))
 		if err != nil {
 			return 0, fmt.Errorf("flags header size: %w", err)
 		}
-		if resp.StatusCode != http.StatusOK {
-			return 0, fmt.Errorf("flags header size: %s", resp.Status)
+		if u.Sampled > int64(len(sizes)) {
+			if u.FlagsBytes == 0 {
+				return 0, errors.New("flags header size: the upstream saw no X-Flagproxy-* header from flagproxy")
+			}
+			sizes = append(sizes, u.FlagsBytes)
 		}
-		u, err := e.upstreamStats(ctx)
-		if err != nil || u.Sampled == 0 {
-			continue
-		}
-		if u.FlagsBytes == 0 {
-			return 0, errors.New("flags header size: the upstream saw no X-Flagproxy-* header from flagproxy")
-		}
-		return u.FlagsBytes, nil
 	}
-	return 0, fmt.Errorf("flags header size: the upstream sampled none of %d requests", maxSampleVisits)
+	if len(sizes) < headerSamples {
+		return 0, fmt.Errorf("flags header size: the upstream sampled %d of %d requests", len(sizes), maxSampleVisits)
+	}
+	slices.Sort(sizes)
+	return sizes[len(sizes)/2], nil
+}
+
+// visit sends one request with cookie to url and returns the upstream's
+// stats after it.
+func (e *env) visit(ctx context.Context, g *goClient, url, cookie string) (upstreamStats, error) {
+	resp, err := g.get(ctx, url, cookie)
+	if err != nil {
+		return upstreamStats{}, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return upstreamStats{}, errors.New(resp.Status)
+	}
+	return e.upstreamStats(ctx)
 }
 
 // upstreamStats is the upstream's /__bench/stats.
