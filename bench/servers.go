@@ -273,39 +273,26 @@ func (e *env) firstVisits(ctx context.Context, s scenario, st *site, settings st
 	return err
 }
 
-// headerSamples is how many sampled requests flagsBytes takes the median
-// of: now and then a request of (b) carries its large value's tail stored,
-// as flagproxy sends a tail it has not seen before, at twice the usual
-// size, which the measurements' thousands of requests hardly ever see.
+// headerSamples is how many requests flagsBytes takes the median of: now
+// and then a request of (b) carries its large value's tail stored, as
+// flagproxy sends a tail it has not seen before, at twice the usual size,
+// which the measurements' thousands of requests hardly ever see.
 const headerSamples = 5
 
-// maxSampleVisits bounds the requests flagsBytes sends (the upstream
-// decodes every 8th by default).
-const maxSampleVisits = 16 * headerSamples
-
-// flagsBytes sends t's requests, as the measurements will (with the
-// cookies of the first visits), to flagproxy at url until the upstream
-// has sampled headerSamples of them, and returns the median size of their
-// X-Flagproxy-* headers. The first visits alone are too few to be sampled.
+// flagsBytes sends headerSamples of t's requests, as the measurements will
+// (with the cookies of the first visits), to flagproxy at url, and returns
+// the median size of their X-Flagproxy-* headers.
 func (e *env) flagsBytes(ctx context.Context, g *goClient, url string, t traffic) (int64, error) {
-	if err := e.upstreamReset(ctx); err != nil {
-		return 0, err
-	}
 	var sizes []int64
-	for i := 0; i < maxSampleVisits && len(sizes) < headerSamples; i++ {
+	for i := range headerSamples {
 		u, err := e.visit(ctx, g, url, t.cookie(uint64(i)))
 		if err != nil {
 			return 0, fmt.Errorf("flags header size: %w", err)
 		}
-		if u.Sampled > int64(len(sizes)) {
-			if u.FlagsBytes == 0 {
-				return 0, errors.New("flags header size: the upstream saw no X-Flagproxy-* header from flagproxy")
-			}
-			sizes = append(sizes, u.FlagsBytes)
+		if u.FlagsBytes == 0 {
+			return 0, errors.New("flags header size: the upstream saw no X-Flagproxy-* header from flagproxy")
 		}
-	}
-	if len(sizes) < headerSamples {
-		return 0, fmt.Errorf("flags header size: the upstream sampled %d of %d requests", len(sizes), maxSampleVisits)
+		sizes = append(sizes, u.FlagsBytes)
 	}
 	slices.Sort(sizes)
 	return sizes[len(sizes)/2], nil
@@ -332,7 +319,7 @@ type upstreamStats struct {
 	Anonymous int64 `json:"anonymous"`
 	NoHeader  int64 `json:"no_header"`
 	Malformed int64 `json:"malformed"`
-	// FlagsBytes is the size of the last sampled request's X-Flagproxy-*
+	// FlagsBytes is the size of the last request's X-Flagproxy-*
 	// headers.
 	FlagsBytes int64 `json:"flags_bytes"`
 }

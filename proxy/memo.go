@@ -55,6 +55,8 @@ type memoEntry struct {
 	// quiet is set when no decision is one record reports (an error, an
 	// override).
 	quiet bool
+	// fpHead is the decisions' fingerprint up to the samples.
+	fpHead []byte
 	// The cookies picked from the header (see cookieJar), when picked.
 	picked bool
 	names  []string
@@ -85,7 +87,7 @@ func memoEntrySize(snap *engine.Snapshot) int64 {
 // visitor of hash visitor, with the cookies jar picked.
 func (m *memo) put(key, visitor memoKey, user string, jar *cookieJar, d *engine.Decisions) {
 	e := &memoEntry{visitor: visitor, user: user, flags: slices.Clip(d.Flags), switches: slices.Clip(d.Switches),
-		cookies: slices.Clip(d.Cookies), quiet: true,
+		cookies: slices.Clip(d.Cookies), quiet: true, fpHead: fingerprintHead(nil, d),
 		picked: jar.picked, names: jar.names, values: jar.values, found: jar.found}
 	for _, dec := range d.Flags {
 		if recorded(dec.Reason) {
@@ -95,6 +97,14 @@ func (m *memo) put(key, visitor memoKey, user string, jar *cookieJar, d *engine.
 	}
 	d.Cookies = e.cookies
 	m.entries.Add(key, e)
+}
+
+// repick replaces the entry e of key by one with the cookies jar picked:
+// the names to pick grew since e was made.
+func (m *memo) repick(key memoKey, e *memoEntry, jar *cookieJar) {
+	fresh := *e
+	fresh.picked, fresh.names, fresh.values, fresh.found = true, jar.names, jar.values, jar.found
+	m.entries.Add(key, &fresh)
 }
 
 // decisions returns the entry's decisions with samples drawn from rnd. The

@@ -32,6 +32,9 @@ func TestMemoEqualsEvaluation(t *testing.T) {
 	var hits float64
 	for wi := range worlds {
 		w := newPropWorld(rng)
+		if wi%3 == 0 {
+			w.bulk(rng, 400) // a large value: the encoding caches come in
+		}
 		sessions := sessionResolver{}
 		for pk, s := range w.users {
 			sessions["session-"+pk] = s
@@ -132,6 +135,18 @@ func (w *propWorld) memoRequest(rng *rand.Rand) memoRequest {
 		target += "?" + q.query
 	}
 	return memoRequest{target: target, header: header}
+}
+
+// bulk adds n waffle flags of mixed rules, enough to make the header
+// value large.
+func (w *propWorld) bulk(rng *rand.Rand, n int) {
+	for i := range n {
+		// No percentages: a visitor holds none of their cookies, and
+		// rolled decisions are neither memoized nor cached.
+		f := engine.WaffleFlag{Name: fmt.Sprintf("bulk_%03d", i), Everyone: engine.Tristate(rng.IntN(3)),
+			Staff: rng.IntN(2) == 0, Superusers: rng.IntN(2) == 0}
+		w.data.WaffleFlags = append(w.data.WaffleFlags, f)
+	}
 }
 
 // changeUser changes one user's standing, as a permission change in the
@@ -279,5 +294,29 @@ func BenchmarkMemoKey(b *testing.B) {
 	for b.Loop() {
 		m.key(&in, true)
 		m.visitor(&req)
+	}
+}
+
+// TestRolledValuesNotCached: the header values of a decision set made by
+// fresh rolls are encoded without the caches (it will not come back), and
+// still decode to the decisions.
+func TestRolledValuesNotCached(t *testing.T) {
+	hs := newHarness(t, Config{Rand: &cycleRand{values: []float64{0.1, 0.9, 0.5}}}, nil)
+	snap := benchSnapshotN(t, 20)
+	hs.store.Publish(snap, testNow())
+	for range 3 {
+		hs.get(t, "/", nil)
+		p := decode(t, hs.backend.last(t).Header)
+		if len(p.Flags) != snap.NumFlags() {
+			t.Fatalf("%d flags decoded, want %d", len(p.Flags), snap.NumFlags())
+		}
+	}
+	pl := hs.proxy.Pipeline()
+	if pl.values.Len() != 0 || pl.heads.Len() != 0 {
+		t.Errorf("rolled decision sets cached: %d values, %d heads", pl.values.Len(), pl.heads.Len())
+	}
+	hs.get(t, "/", http.Header{"Cookie": {"flagproxy_waffle_renewed=1"}}) // still rolls
+	if pl.values.Len() != 0 {
+		t.Errorf("%d values cached", pl.values.Len())
 	}
 }

@@ -68,6 +68,12 @@ type Result struct {
 	// Overrides are the visitor's overrides: whether the visitor may
 	// flip, the overrides applied, and the parameters refused.
 	Overrides engine.Overrides
+	// rolled is set when a flag was decided by a fresh random roll: a
+	// decision set seen once, whose header values are not worth caching.
+	rolled bool
+	// fpHead is the decisions' fingerprint up to the samples (see
+	// fingerprint), when the memo knows it; nil otherwise.
+	fpHead []byte
 }
 
 // Pipeline decides flags: it identifies the visitor, works out the
@@ -177,8 +183,9 @@ func (p *Pipeline) evaluate(ctx context.Context, in Input, res *Result) {
 		req.HasLanguage = true
 	}
 	res.Subject = req.Subject
-	quiet := p.decideFlags(&in, sc, res, r)
+	quiet := p.decideFlags(&in, sc, res, &r)
 	res.Waffle = p.cookiesToWrite(snap, res.Decisions.Cookies, jar, req.Now)
+	r.remember(jar, req.Subject.UserID, &res.Decisions)
 	if !quiet {
 		p.record(ctx, snap, &res.Decisions, req.Subject.UserID)
 	}
@@ -205,11 +212,25 @@ func (p *Pipeline) recall(snap *engine.Snapshot, in *Input, jar *cookieJar) reca
 }
 
 // recalled is what recall found: the memo, the key of the inputs, and the
-// entry of that key (nil for none).
+// entry of that key (nil for none); then what decideFlags made of it.
 type recalled struct {
-	m   *memo
-	key memoKey
-	e   *memoEntry
+	m       *memo
+	key     memoKey
+	e       *memoEntry
+	visitor memoKey // the hash of the visitor and the overrides
+	hit     bool    // the decisions are e's
+	store   bool    // the decisions are to be memoized
+}
+
+// remember memoizes the decisions d, or, when they came from the memo,
+// the cookies the jar picked anew (the names picked changed since).
+func (r *recalled) remember(jar *cookieJar, user string, d *engine.Decisions) {
+	switch {
+	case r.store:
+		r.m.put(r.key, r.visitor, user, jar, d)
+	case r.hit && jar.picked && !jar.recalled && jar.params == nil:
+		r.m.repick(r.key, r.e, jar)
+	}
 }
 
 // decideFlags sets res.Decisions for sc's request: from the memo entry
@@ -217,14 +238,13 @@ type recalled struct {
 // evaluating the snapshot with the cookies and query parsed (and then
 // memoized, unless it drew a roll). It reports whether the memo knew the
 // decisions to hold nothing for record.
-func (p *Pipeline) decideFlags(in *Input, sc *scratch, res *Result, r recalled) (quiet bool) {
+func (p *Pipeline) decideFlags(in *Input, sc *scratch, res *Result, r *recalled) (quiet bool) {
 	snap, uses, req := res.Snapshot, res.Snapshot.Inputs(), &sc.req
-	var visitor memoKey
 	if r.m != nil {
-		visitor = r.m.visitor(req)
-		if e := r.e; e != nil && e.visitor == visitor && e.user == req.Subject.UserID {
+		r.visitor = r.m.visitor(req)
+		if e := r.e; e != nil && e.visitor == r.visitor && e.user == req.Subject.UserID {
 			p.metrics.memoHit.Inc()
-			res.Decisions = e.decisions(snap, p.rand)
+			res.Decisions, res.fpHead, r.hit = e.decisions(snap, p.rand), e.fpHead, true
 			return e.quiet
 		}
 	}
@@ -237,13 +257,15 @@ func (p *Pipeline) decideFlags(in *Input, sc *scratch, res *Result, r recalled) 
 	}
 	sc.rnd = countingRand{r: p.rand}
 	res.Decisions = snap.Evaluate(req, &sc.rnd)
+	res.rolled = sc.rnd.n > len(res.Decisions.Samples)
 	switch {
 	case r.m == nil:
-	case sc.rnd.n > len(res.Decisions.Samples):
+	case res.rolled:
 		p.metrics.memoRolled.Inc()
 	default:
 		p.metrics.memoMiss.Inc()
-		r.m.put(r.key, visitor, req.Subject.UserID, &sc.jar, &res.Decisions)
+		res.Decisions.Cookies = slices.Clip(res.Decisions.Cookies) // shared once memoized
+		r.store = true
 	}
 	return false
 }
@@ -311,9 +333,11 @@ type cookieJar struct {
 	params engine.Params // nil until parse
 	p      *Pipeline
 	picked bool
-	names  []string // picked, read-only
-	values [maxPicked]string
-	found  [maxPicked]bool
+	// recalled is set when the picks came from a memo entry.
+	recalled bool
+	names    []string // picked, read-only
+	values   [maxPicked]string
+	found    [maxPicked]bool
 }
 
 // maxPicked bounds the names a cookieJar picks in one pass.
@@ -345,7 +369,7 @@ func (j *cookieJar) recall(e *memoEntry) {
 	if names == nil || !e.picked || len(e.names) != len(*names) || len(e.names) > 0 && &e.names[0] != &(*names)[0] {
 		return
 	}
-	j.names, j.values, j.found, j.picked = e.names, e.values, e.found, true
+	j.names, j.values, j.found, j.picked, j.recalled = e.names, e.values, e.found, true, true
 }
 
 // parse parses the header, once, into a map from p's pool.
@@ -523,28 +547,57 @@ func (p *Pipeline) encode(ctx context.Context, res *Result) {
 		res.Header[FlagsHeader] = []string{e.encode(&res.Decisions, res.State, res.Subject.Stale)}
 		return
 	}
+	if res.rolled {
+		// Fresh rolls make a decision set that will not come back:
+		// caching its values, or its head, would only evict others.
+		p.encodeOnce(ctx, e, res)
+		return
+	}
 	buf, _ := p.fps.Get().(*[]byte)
 	if buf == nil {
 		buf = new([]byte)
 	}
 	defer p.fps.Put(buf)
-	fp, head := fingerprint((*buf)[:0], &res.Decisions, res.State, res.Subject.Stale)
+	var fp []byte
+	head := len(res.Decisions.Flags) + len(res.Decisions.Switches)
+	if res.fpHead != nil {
+		fp = append((*buf)[:0], res.fpHead...)
+	} else {
+		fp = fingerprintHead((*buf)[:0], &res.Decisions)
+	}
+	fp = fingerprintRest(fp, &res.Decisions, res.State, res.Subject.Stale)
 	*buf = fp
 	key := maphash.Bytes(p.seed, fp)
 	c, ok := p.values.Get(key)
 	if !ok || c.enc != e || c.fp != string(fp) {
 		var err error
 		if c, err = p.encodeNew(e, res, fp, head); err != nil {
-			p.metrics.headerOversize.Inc()
-			p.logger.LogAttrs(ctx, slog.LevelError, "flags header too large; sending state unavailable",
-				slog.String("snapshot_version", res.Snapshot.Version()), slog.Any("error", err))
-			res.Header[FlagsHeader] = []string{e.unavailable()}
-			res.Waffle = nil
+			p.oversize(ctx, e, res, err)
 			return
 		}
 		p.values.Add(key, c)
 	}
 	c.set(res.Header)
+}
+
+// encodeOnce sets res.Header from the decisions, without the caches.
+func (p *Pipeline) encodeOnce(ctx context.Context, e *encoder, res *Result) {
+	value := e.encode(&res.Decisions, res.State, res.Subject.Stale)
+	c, err := p.form(e, value, res.State)
+	if err != nil {
+		p.oversize(ctx, e, res, fmt.Errorf("%w (%d bytes)", err, len(value)))
+		return
+	}
+	c.set(res.Header)
+}
+
+// oversize sends res as unavailable: its value did not fit the limits.
+func (p *Pipeline) oversize(ctx context.Context, e *encoder, res *Result, err error) {
+	p.metrics.headerOversize.Inc()
+	p.logger.LogAttrs(ctx, slog.LevelError, "flags header too large; sending state unavailable",
+		slog.String("snapshot_version", res.Snapshot.Version()), slog.Any("error", err))
+	res.Header[FlagsHeader] = []string{e.unavailable()}
+	res.Waffle = nil
 }
 
 // encodeNew makes the header values of res's decisions, whose
@@ -568,27 +621,30 @@ func (p *Pipeline) encodeNew(e *encoder, res *Result, fp []byte, head int) (*enc
 	return c, nil
 }
 
-// fingerprint appends to b what the flags JSON of d says besides the
-// snapshot's names, and returns how much of it the JSON's head (see
-// writeHead) depends on: a byte for each flag's and switch's state, then
-// a byte for each flag's origin (see originCodes), each sample's state,
-// the state and whether the identity is stale.
-func fingerprint(b []byte, d *engine.Decisions, state string, staleIdentity bool) ([]byte, int) {
+// fingerprintHead and fingerprintRest append to b what the flags JSON of
+// d says besides the snapshot's names: a byte for each flag's and switch's
+// state (what the JSON's head, see writeHead, depends on: the first
+// len(Flags)+len(Switches) bytes), then a byte for each flag's origin (see
+// originCodes) and 0xFF; then each sample's state, the state and whether
+// the identity is stale. The head part is the same for every request a
+// memo entry answers.
+func fingerprintHead(b []byte, d *engine.Decisions) []byte {
 	for _, ds := range [...][]engine.Decision{d.Flags, d.Switches} {
 		for i := range ds {
 			b = append(b, onByte(ds[i].On))
 		}
 	}
-	head := len(b)
 	for i := range d.Flags {
 		b = append(b, originCodes[d.Flags[i].Reason])
 	}
-	b = append(b, 0xFF)
+	return append(b, 0xFF)
+}
+
+func fingerprintRest(b []byte, d *engine.Decisions, state string, staleIdentity bool) []byte {
 	for i := range d.Samples {
 		b = append(b, onByte(d.Samples[i].On))
 	}
-	b = append(append(append(b, 0xFF), state...), 0xFF, onByte(staleIdentity))
-	return b, head
+	return append(append(append(b, 0xFF), state...), 0xFF, onByte(staleIdentity))
 }
 
 func onByte(on bool) byte {
