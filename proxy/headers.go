@@ -14,7 +14,6 @@
 //
 //	"flags"     object: every flag name of the snapshot -> true or false
 //	"switches"  object: every waffle switch name -> true or false
-//	"samples"   object: every waffle sample name -> true or false
 //	"sources"   object: flag name -> where its decision came from, one of
 //	            "url", "session", "query", "header", "cookie", or "roll"
 //	            (a waffle percentage rolled afresh for this request); only
@@ -32,11 +31,15 @@
 //	            "unavailable" when there is no snapshot (flags, switches,
 //	            samples and sources are then empty) or the value could not
 //	            be encoded within the limits
+//	"samples"   object: every waffle sample name -> true or false
 //
+// The samples come last because waffle draws them afresh on every request:
+// everything before them is the same for every request of a visitor, and
+// a large value's start is compressed and hashed once (see below).
 // Within each object the names are in the snapshot's sorted (byte-wise)
 // order. For example:
 //
-//	{"flags":{"beta":true,"new_ui":false},"switches":{"maint":false},"samples":{},"sources":{"beta":"url"},"version":"3f2a9c0d11e4b7a8","state":"ok"}
+//	{"flags":{"beta":true,"new_ui":false},"switches":{"maint":false},"sources":{"beta":"url"},"version":"3f2a9c0d11e4b7a8","state":"ok","samples":{}}
 //
 // Flag names are text: a name that is not valid UTF-8 is sent with each
 // invalid byte replaced by U+FFFD.
@@ -58,10 +61,10 @@
 //     and version and state repeat the JSON's members.
 //
 // The member's deflate stream may mix compressed and stored blocks: flagproxy
-// compresses the start of a large JSON (the flags and switches) once, sends
-// the samples, which change with every request, stored, and the rest (the
-// sources to the end) stored the first time it is seen and compressed once
-// it comes back, as a returning visitor's does.
+// compresses the start of a large JSON (the flags and switches) once, the
+// middle (the sources to the state) stored the first time it is seen and
+// compressed once it comes back, as a returning visitor's does, and sends
+// the samples, which change with every request, stored.
 //
 // A reader that finds an "encoding" member concatenates parts 1 to N, decodes
 // and decompresses them, checks the digest and then reads the JSON as above.
@@ -268,7 +271,7 @@ func (e *encoder) encode(d *engine.Decisions, state string, staleIdentity bool) 
 
 // headBound is the most bytes writeHead can write for e.snap.
 func (e *encoder) headBound() int {
-	n := len(`{"flags":{},"switches":{},"samples":{`)
+	n := len(`{"flags":{},"switches":{},"sources":{`)
 	for _, keys := range [...][]string{e.flagKeys, e.switchKeys} {
 		for _, k := range keys {
 			n += len(k) + len("false,")
@@ -278,29 +281,23 @@ func (e *encoder) headBound() int {
 }
 
 // writeHead writes the start of the JSON, which only the flags' and
-// switches' states change: up to the samples' members.
+// switches' states change: up to the sources' members.
 func (e *encoder) writeHead(b *strings.Builder, d *engine.Decisions) {
 	b.WriteString(`{"flags":{`)
 	writeBools(b, e.flagKeys, d.Flags)
 	b.WriteString(`},"switches":{`)
 	writeBools(b, e.switchKeys, d.Switches)
-	b.WriteString(`},"samples":{`)
+	b.WriteString(`},"sources":{`)
 }
 
 // writeRest writes the rest of the JSON after writeHead's.
 func (e *encoder) writeRest(b *strings.Builder, d *engine.Decisions, state string, staleIdentity bool) {
-	e.writeSamples(b, d)
 	e.writeTail(b, d, state, staleIdentity)
+	e.writeSamples(b, d)
 }
 
-// writeSamples writes the samples and the start of the sources, after
-// writeHead's part.
-func (e *encoder) writeSamples(b *strings.Builder, d *engine.Decisions) {
-	writeBools(b, e.sampleKeys, d.Samples)
-	b.WriteString(`},"sources":{`)
-}
-
-// writeTail writes the JSON after writeSamples's: the sources to the end.
+// writeTail writes the JSON after writeHead's up to the samples' members:
+// the sources to the state, the same for every request of a visitor.
 func (e *encoder) writeTail(b *strings.Builder, d *engine.Decisions, state string, staleIdentity bool) {
 	first := true
 	for i := range min(len(d.Flags), len(e.flagKeys)) {
@@ -324,7 +321,14 @@ func (e *encoder) writeTail(b *strings.Builder, d *engine.Decisions, state strin
 	}
 	b.WriteString(e.versionTail)
 	b.WriteString(state)
-	b.WriteString(`"}`)
+	b.WriteString(`","samples":{`)
+}
+
+// writeSamples writes the samples and the end of the JSON, after
+// writeTail's part.
+func (e *encoder) writeSamples(b *strings.Builder, d *engine.Decisions) {
+	writeBools(b, e.sampleKeys, d.Samples)
+	b.WriteString(`}}`)
 }
 
 // unavailable returns the value for a snapshot whose decisions cannot be

@@ -59,8 +59,8 @@ func TestFlagsHeaderGolden(t *testing.T) {
 	hs.get(t, "/?dwft_tested=1", nil)
 	want := `{"flags":{"a\"b\\c\n":true,"beta":true,"dup":false,"new_ui":true,"pct":true,"tested":true,` +
 		`"\u00fcn\u00ef \u003c\u0026\u003e":true},"switches":{"maint":false,"sw\ud83d\ude00":true},` +
-		`"samples":{"smp":true},"sources":{"new_ui":"url","pct":"roll","tested":"query"},` +
-		`"conflicts":{"dup":["featureflipper","waffle"]},"version":"` + snap.Version() + `","state":"ok"}`
+		`"sources":{"new_ui":"url","pct":"roll","tested":"query"},` +
+		`"conflicts":{"dup":["featureflipper","waffle"]},"version":"` + snap.Version() + `","state":"ok","samples":{"smp":true}}`
 	if got := hs.backend.last(t).Header.Get(FlagsHeader); got != want {
 		t.Errorf("flags header\n got %s\nwant %s", got, want)
 	}
@@ -94,7 +94,7 @@ func TestFlagsHeaderRollSource(t *testing.T) {
 
 func TestFlagsHeaderStates(t *testing.T) {
 	snap := simpleSnapshot(t)
-	okValue := `{"flags":{"beta":true},"switches":{},"samples":{},"sources":{},"version":"` + snap.Version() + `","state":"ok"}`
+	okValue := `{"flags":{"beta":true},"switches":{},"sources":{},"version":"` + snap.Version() + `","state":"ok","samples":{}}`
 	tests := []struct {
 		name       string
 		publish    bool

@@ -99,6 +99,7 @@ type Pipeline struct {
 	values     *lru.Cache[uint64, *encoded] // by fingerprint
 	heads      *lru.Cache[uint64, *largeHead]
 	tails      *lru.Cache[uint64, *compressedTail]
+	prefixes   *lru.Cache[uint64, *prefix]
 	fps        sync.Pool // *[]byte for fingerprints
 	requests   sync.Pool // *scratch
 	memoBudget int64     // bytes; 0 memoizes nothing
@@ -117,7 +118,9 @@ func newPipeline() *Pipeline {
 	values, _ := lru.New[uint64, *encoded](encodedCache) // only a size <= 0 fails
 	heads, _ := lru.New[uint64, *largeHead](largeHeadCache)
 	tails, _ := lru.New[uint64, *compressedTail](compressedTails)
-	return &Pipeline{seed: maphash.MakeSeed(), values: values, heads: heads, tails: tails, limits: defaultLimits(), rand: globalRand{}}
+	prefixes, _ := lru.New[uint64, *prefix](prefixCache)
+	return &Pipeline{seed: maphash.MakeSeed(), values: values, heads: heads, tails: tails, prefixes: prefixes,
+		limits: defaultLimits(), rand: globalRand{}}
 }
 
 // Decide decides every flag, switch and sample for in.
@@ -607,7 +610,7 @@ func (p *Pipeline) encodeNew(e *encoder, res *Result, fp []byte, head int) (*enc
 	var c *encoded
 	var err error
 	if h := p.largeHead(e, &res.Decisions, fp[:head]); h != nil {
-		c, err = p.fromHead(e, h, res)
+		c, err = p.fromHead(e, h, res, fp[:len(fp)-len(res.Decisions.Samples)])
 	} else {
 		value := e.encode(&res.Decisions, res.State, res.Subject.Stale)
 		if c, err = p.form(e, value, res.State); err != nil {
@@ -625,9 +628,10 @@ func (p *Pipeline) encodeNew(e *encoder, res *Result, fp []byte, head int) (*enc
 // d says besides the snapshot's names: a byte for each flag's and switch's
 // state (what the JSON's head, see writeHead, depends on: the first
 // len(Flags)+len(Switches) bytes), then a byte for each flag's origin (see
-// originCodes) and 0xFF; then each sample's state, the state and whether
-// the identity is stale. The head part is the same for every request a
-// memo entry answers.
+// originCodes) and 0xFF; then the state, whether the identity is stale,
+// and last a byte for each sample's state, as the JSON ends with them. The
+// head part is the same for every request a memo entry answers, and all
+// but the samples for every request of a visitor.
 func fingerprintHead(b []byte, d *engine.Decisions) []byte {
 	for _, ds := range [...][]engine.Decision{d.Flags, d.Switches} {
 		for i := range ds {
@@ -641,10 +645,11 @@ func fingerprintHead(b []byte, d *engine.Decisions) []byte {
 }
 
 func fingerprintRest(b []byte, d *engine.Decisions, state string, staleIdentity bool) []byte {
+	b = append(append(append(b, state...), 0xFF, onByte(staleIdentity)), 0xFF)
 	for i := range d.Samples {
 		b = append(b, onByte(d.Samples[i].On))
 	}
-	return append(append(append(b, 0xFF), state...), 0xFF, onByte(staleIdentity))
+	return b
 }
 
 func onByte(on bool) byte {

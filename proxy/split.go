@@ -228,56 +228,97 @@ func (p *Pipeline) compressHead(head string) (*largeHead, error) {
 		crc: crc32.ChecksumIEEE([]byte(head)), sha: state}, nil
 }
 
-// fromHead makes the header values of res's decisions, whose head h is.
-func (p *Pipeline) fromHead(e *encoder, h *largeHead, res *Result) (*encoded, error) {
-	var b strings.Builder
-	e.writeSamples(&b, &res.Decisions)
-	n := b.Len()
-	e.writeTail(&b, &res.Decisions, res.State, res.Subject.Stale)
-	rest := []byte(b.String())
-	sha := sha256.New()
-	if err := sha.(encoding.BinaryUnmarshaler).UnmarshalBinary(h.sha); err != nil {
+// fromHead makes the header values of res's decisions, whose head h is
+// and whose fingerprint without the samples is key: the value's prefix
+// (head and tail, see prefix) and then the samples, in a final stored
+// block, and the gzip trailer.
+func (p *Pipeline) fromHead(e *encoder, h *largeHead, res *Result, key []byte) (*encoded, error) {
+	pre, err := p.prefix(e, h, res, key)
+	if err != nil {
 		return nil, err
 	}
-	sha.Write(rest)
+	var b strings.Builder
+	e.writeSamples(&b, &res.Decisions)
+	samples := []byte(b.String())
+	sha := sha256.New()
+	if err := sha.(encoding.BinaryUnmarshaler).UnmarshalBinary(pre.sha); err != nil {
+		return nil, err
+	}
+	sha.Write(samples)
 	var sum [sha256.Size]byte
 	sha.Sum(sum[:0])
-	var end [8]byte
-	binary.LittleEndian.PutUint32(end[:], crc32.Update(h.crc, crc32.IEEETable, rest))
-	binary.LittleEndian.PutUint32(end[4:], uint32(h.size+len(rest)))
-	parts, err := p.cut(h.text + p.restText(rest[:n], rest[n:], end[:]))
+	size := pre.size + len(samples)
+	last := appendStored(make([]byte, 0, len(samples)+len(samples)/maxStored*5+13), samples, true)
+	last = binary.LittleEndian.AppendUint32(last, crc32.Update(pre.crc, crc32.IEEETable, samples))
+	last = binary.LittleEndian.AppendUint32(last, uint32(size))
+	parts, err := p.cut(pre.text + base64.RawURLEncoding.EncodeToString(last))
 	if err != nil {
-		return nil, fmt.Errorf("%w (%d bytes)", err, h.size+len(rest))
+		return nil, fmt.Errorf("%w (%d bytes)", err, size)
 	}
 	return newLarge(e, parts, sum, res.State), nil
 }
 
-// restText is the base64url text of the member after the head: the
-// samples and the tail (writeTail's JSON), then the gzip trailer end. The
-// samples change with every request and go in stored blocks; a tail seen
-// before (the sources of a returning visitor) was compressed once, and its
-// text is reused.
-func (p *Pipeline) restText(samples, tail, end []byte) string {
-	t := p.tailText(tail)
-	if t == "" {
-		rest := append(samples[:len(samples):len(samples)], tail...)
-		b := appendStored(make([]byte, 0, len(rest)+len(rest)/maxStored*5+13), rest, true)
-		return base64.RawURLEncoding.EncodeToString(append(b, end...))
-	}
-	mid := appendStored(make([]byte, 0, len(samples)+len(samples)/maxStored*5+15), samples, false)
-	for len(mid)%3 != 0 { // 5 bytes a block: two at most
-		mid = append(mid, emptyStored...)
-	}
-	last := append([]byte{1, 0, 0, 0xff, 0xff}, end...) // a final empty stored block
-	var b strings.Builder
-	b.Grow(base64.RawURLEncoding.EncodedLen(len(mid)) + len(t) + 20)
-	b.WriteString(base64.RawURLEncoding.EncodeToString(mid))
-	b.WriteString(t)
-	b.WriteString(base64.RawURLEncoding.EncodeToString(last))
-	return b.String()
+// prefix is the start of a large value up to its samples: the head and
+// the tail (writeTail's JSON, the same for every request of a visitor).
+// Its text is whole deflate blocks (a multiple of 3 bytes, so that the
+// samples' base64 text can follow), with the CRC-32 and the SHA-256 state
+// of the JSON so far, so that a request of a visitor seen before hashes
+// and encodes only its samples.
+type prefix struct {
+	enc  *encoder
+	fp   string // the fingerprint without the samples
+	text string
+	size int
+	crc  uint32
+	sha  []byte
 }
 
-// compressedTail is a tail (see restText) seen before; text is the
+// prefixCache is how many prefixes are kept.
+const prefixCache = 64
+
+// prefix returns the prefix of res's value, whose head is h and whose
+// fingerprint without the samples is key. It is cached once its tail is
+// compressed (see tailText): until then the tail goes stored.
+func (p *Pipeline) prefix(e *encoder, h *largeHead, res *Result, key []byte) (*prefix, error) {
+	k := maphash.Bytes(p.seed, key)
+	if c, ok := p.prefixes.Get(k); ok && c.enc == e && c.fp == string(key) {
+		return c, nil
+	}
+	var b strings.Builder
+	e.writeTail(&b, &res.Decisions, res.State, res.Subject.Stale)
+	tail := []byte(b.String())
+	pre := &prefix{enc: e, fp: string(key), size: h.size + len(tail), crc: crc32.Update(h.crc, crc32.IEEETable, tail)}
+	sha := sha256.New()
+	if err := sha.(encoding.BinaryUnmarshaler).UnmarshalBinary(h.sha); err != nil {
+		return nil, err
+	}
+	sha.Write(tail)
+	state, err := sha.(encoding.BinaryMarshaler).MarshalBinary()
+	if err != nil {
+		return nil, err
+	}
+	pre.sha = state
+	t := p.tailText(tail)
+	if t == "" {
+		pre.text = h.text + storedText(tail)
+		return pre, nil
+	}
+	pre.text = h.text + t
+	p.prefixes.Add(k, pre)
+	return pre, nil
+}
+
+// storedText is the base64url text of data in stored blocks, not final,
+// padded with empty stored blocks to a multiple of 3 bytes.
+func storedText(data []byte) string {
+	b := appendStored(make([]byte, 0, len(data)+len(data)/maxStored*5+15), data, false)
+	for len(b)%3 != 0 { // 5 bytes a block: two at most
+		b = append(b, emptyStored...)
+	}
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// compressedTail is a tail (see prefix) seen before; text is the
 // base64url of its deflate blocks, once it has been seen twice.
 type compressedTail struct {
 	tail, text string

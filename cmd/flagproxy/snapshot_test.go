@@ -104,7 +104,7 @@ func TestSnapshotFileLifecycle(t *testing.T) {
 	})
 	t.Run("file source", func(t *testing.T) {
 		proxyURL, _ := startServe(t, "--database", "file://"+file)
-		eventually(t, proxyURL+"/", `"switches":{"s":true},"samples":{},"sources":{},"version":`)
+		eventually(t, proxyURL+"/", `"switches":{"s":true},"sources":{},"version":`)
 		eventually(t, proxyURL+"/", `"state":"ok"`)
 	})
 	t.Run("persisted", func(t *testing.T) {
