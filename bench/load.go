@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -224,25 +225,42 @@ func (g *goClient) get(ctx context.Context, url, cookie string) (*http.Response,
 // cookies a returning visitor sends back ("; name=value…").
 func (g *goClient) firstVisits(ctx context.Context, url string, t traffic) ([]string, error) {
 	back := make([]string, len(t.sessions))
-	for i := range t.sessions {
-		var jar []*http.Cookie
-		for range maxVisits {
-			resp, err := g.get(ctx, url, t.cookie(uint64(i))+jarCookie(jar))
-			if err != nil {
-				return nil, fmt.Errorf("first visits: %w", err)
+	next := atomic.Int64{}
+	var wg sync.WaitGroup
+	errs := make([]error, visitors)
+	for w := range visitors {
+		wg.Go(func() {
+			for i := int(next.Add(1) - 1); i < len(back) && errs[w] == nil; i = int(next.Add(1) - 1) {
+				back[i], errs[w] = g.firstVisitsOf(ctx, url, t.cookie(uint64(i)))
 			}
-			if resp.StatusCode != http.StatusOK {
-				return nil, fmt.Errorf("first visits: %s", resp.Status)
-			}
-			set := resp.Cookies()
-			if len(set) == 0 {
-				break
-			}
-			jar = keep(jar, set)
-		}
-		back[i] = jarCookie(jar)
+		})
 	}
-	return back, nil
+	wg.Wait()
+	return back, errors.Join(errs...)
+}
+
+// visitors is how many sessions firstVisits visits at once.
+const visitors = 16
+
+// firstVisitsOf makes one session's first visits, sending cookie and what
+// the responses set, and returns the cookies the browser would then send.
+func (g *goClient) firstVisitsOf(ctx context.Context, url, cookie string) (string, error) {
+	var jar []*http.Cookie
+	for range maxVisits {
+		resp, err := g.get(ctx, url, cookie+jarCookie(jar))
+		if err != nil {
+			return "", fmt.Errorf("first visits: %w", err)
+		}
+		if resp.StatusCode != http.StatusOK {
+			return "", fmt.Errorf("first visits: %s", resp.Status)
+		}
+		set := resp.Cookies()
+		if len(set) == 0 {
+			break
+		}
+		jar = keep(jar, set)
+	}
+	return jarCookie(jar), nil
 }
 
 // maxVisits bounds the visits firstVisits makes of one session: the

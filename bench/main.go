@@ -79,7 +79,7 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&o.rateFor, "rate-duration", 2*time.Second, "fixed-rate run per measurement")
 	fs.IntVar(&o.conns, "connections", 64, "connections at saturation")
 	fs.IntVar(&o.sessions, "sessions", 10000, "rotating logged-in sessions of scenario c")
-	fs.StringVar(&o.scenarios, "scenarios", "a,b,c,d", "scenarios to run: a (50 flags, one returning visitor), b (1,000 flags, one returning visitor), c (50 flags, rotating sessions), d (1,000 flags, one visitor who never sends cookies back)")
+	fs.StringVar(&o.scenarios, "scenarios", "a,b,c,d", "scenarios to run: a (50 flags, one returning visitor), b (1,000 flags, one returning visitor), c (50 flags, rotating returning sessions), d (1,000 flags, one visitor who never sends cookies back)")
 	fs.StringVar(&o.servers, "servers", "flagproxy,bare,bare+header,nginx", "servers to measure: flagproxy, bare, bare+header (the bare proxy adding as many header bytes as flagproxy's flags header) and nginx (left out when not installed)")
 	fs.StringVar(&o.load, "load", "auto", "saturation load generator: auto (wrk if installed), wrk or go")
 	fs.StringVar(&o.db, "db", "sqlite", "the site's database: sqlite or postgres (needs -postgres-dsn)")
@@ -321,7 +321,7 @@ func pickScenarios(list string, sessions int) ([]scenario, error) {
 	all := map[string]scenario{
 		"a": {id: "a", title: "50 flags, 1 returning session", site: siteSpec{Flags: 50, Users: sessions}, sessions: 1, returning: true},
 		"b": {id: "b", title: "1,000 flags, 1 returning session", site: siteSpec{Flags: 1000, Users: 100}, sessions: 1, returning: true},
-		"c": {id: "c", title: fmt.Sprintf("50 flags, %s rotating sessions", thousands(float64(sessions))), site: siteSpec{Flags: 50, Users: sessions}, sessions: sessions},
+		"c": {id: "c", title: fmt.Sprintf("50 flags, %s rotating returning sessions", thousands(float64(sessions))), site: siteSpec{Flags: 50, Users: sessions}, sessions: sessions, returning: true},
 		"d": {id: "d", title: "1,000 flags, 1 session, no cookies back", site: siteSpec{Flags: 1000, Users: 100}, sessions: 1},
 	}
 	var out []scenario
@@ -396,6 +396,8 @@ type measurement struct {
 	upstream      upstreamStats
 	lookupsPerSec float64
 	queriesPerSec float64 // -1: no such metric
+	// memoHits is the share of evaluations the decision memo answered.
+	memoHits float64
 }
 
 func (m measurement) extraLog() string {

@@ -204,7 +204,8 @@ func (r *report) markdown() string {
 		} else {
 			b.WriteString(" (no `flagproxy_identity_queries_total` yet)")
 		}
-		b.WriteString(" at saturation.\n")
+		memo := spreadOf(r.values(k, func(m measurement) float64 { return 100 * m.memoHits }))
+		fmt.Fprintf(&b, " at saturation; %s %% of evaluations answered by the decision memo.\n", memo.format(fixed(0)))
 	}
 	// How busy each side's CPU was: a client CPU near 100% means the
 	// load generator or upstream, not the proxy, set the pace.

@@ -192,6 +192,11 @@ func (e *env) measure(ctx context.Context, srv string, s scenario, st *site, set
 	if r.admin != "" {
 		secs := m.sat.Duration.Seconds()
 		m.lookupsPerSec = (after["flagproxy_identity_lookups_total"] - before["flagproxy_identity_lookups_total"]) / secs
+		const memo = "flagproxy_decision_memo_total"
+		if n := after[memo] - before[memo]; n > 0 {
+			hits := memo + `{result="hit"}`
+			m.memoHits = (after[hits] - before[hits]) / n
+		}
 		if _, ok := after["flagproxy_identity_queries_total"]; ok {
 			m.queriesPerSec = (after["flagproxy_identity_queries_total"] - before["flagproxy_identity_queries_total"]) / secs
 		}
@@ -258,7 +263,7 @@ func (e *env) firstVisits(ctx context.Context, s scenario, st *site, settings st
 		return err
 	}
 	defer e.children.stop(r.c)
-	g := newGoClient(1)
+	g := newGoClient(visitors)
 	defer g.close()
 	t := traffic{id: s.id, sessions: st.Sessions[:s.sessions]}
 	if s.returning {
@@ -379,13 +384,18 @@ func (e *env) metrics(ctx context.Context, r *running) map[string]float64 {
 		if !ok {
 			continue
 		}
+		series := name
 		if i := strings.IndexByte(name, '{'); i >= 0 {
 			// The value follows the closing brace of the labels.
 			j := strings.LastIndexByte(line, '}')
+			series = line[:j+1]
 			name, value = line[:i], strings.TrimSpace(line[j+1:])
 		}
 		if f, err := strconv.ParseFloat(strings.Fields(value + " 0")[0], 64); err == nil {
-			out[name] += f
+			out[name] += f // summed over the labels
+			if series != name {
+				out[series] = f
+			}
 		}
 	}
 	return out

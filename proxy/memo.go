@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"slices"
 	"sort"
+	"strings"
 	"unsafe"
 
 	lru "github.com/hashicorp/golang-lru/v2"
@@ -88,7 +89,7 @@ func memoEntrySize(snap *engine.Snapshot) int64 {
 func (m *memo) put(key, visitor memoKey, user string, jar *cookieJar, d *engine.Decisions) {
 	e := &memoEntry{visitor: visitor, user: user, flags: slices.Clip(d.Flags), switches: slices.Clip(d.Switches),
 		cookies: slices.Clip(d.Cookies), quiet: true, fpHead: fingerprintHead(nil, d),
-		picked: jar.picked, names: jar.names, values: jar.values, found: jar.found}
+		picked: jar.picked, names: jar.names, values: cloned(jar.values), found: jar.found}
 	for _, dec := range d.Flags {
 		if recorded(dec.Reason) {
 			e.quiet = false
@@ -103,8 +104,17 @@ func (m *memo) put(key, visitor memoKey, user string, jar *cookieJar, d *engine.
 // the names to pick grew since e was made.
 func (m *memo) repick(key memoKey, e *memoEntry, jar *cookieJar) {
 	fresh := *e
-	fresh.picked, fresh.names, fresh.values, fresh.found = true, jar.names, jar.values, jar.found
+	fresh.picked, fresh.names, fresh.values, fresh.found = true, jar.names, cloned(jar.values), jar.found
 	m.entries.Add(key, &fresh)
+}
+
+// cloned copies picked cookie values, which point into the request's whole
+// Cookie header: an entry must not keep every header it was made from.
+func cloned(values [maxPicked]string) [maxPicked]string {
+	for i := range values {
+		values[i] = strings.Clone(values[i])
+	}
+	return values
 }
 
 // decisions returns the entry's decisions with samples drawn from rnd. The

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"unsafe"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -318,5 +319,23 @@ func TestRolledValuesNotCached(t *testing.T) {
 	hs.get(t, "/", http.Header{"Cookie": {"flagproxy_waffle_renewed=1"}}) // still rolls
 	if pl.values.Len() != 0 {
 		t.Errorf("%d values cached", pl.values.Len())
+	}
+}
+
+// TestMemoEntryKeepsNoHeader: the cookies an entry keeps are copies, not
+// pieces of the request's whole Cookie header, which would stay in memory
+// as long as the entry.
+func TestMemoEntryKeepsNoHeader(t *testing.T) {
+	snap := benchSnapshotN(t, 1)
+	m := newMemo(snap, DefaultDecisionCache)
+	header := "sessionid=abc; " + strings.Repeat("x=1; ", 1000)
+	jar := &cookieJar{raw: header, picked: true, names: []string{"sessionid"}}
+	jar.values[0], jar.found[0] = header[10:13], true
+	d := snap.Evaluate(&engine.Request{Subject: engine.Anonymous}, fixedRand(0.5))
+	m.put(memoKey{1}, memoKey{}, "", jar, &d)
+	e, _ := m.entries.Get(memoKey{1})
+	start := uintptr(unsafe.Pointer(unsafe.StringData(header)))
+	if p := uintptr(unsafe.Pointer(unsafe.StringData(e.values[0]))); e.values[0] != "abc" || start <= p && p < start+uintptr(len(header)) {
+		t.Errorf("entry keeps %q inside the Cookie header", e.values[0])
 	}
 }
