@@ -81,7 +81,9 @@ func (w *discardWriter) WriteHeader(int)             {}
 // is flagproxy's overhead. The request sets a waffle testing parameter, a
 // dwf_ cookie and Accept-Language (the site has LocaleMiddleware); the
 // response gets 11 Set-Cookie lines. The "page" variants answer with a
-// 32 KiB page, which flagproxy buffers (see bufferResponse).
+// 32 KiB page, which flagproxy buffers (see bufferResponse); the
+// "returning" ones come from a visitor who sends back every dwf_ cookie,
+// so that the decisions come from the memo.
 func BenchmarkServeHTTP(b *testing.B) {
 	for _, page := range []struct {
 		name string
@@ -90,6 +92,18 @@ func BenchmarkServeHTTP(b *testing.B) {
 		benchServeHTTP(b, page.name, stubTransport{page.body}, benchSnapshot(b),
 			"sessionid=abcdefgh12345678; dwf_waffle_flag_00=True; csrftoken=x")
 	}
+	benchServeHTTP(b, "-returning", stubTransport{}, benchSnapshot(b), returningCookie(30))
+}
+
+// returningCookie is the Cookie header of a returning visitor of a site
+// with n waffle flags (benchSnapshotN's): a dwf_ cookie for every
+// percentage flag, renewed an hour ago.
+func returningCookie(n int) string {
+	cookie := "sessionid=abcdefgh12345678; csrftoken=x; flagproxy_waffle_renewed=" + strconv.FormatInt(testNow().Unix()-3600, 10)
+	for i := 0; i < n; i += 3 {
+		cookie += fmt.Sprintf("; dwf_waffle_flag_%02d=%s", i, []string{"True", "False"}[i%2])
+	}
+	return cookie
 }
 
 // BenchmarkServeHTTP1000 is BenchmarkServeHTTP with 1,000 flags (600 of them
@@ -97,11 +111,7 @@ func BenchmarkServeHTTP(b *testing.B) {
 // request carries a dwf_ cookie for every percentage flag, renewed an
 // hour ago.
 func BenchmarkServeHTTP1000(b *testing.B) {
-	cookie := "sessionid=abcdefgh12345678; csrftoken=x; flagproxy_waffle_renewed=" + strconv.FormatInt(testNow().Unix()-3600, 10)
-	for i := 0; i < 600; i += 3 {
-		cookie += fmt.Sprintf("; dwf_waffle_flag_%02d=%s", i, []string{"True", "False"}[i%2])
-	}
-	benchServeHTTP(b, "", stubTransport{}, benchSnapshotN(b, 20), cookie)
+	benchServeHTTP(b, "", stubTransport{}, benchSnapshotN(b, 20), returningCookie(600))
 }
 
 func benchServeHTTP(b *testing.B, suffix string, transport http.RoundTripper, snap *engine.Snapshot, cookie string) {

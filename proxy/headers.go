@@ -269,6 +269,15 @@ func (e *encoder) encode(d *engine.Decisions, state string, staleIdentity bool) 
 	return b.String()
 }
 
+// samplesBound is the most bytes writeSamples can write for e.snap.
+func (e *encoder) samplesBound() int {
+	n := len(`}}`)
+	for _, k := range e.sampleKeys {
+		n += len(k) + len("false,")
+	}
+	return n
+}
+
 // headBound is the most bytes writeHead can write for e.snap.
 func (e *encoder) headBound() int {
 	n := len(`{"flags":{},"switches":{},"sources":{`)

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 	"unsafe"
 
 	"github.com/google/go-cmp/cmp"
@@ -48,13 +49,13 @@ func TestMemoEqualsEvaluation(t *testing.T) {
 			proxies[i] = newHarness(t, Config{Users: fakeUsers(w.users), Subjects: sessions, Overrider: propOverrider{},
 				Rand: roll, Locale: locale, DecisionCache: budget}, nil)
 		}
-		publish := func() {
+		publish := func(at time.Time) {
 			snap := mustSnapshot(t, w.data)
 			for _, hs := range proxies {
-				hs.store.Publish(snap, testNow())
+				hs.store.Publish(snap, at)
 			}
 		}
-		publish()
+		publish(testNow())
 		// Visitors (their cookies) and the rest of a request are drawn
 		// apart, so that one visitor's requests differ in one input at a
 		// time: the path, the query, the language, a testing header.
@@ -71,7 +72,9 @@ func TestMemoEqualsEvaluation(t *testing.T) {
 				w.changeUser(rng, sessions)
 			case 1:
 				w.changeFlag(rng)
-				publish()
+				publish(testNow())
+			case 3: // the same flags, loaded long ago: the state is "stale"
+				publish(testNow().Add(-time.Hour))
 			case 2:
 				visitors[rng.IntN(len(visitors))] = w.memoRequest(rng)
 			}

@@ -71,9 +71,8 @@ type Result struct {
 	// rolled is set when a flag was decided by a fresh random roll: a
 	// decision set seen once, whose header values are not worth caching.
 	rolled bool
-	// fpHead is the decisions' fingerprint up to the samples (see
-	// fingerprint), when the memo knows it; nil otherwise.
-	fpHead []byte
+	// memo is the memo entry the decisions came from; nil otherwise.
+	memo *memoEntry
 }
 
 // Pipeline decides flags: it identifies the visitor, works out the
@@ -247,7 +246,7 @@ func (p *Pipeline) decideFlags(in *Input, sc *scratch, res *Result, r *recalled)
 		r.visitor = r.m.visitor(req)
 		if e := r.e; e != nil && e.visitor == r.visitor && e.user == req.Subject.UserID {
 			p.metrics.memoHit.Inc()
-			res.Decisions, res.fpHead, r.hit = e.decisions(snap, p.rand), e.fpHead, true
+			res.Decisions, res.memo, r.hit = e.decisions(snap, p.rand), e, true
 			return e.quiet
 		}
 	}
@@ -471,7 +470,7 @@ func (p *Pipeline) encode(ctx context.Context, res *Result) {
 	}
 	if e.bound <= p.limits.inline {
 		// Always inline: writing it is cheaper than looking it up.
-		res.Header[FlagsHeader] = []string{e.encode(&res.Decisions, res.State, res.Subject.Stale)}
+		res.Header[FlagsHeader] = []string{p.inline(e, res)}
 		return
 	}
 	if res.rolled {
@@ -487,8 +486,8 @@ func (p *Pipeline) encode(ctx context.Context, res *Result) {
 	defer p.fps.Put(buf)
 	var fp []byte
 	head := len(res.Decisions.Flags) + len(res.Decisions.Switches)
-	if res.fpHead != nil {
-		fp = append((*buf)[:0], res.fpHead...)
+	if res.memo != nil {
+		fp = append((*buf)[:0], res.memo.fpHead...)
 	} else {
 		fp = fingerprintHead((*buf)[:0], &res.Decisions)
 	}
@@ -505,6 +504,20 @@ func (p *Pipeline) encode(ctx context.Context, res *Result) {
 		p.values.Add(key, c)
 	}
 	c.set(res.Header)
+}
+
+// inline returns the flags JSON of res: from the memo entry's JSON up to
+// the samples, when the decisions came from one, and the samples.
+func (p *Pipeline) inline(e *encoder, res *Result) string {
+	if res.memo == nil {
+		return e.encode(&res.Decisions, res.State, res.Subject.Stale)
+	}
+	start := res.memo.start.get(e, &res.Decisions, res.State, res.Subject.Stale)
+	var b strings.Builder
+	b.Grow(len(start) + e.samplesBound())
+	b.WriteString(start)
+	e.writeSamples(&b, &res.Decisions)
+	return b.String()
 }
 
 // encodeOnce sets res.Header from the decisions, without the caches.
