@@ -6,7 +6,6 @@ import (
 	"slices"
 	"sort"
 	"strings"
-	"sync/atomic"
 	"unsafe"
 
 	lru "github.com/hashicorp/golang-lru/v2"
@@ -57,10 +56,8 @@ type memoEntry struct {
 	// quiet is set when no decision is one record reports (an error, an
 	// override).
 	quiet bool
-	// fpHead is the decisions' fingerprint up to the samples; start
-	// their JSON up to the samples, once written.
+	// fpHead is the decisions' fingerprint up to the samples.
 	fpHead []byte
-	start  *jsonStart
 	// The cookies picked from the header (see cookieJar), when picked.
 	picked bool
 	names  []string
@@ -80,10 +77,12 @@ func newMemo(snap *engine.Snapshot, budget int64) *memo {
 }
 
 // memoEntrySize is the memory one entry of snap's takes, at most: its
-// decisions, a cookie for every rule that may write one, and the rest.
+// decisions and their fingerprint, a cookie for every rule that may write
+// one, and the rest.
 func memoEntrySize(snap *engine.Snapshot) int64 {
 	overhead := int64(unsafe.Sizeof(memoEntry{})) + 128 // the LRU's element and map slot
-	decisions := int64(snap.NumFlags()+snap.NumSwitches()) * int64(unsafe.Sizeof(engine.Decision{}))
+	nf, ns := int64(snap.NumFlags()), int64(snap.NumSwitches())
+	decisions := (nf+ns)*int64(unsafe.Sizeof(engine.Decision{})) + 2*nf + ns + 1
 	return overhead + decisions + int64(snap.CookieRules())*int64(unsafe.Sizeof(engine.Cookie{}))
 }
 
@@ -91,7 +90,7 @@ func memoEntrySize(snap *engine.Snapshot) int64 {
 // visitor of hash visitor, with the cookies jar picked.
 func (m *memo) put(key, visitor memoKey, user string, jar *cookieJar, d *engine.Decisions) {
 	e := &memoEntry{visitor: visitor, user: user, flags: slices.Clip(d.Flags), switches: slices.Clip(d.Switches),
-		cookies: slices.Clip(d.Cookies), quiet: true, fpHead: fingerprintHead(nil, d), start: new(jsonStart),
+		cookies: slices.Clip(d.Cookies), quiet: true, fpHead: fingerprintHead(nil, d),
 		picked: jar.picked, names: jar.names, values: cloned(jar.values), found: jar.found}
 	for _, dec := range d.Flags {
 		if recorded(dec.Reason) {
@@ -109,30 +108,6 @@ func (m *memo) repick(key memoKey, e *memoEntry, jar *cookieJar) {
 	fresh := *e
 	fresh.picked, fresh.names, fresh.values, fresh.found = true, jar.names, cloned(jar.values), jar.found
 	m.entries.Add(key, &fresh)
-}
-
-// jsonStart is a memo entry's flags JSON up to the samples, written the
-// first time it is needed, for one state and identity staleness.
-type jsonStart struct{ p atomic.Pointer[startText] }
-
-type startText struct {
-	enc   *encoder
-	state string
-	stale bool
-	text  string
-}
-
-// get returns the JSON of d up to the samples, as e writes it.
-func (j *jsonStart) get(e *encoder, d *engine.Decisions, state string, stale bool) string {
-	if t := j.p.Load(); t != nil && t.enc == e && t.state == state && t.stale == stale {
-		return t.text
-	}
-	var b strings.Builder
-	e.writeHead(&b, d)
-	e.writeTail(&b, d, state, stale)
-	t := &startText{enc: e, state: state, stale: stale, text: b.String()}
-	j.p.Store(t)
-	return t.text
 }
 
 // cloned copies picked cookie values, which point into the request's whole

@@ -99,6 +99,7 @@ type Pipeline struct {
 	heads      *lru.Cache[uint64, *largeHead]
 	tails      *lru.Cache[uint64, *compressedTail]
 	prefixes   *lru.Cache[uint64, *prefix]
+	starts     *lru.Cache[uint64, *startText]
 	fps        sync.Pool // *[]byte for fingerprints
 	requests   sync.Pool // *scratch
 	memoBudget int64     // bytes; 0 memoizes nothing
@@ -118,8 +119,9 @@ func newPipeline() *Pipeline {
 	heads, _ := lru.New[uint64, *largeHead](largeHeadCache)
 	tails, _ := lru.New[uint64, *compressedTail](compressedTails)
 	prefixes, _ := lru.New[uint64, *prefix](prefixCache)
+	starts, _ := lru.New[uint64, *startText](startCache)
 	return &Pipeline{seed: maphash.MakeSeed(), values: values, heads: heads, tails: tails, prefixes: prefixes,
-		limits: defaultLimits(), rand: globalRand{}}
+		starts: starts, limits: defaultLimits(), rand: globalRand{}}
 }
 
 // Decide decides every flag, switch and sample for in.
@@ -506,19 +508,54 @@ func (p *Pipeline) encode(ctx context.Context, res *Result) {
 	c.set(res.Header)
 }
 
-// inline returns the flags JSON of res: from the memo entry's JSON up to
-// the samples, when the decisions came from one, and the samples.
+// inline returns the flags JSON of res: when the decisions came from the
+// memo, its JSON up to the samples (see jsonStart) and the samples.
 func (p *Pipeline) inline(e *encoder, res *Result) string {
 	if res.memo == nil {
 		return e.encode(&res.Decisions, res.State, res.Subject.Stale)
 	}
-	start := res.memo.start.get(e, &res.Decisions, res.State, res.Subject.Stale)
+	start := p.jsonStart(e, res)
 	var b strings.Builder
 	b.Grow(len(start) + e.samplesBound())
 	b.WriteString(start)
 	e.writeSamples(&b, &res.Decisions)
 	return b.String()
 }
+
+// jsonStart returns the flags JSON of res up to the samples, for
+// decisions from the memo: the same for every request of a visitor, it is
+// cached by the memo entry's fingerprint, the state and the identity's
+// staleness.
+func (p *Pipeline) jsonStart(e *encoder, res *Result) string {
+	fp := res.memo.fpHead
+	var h maphash.Hash
+	h.SetSeed(p.seed)
+	h.Write(fp)
+	h.WriteString(res.State)
+	h.WriteByte(onByte(res.Subject.Stale))
+	key := h.Sum64()
+	if t, ok := p.starts.Get(key); ok && t.enc == e && t.fp == string(fp) && t.state == res.State && t.stale == res.Subject.Stale {
+		return t.text
+	}
+	var b strings.Builder
+	e.writeHead(&b, &res.Decisions)
+	e.writeTail(&b, &res.Decisions, res.State, res.Subject.Stale)
+	t := &startText{enc: e, fp: string(fp), state: res.State, stale: res.Subject.Stale, text: b.String()}
+	p.starts.Add(key, t)
+	return t.text
+}
+
+// startText is a JSON start jsonStart wrote.
+type startText struct {
+	enc   *encoder
+	fp    string
+	state string
+	stale bool
+	text  string
+}
+
+// startCache is how many JSON starts jsonStart keeps.
+const startCache = 64
 
 // encodeOnce sets res.Header from the decisions, without the caches.
 func (p *Pipeline) encodeOnce(ctx context.Context, e *encoder, res *Result) {
