@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"strings"
 	"testing"
 )
 
@@ -34,25 +33,8 @@ func TestExplainEqualsTheHeader(t *testing.T) {
 				t.Helper()
 				t.Fatalf("seed %d world %d request %d %+v:\n%s", seed, wi, ri, q, fmt.Sprintf(format, args...))
 			}
-			var lines []string
-			for k, v := range q.cookies {
-				lines = append(lines, k+"="+v)
-			}
-			cookie := strings.Join(lines, "; ")
-			header := http.Header{}
-			if q.user != "" {
-				lines = append(lines, "sessionid=session-"+q.user)
-			}
-			if len(lines) > 0 {
-				header.Set("Cookie", strings.Join(lines, "; "))
-			}
-			if q.language != "" {
-				header.Set("Accept-Language", q.language)
-			}
-			target := q.path
-			if q.query != "" {
-				target += "?" + q.query
-			}
+			cookie := q.cookieLine(false)
+			target, header := q.web()
 			hs.get(t, target, header)
 			web := decode(t, hs.backend.last(t).Header)
 			ask := url.Values{"url": {target}, "cookie": {cookie}, "language": {q.language}}

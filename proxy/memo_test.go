@@ -116,27 +116,9 @@ type memoAnswer struct {
 // memoRequest makes a random request, sometimes with waffle's testing
 // header for a flag.
 func (w *propWorld) memoRequest(rng *rand.Rand) memoRequest {
-	q := w.request(rng)
-	var lines []string
-	for k, v := range q.cookies {
-		lines = append(lines, k+"="+v)
-	}
-	if q.user != "" {
-		lines = append(lines, "sessionid=session-"+q.user)
-	}
-	header := http.Header{}
-	if len(lines) > 0 {
-		header.Set("Cookie", strings.Join(lines, "; "))
-	}
-	if q.language != "" {
-		header.Set("Accept-Language", q.language)
-	}
+	target, header := w.request(rng).web()
 	if rng.IntN(4) == 0 {
 		header.Set("Dwft-"+w.names[rng.IntN(len(w.names))], strconv.Itoa(rng.IntN(2)))
-	}
-	target := q.path
-	if q.query != "" {
-		target += "?" + q.query
 	}
 	return memoRequest{target: target, header: header}
 }

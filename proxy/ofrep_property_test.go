@@ -187,6 +187,36 @@ func (w *propWorld) request(rng *rand.Rand) propRequest {
 	return q
 }
 
+// cookieLine is the request's Cookie line, with the session cookie of its
+// user when withSession is set; "" for none.
+func (q propRequest) cookieLine(withSession bool) string {
+	var lines []string
+	for k, v := range q.cookies {
+		lines = append(lines, k+"="+v)
+	}
+	if withSession && q.user != "" {
+		lines = append(lines, "sessionid=session-"+q.user)
+	}
+	return strings.Join(lines, "; ")
+}
+
+// web returns the request's target (path and query) and its header, as a
+// browser sends them.
+func (q propRequest) web() (string, http.Header) {
+	header := http.Header{}
+	if c := q.cookieLine(true); c != "" {
+		header.Set("Cookie", c)
+	}
+	if q.language != "" {
+		header.Set("Accept-Language", q.language)
+	}
+	target := q.path
+	if q.query != "" {
+		target += "?" + q.query
+	}
+	return target, header
+}
+
 // TestOFREPEqualsTheHeader is the property: for random worlds, users and
 // requests, OFREP asked for the user's primary key with the request's path,
 // query, Accept-Language and cookies (plus the dwf_ cookies the web
@@ -213,25 +243,7 @@ func TestOFREPEqualsTheHeader(t *testing.T) {
 				t.Helper()
 				t.Fatalf("seed %d world %d request %d %+v:\n%s\nworld: %+v", seed, wi, ri, q, fmt.Sprintf(format, args...), w.data)
 			}
-			// The web request.
-			var lines []string
-			for k, v := range q.cookies {
-				lines = append(lines, k+"="+v)
-			}
-			if q.user != "" {
-				lines = append(lines, "sessionid=session-"+q.user)
-			}
-			header := http.Header{}
-			if len(lines) > 0 {
-				header.Set("Cookie", strings.Join(lines, "; "))
-			}
-			if q.language != "" {
-				header.Set("Accept-Language", q.language)
-			}
-			target := q.path
-			if q.query != "" {
-				target += "?" + q.query
-			}
+			target, header := q.web()
 			res := hs.get(t, target, header)
 			web := decode(t, hs.backend.last(t).Header)
 			// The browser's next cookies: the request's and the response's dwf_.
