@@ -116,6 +116,21 @@ func (r *report) ratios(k cellKey, get func(measurement) float64) []float64 {
 	return out
 }
 
+// rotation returns, round by round, flagproxy's requests a second in
+// scenario c over those in scenario a: many sessions against one.
+func (r *report) rotation() []float64 {
+	rps := func(m measurement) float64 { return m.sat.RPS() }
+	var out []float64
+	for _, c := range r.results[cellKey{"c", "flagproxy"}] {
+		for _, a := range r.results[cellKey{"a", "flagproxy"}] {
+			if a.round == c.round && rps(a) > 0 {
+				out = append(out, rps(c)/rps(a))
+			}
+		}
+	}
+	return out
+}
+
 func (r *report) markdown() string {
 	var b strings.Builder
 	o := r.o
@@ -206,6 +221,10 @@ func (r *report) markdown() string {
 		}
 		memo := spreadOf(r.values(k, func(m measurement) float64 { return 100 * m.memoHits }))
 		fmt.Fprintf(&b, " at saturation; %s %% of evaluations answered by the decision memo.\n", memo.format(fixed(0)))
+	}
+	if rot := r.rotation(); len(rot) > 0 {
+		fmt.Fprintf(&b, "- flagproxy's req/s in (c) against (a) in the same round: %s (the goal is ×0.9 or more).\n",
+			spreadOf(rot).format(ratio))
 	}
 	// How busy each side's CPU was: a client CPU near 100% means the
 	// load generator or upstream, not the proxy, set the pace.

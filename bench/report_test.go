@@ -80,6 +80,36 @@ func TestMarkdownBarePlusHeader(t *testing.T) {
 	}
 }
 
+// TestMarkdownRotation: the report pairs scenario c's throughput with
+// scenario a's round by round.
+func TestMarkdownRotation(t *testing.T) {
+	var e env
+	servers, err := e.pickServers("flagproxy,bare")
+	if err != nil {
+		t.Fatal(err)
+	}
+	scenarios, err := pickScenarios("a,c", 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &report{o: options{rounds: 2, duration: time.Second, rate: 500, rateFor: time.Second, db: "sqlite"},
+		scenarios: scenarios, servers: servers, results: map[cellKey][]measurement{}}
+	for _, c := range []struct {
+		scenario, server string
+		rps              [2]int64
+	}{{"a", "flagproxy", [2]int64{10000, 5000}}, {"c", "flagproxy", [2]int64{9000, 6000}},
+		{"a", "bare", [2]int64{12000, 12000}}, {"c", "bare", [2]int64{12000, 12000}}} {
+		for round, n := range c.rps {
+			k := cellKey{c.scenario, c.server}
+			r.results[k] = append(r.results[k], measurement{round: round, sat: loadResult{Requests: n, Duration: time.Second}})
+		}
+	}
+	want := "(c) against (a) in the same round: ×1.05 (×0.90–×1.20)"
+	if md := r.markdown(); !strings.Contains(md, want) {
+		t.Errorf("want %q in:\n%s", want, md)
+	}
+}
+
 func TestPercentile(t *testing.T) {
 	var s []time.Duration
 	for i := 100; i >= 1; i-- {
