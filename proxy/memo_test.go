@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 	"unsafe"
@@ -322,5 +323,51 @@ func TestMemoEntryKeepsNoHeader(t *testing.T) {
 	start := uintptr(unsafe.Pointer(unsafe.StringData(header)))
 	if p := uintptr(unsafe.Pointer(unsafe.StringData(e.values[0]))); e.values[0] != "abc" || start <= p && p < start+uintptr(len(header)) {
 		t.Errorf("entry keeps %q inside the Cookie header", e.values[0])
+	}
+}
+
+// TestMemoConcurrent: visitors' requests decided at once, from the memo
+// and not, large values and small, each give the app the same decisions as
+// the visitor's first request (run with -race: entries, picks, JSON starts
+// and prefixes are shared between requests).
+func TestMemoConcurrent(t *testing.T) {
+	for _, scale := range []int{1, 20} {
+		hs := newHarness(t, Config{Rand: fixedRand(0.5)}, nil)
+		hs.store.Publish(benchSnapshotN(t, scale), testNow())
+		visitors := []string{returningCookie(30 * scale), "csrftoken=y; " + returningCookie(15*scale), "sessionid=z"}
+		want := map[string]Payload{}
+		for _, c := range visitors {
+			hs.get(t, "/", http.Header{"Cookie": {c}})
+			want[c] = decode(t, hs.backend.last(t).Header)
+		}
+		var wg sync.WaitGroup
+		for g := range 8 {
+			wg.Go(func() {
+				for n := range 15 {
+					req, _ := http.NewRequest(http.MethodGet, hs.frontend.URL+"/", nil)
+					req.Header.Set("Cookie", visitors[(g+n)%len(visitors)])
+					if res, err := http.DefaultClient.Do(req); err == nil {
+						res.Body.Close()
+					}
+				}
+			})
+		}
+		wg.Wait()
+		hs.backend.mu.Lock()
+		seen := slices.Clone(hs.backend.reqs)
+		hs.backend.mu.Unlock()
+		if len(seen) != len(visitors)+8*15 {
+			t.Fatalf("scale %d: the app saw %d requests, want %d", scale, len(seen), len(visitors)+8*15)
+		}
+		for _, r := range seen {
+			c := r.Header.Get("Cookie")
+			got, err := Decode(r.Header)
+			if err != nil {
+				t.Fatalf("scale %d: %v", scale, err)
+			}
+			if diff := cmp.Diff(want[c], got); diff != "" {
+				t.Fatalf("scale %d visitor %q: decisions differ from its first request's (-first +now):\n%s", scale, c, diff)
+			}
+		}
 	}
 }
