@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"slices"
 	"strings"
 	"unicode/utf8"
 )
@@ -265,15 +266,15 @@ func CookieValue(header, name string) (string, bool) {
 func PickCookies(header string, names, values []string, found []bool) {
 	clear(values)
 	clear(found)
+	if slices.Contains(names, "") || !utf8.ValidString(header) {
+		p := ParseCookiesInto(nil, header)
+		for i, n := range names {
+			values[i], found[i] = p[n]
+		}
+		return
+	}
 	var first [256]bool // the names' first bytes
 	for _, n := range names {
-		if n == "" || !utf8.ValidString(header) {
-			p := ParseCookiesInto(nil, header)
-			for i, n := range names {
-				values[i], found[i] = p[n]
-			}
-			return
-		}
 		first[n[0]] = true
 	}
 	for chunk := range strings.SplitSeq(header, ";") {
