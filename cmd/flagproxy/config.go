@@ -3,6 +3,7 @@ package main
 import (
 	"cmp"
 	"crypto/sha256"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -201,6 +202,36 @@ func defaultFlipPermissions() string { return strings.Join(overrides.DefaultPerm
 // envName returns the environment variable of a flag: FLAGPROXY_ADMIN_LISTEN.
 func envName(flagName string) string {
 	return envPrefix + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// commandConfig parses a command's options (parseConfig) and checks them
+// with check, the command's own requirements. It returns nil and the exit
+// code when the command is to stop there: 0 after -h, 2 after a
+// configuration error, which it reports.
+func commandConfig(name string, args []string, getenv func(string) string, stderr io.Writer, check func(*Config) error) (*Config, int) {
+	c, err := parseConfig(name, args, getenv, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil, 0
+	}
+	if c != nil {
+		err = errors.Join(err, check(c))
+	}
+	if err != nil {
+		reportConfigError(stderr, err)
+		return nil, 2
+	}
+	return c, 0
+}
+
+// writeReport writes v to w as indented JSON when asJSON is set, else as
+// text does.
+func writeReport(w io.Writer, asJSON bool, v any, text func(io.Writer) error) error {
+	if !asJSON {
+		return text(w)
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
 }
 
 // parseConfig parses args and the environment into a Config. It returns

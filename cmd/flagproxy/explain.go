@@ -52,21 +52,21 @@ func (o *explainOptions) owns(name string) bool {
 }
 
 func explainCommand(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
-	c, err := parseConfig("explain", args, getenv, stderr)
-	if errors.Is(err, flag.ErrHelp) {
-		return 0
-	}
-	if c != nil && c.explain.q.Flag == "" {
-		err = errors.Join(err, errors.New("--flag: name the flag to explain"))
-	}
-	if c != nil && c.explain.admin == "" {
-		err = errors.Join(err, c.Validate())
-	}
-	if err != nil {
-		reportConfigError(stderr, err)
-		return 2
+	c, code := commandConfig("explain", args, getenv, stderr, func(c *Config) error {
+		var err error
+		if c.explain.q.Flag == "" {
+			err = errors.New("--flag: name the flag to explain")
+		}
+		if c.explain.admin == "" {
+			err = errors.Join(err, c.Validate())
+		}
+		return err
+	})
+	if c == nil {
+		return code
 	}
 	var a proxy.ExplainAnswer
+	var err error
 	if c.explain.admin != "" {
 		a, err = askAdmin(ctx, c.explain.admin, c.explain.q)
 	} else {
@@ -76,13 +76,7 @@ func explainCommand(ctx context.Context, args []string, getenv func(string) stri
 		fmt.Fprintf(stderr, "flagproxy explain: %v\n", err)
 		return 1
 	}
-	if c.explain.asJSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		err = enc.Encode(a)
-	} else {
-		err = a.WriteText(stdout)
-	}
+	err = writeReport(stdout, c.explain.asJSON, a, a.WriteText)
 	if err != nil {
 		return 1
 	}

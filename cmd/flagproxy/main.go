@@ -18,7 +18,6 @@ import (
 	"cmp"
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -109,16 +108,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 }
 
 func serveCommand(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
-	c, err := parseConfig("serve", args, getenv, stderr)
-	if errors.Is(err, flag.ErrHelp) {
-		return 0
-	}
-	if c != nil {
-		err = errors.Join(err, c.Validate())
-	}
-	if err != nil {
-		reportConfigError(stderr, err)
-		return 2
+	c, code := commandConfig("serve", args, getenv, stderr, (*Config).Validate)
+	if c == nil {
+		return code
 	}
 	if c.CheckConfig {
 		checkFlipPermissions(ctx, c, stderr)

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"io/fs"
@@ -117,19 +116,15 @@ func loadOnce(ctx context.Context, c *Config, log *slog.Logger, reg prometheus.R
 // snapshotCommand is "flagproxy snapshot -o FILE": the serve options say
 // where the flags are; they are read once and written to FILE.
 func snapshotCommand(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
-	c, err := parseConfig("snapshot", args, getenv, stderr)
-	if errors.Is(err, flag.ErrHelp) {
-		return 0
-	}
-	if c != nil {
-		err = errors.Join(err, c.Validate())
+	c, code := commandConfig("snapshot", args, getenv, stderr, func(c *Config) error {
+		err := c.Validate()
 		if c.Output == "" {
 			err = errors.Join(err, errors.New("-o: name the file to write"))
 		}
-	}
-	if err != nil {
-		reportConfigError(stderr, err)
-		return 2
+		return err
+	})
+	if c == nil {
+		return code
 	}
 	log := c.newLogger(stderr)
 	src, err := openSource(c, log, prometheus.NewRegistry())

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -55,29 +54,16 @@ func (c *Config) staleAfter() time.Duration {
 }
 
 func staleCommand(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
-	c, err := parseConfig("stale", args, getenv, stderr)
-	if errors.Is(err, flag.ErrHelp) {
-		return 0
-	}
-	if c != nil {
-		err = errors.Join(err, c.Validate())
-	}
-	if err != nil {
-		reportConfigError(stderr, err)
-		return 2
+	c, code := commandConfig("stale", args, getenv, stderr, (*Config).Validate)
+	if c == nil {
+		return code
 	}
 	rep, err := staleReport(ctx, c)
 	if err != nil {
 		fmt.Fprintf(stderr, "flagproxy stale: %v\n", err)
 		return 1
 	}
-	if c.stale.asJSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		err = enc.Encode(rep)
-	} else {
-		err = writeStale(stdout, rep)
-	}
+	err = writeReport(stdout, c.stale.asJSON, rep, func(w io.Writer) error { return writeStale(w, rep) })
 	switch {
 	case err != nil:
 		return 1
