@@ -396,8 +396,9 @@ type measurement struct {
 	upstream      upstreamStats
 	lookupsPerSec float64
 	queriesPerSec float64 // -1: no such metric
-	// memoHits is the share of evaluations the decision memo answered.
-	memoHits float64
+	// memoHits is the share of evaluations the decision memo answered;
+	// memoMiB what its entries held at the end of the saturation run.
+	memoHits, memoMiB float64
 }
 
 func (m measurement) extraLog() string {

@@ -220,7 +220,9 @@ func (r *report) markdown() string {
 			b.WriteString(" (no `flagproxy_identity_queries_total` yet)")
 		}
 		memo := spreadOf(r.values(k, func(m measurement) float64 { return 100 * m.memoHits }))
-		fmt.Fprintf(&b, " at saturation; %s %% of evaluations answered by the decision memo.\n", memo.format(fixed(0)))
+		memoMiB := spreadOf(r.values(k, func(m measurement) float64 { return m.memoMiB }))
+		fmt.Fprintf(&b, " at saturation; %s %% of evaluations answered by the decision memo, which held %s MiB.\n",
+			memo.format(fixed(0)), memoMiB.format(fixed(1)))
 	}
 	if rot := r.rotation(); len(rot) > 0 {
 		fmt.Fprintf(&b, "- flagproxy's req/s in (c) against (a) in the same round: %s (the goal is ×0.9 or more).\n",

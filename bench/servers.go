@@ -197,6 +197,7 @@ func (e *env) measure(ctx context.Context, srv string, s scenario, st *site, set
 			hits := memo + `{result="hit"}`
 			m.memoHits = (after[hits] - before[hits]) / n
 		}
+		m.memoMiB = after["flagproxy_decision_memo_bytes"] / (1 << 20)
 		if _, ok := after["flagproxy_identity_queries_total"]; ok {
 			m.queriesPerSec = (after["flagproxy_identity_queries_total"] - before["flagproxy_identity_queries_total"]) / secs
 		}

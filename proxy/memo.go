@@ -6,6 +6,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"unsafe"
 
 	lru "github.com/hashicorp/golang-lru/v2"
@@ -15,8 +16,9 @@ import (
 
 // DefaultDecisionCache is the memory the decision memo may hold (see
 // memo): enough for every visitor of a 50-flag site with 10,000 active
-// users, or about a thousand of a 1,000-flag site.
-const DefaultDecisionCache = 16 << 20
+// users (about 3 KB each, with their JSON start), or about two thousand
+// of a 1,000-flag site.
+const DefaultDecisionCache = 32 << 20
 
 // memo remembers, for one snapshot, the flags and switches decided for
 // recent request inputs, so that a visitor whose next request brings the
@@ -39,6 +41,9 @@ type memo struct {
 	snap    *engine.Snapshot
 	seeds   [2]maphash.Seed
 	entries *lru.Cache[memoKey, *memoEntry] // nil: nothing is memoized
+	base    int64                           // the bytes of an entry without cookies or JSON start
+	budget  int64                           // the bytes the entries may take
+	used    atomic.Int64                    // the bytes they take
 }
 
 // memoKey is a 128-bit hash: two keyed hashes with independent random
@@ -63,35 +68,61 @@ type memoEntry struct {
 	names  []string
 	values [maxPicked]string
 	found  [maxPicked]bool
+	// start is the flags JSON up to the samples (see Pipeline.jsonStart),
+	// when the snapshot's values are inline; nil otherwise.
+	start *atomic.Pointer[startText]
+	size  int64 // the bytes it takes, as the memo counts them
 }
 
-// newMemo returns the memo of snap, holding about budget bytes; it
-// memoizes nothing when budget leaves room for no entry or snap's rules
-// read the time.
+// startSlack is what a JSON start may grow by when it is rewritten for
+// another state or a stale identity.
+const startSlack = len(identityStale) + len(StateUnavailable)
+
+// newMemo returns the memo of snap, whose entries take at most budget
+// bytes together; it memoizes nothing when budget leaves room for no
+// entry or snap's rules read the time.
 func newMemo(snap *engine.Snapshot, budget int64) *memo {
-	m := &memo{snap: snap, seeds: [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()}}
-	if n := budget / memoEntrySize(snap); n >= 1 && !snap.Inputs().Has(engine.InputTime) {
-		m.entries, _ = lru.New[memoKey, *memoEntry](int(min(n, 1<<20))) // only a size <= 0 fails
+	m := &memo{snap: snap, seeds: [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()}, budget: budget}
+	m.base = int64(unsafe.Sizeof(memoEntry{})) + 128 // the LRU's element and map slot
+	nf, ns := int64(snap.NumFlags()), int64(snap.NumSwitches())
+	m.base += (nf+ns)*int64(unsafe.Sizeof(engine.Decision{})) + 2*nf + ns + 1 // decisions and fpHead
+	if n := budget / m.base; n >= 1 && !snap.Inputs().Has(engine.InputTime) {
+		m.entries, _ = lru.NewWithEvict(int(min(n, 1<<20)), func(_ memoKey, e *memoEntry) { m.used.Add(-e.size) })
 	}
 	return m
 }
 
-// memoEntrySize is the memory one entry of snap's takes, at most: its
-// decisions and their fingerprint, a cookie for every rule that may write
-// one, and the rest.
-func memoEntrySize(snap *engine.Snapshot) int64 {
-	overhead := int64(unsafe.Sizeof(memoEntry{})) + 128 // the LRU's element and map slot
-	nf, ns := int64(snap.NumFlags()), int64(snap.NumSwitches())
-	decisions := (nf+ns)*int64(unsafe.Sizeof(engine.Decision{})) + 2*nf + ns + 1
-	return overhead + decisions + int64(snap.CookieRules())*int64(unsafe.Sizeof(engine.Cookie{}))
+// sizeOf is the bytes e takes: the base, its cookies, the values picked
+// and its JSON start.
+func (m *memo) sizeOf(e *memoEntry) int64 {
+	n := m.base + int64(len(e.cookies))*int64(unsafe.Sizeof(engine.Cookie{}))
+	for _, v := range e.values {
+		n += int64(len(v))
+	}
+	if e.start != nil {
+		n += int64(unsafe.Sizeof(atomic.Pointer[startText]{}) + unsafe.Sizeof(startText{}))
+		n += int64(len(e.start.Load().text) + startSlack)
+	}
+	return n
 }
 
 // put keeps d, decided without a roll for the inputs of key and the
-// visitor of hash visitor, with the cookies jar picked.
-func (m *memo) put(key, visitor memoKey, user string, jar *cookieJar, d *engine.Decisions) {
+// visitor of hash visitor, with the cookies jar picked and the JSON start
+// start (nil: none), and returns the entry.
+func (m *memo) put(key, visitor memoKey, user string, jar *cookieJar, d *engine.Decisions, start *startText) *memoEntry {
+	var cookies []engine.Cookie
+	if len(d.Cookies) > 0 {
+		// Copied: the evaluation's list has room for every cookie rule.
+		cookies = make([]engine.Cookie, len(d.Cookies))
+		copy(cookies, d.Cookies)
+	}
 	e := &memoEntry{visitor: visitor, user: user, flags: slices.Clip(d.Flags), switches: slices.Clip(d.Switches),
-		cookies: slices.Clip(d.Cookies), quiet: true, fpHead: fingerprintHead(nil, d),
+		cookies: cookies, quiet: true, fpHead: fingerprintHead(nil, d),
 		picked: jar.picked, names: jar.names, values: cloned(jar.values), found: jar.found}
+	if start != nil {
+		e.start = new(atomic.Pointer[startText])
+		e.start.Store(start)
+	}
 	for _, dec := range d.Flags {
 		if recorded(dec.Reason) {
 			e.quiet = false
@@ -99,7 +130,8 @@ func (m *memo) put(key, visitor memoKey, user string, jar *cookieJar, d *engine.
 		}
 	}
 	d.Cookies = e.cookies
-	m.entries.Add(key, e)
+	m.add(key, e)
+	return e
 }
 
 // repick replaces the entry e of key by one with the cookies jar picked:
@@ -107,7 +139,27 @@ func (m *memo) put(key, visitor memoKey, user string, jar *cookieJar, d *engine.
 func (m *memo) repick(key memoKey, e *memoEntry, jar *cookieJar) {
 	fresh := *e
 	fresh.picked, fresh.names, fresh.values, fresh.found = true, jar.names, cloned(jar.values), jar.found
-	m.entries.Add(key, &fresh)
+	m.add(key, &fresh)
+}
+
+// add keeps e under key, replacing the entry there, then drops the least
+// recently used entries until the entries fit the budget. Every entry
+// comes in here and leaves through the eviction callback, so used counts
+// exactly what is held.
+func (m *memo) add(key memoKey, e *memoEntry) {
+	e.size = m.sizeOf(e)
+	m.used.Add(e.size)
+	for {
+		if held, _ := m.entries.ContainsOrAdd(key, e); !held {
+			break
+		}
+		m.entries.Remove(key)
+	}
+	for m.used.Load() > m.budget {
+		if _, _, ok := m.entries.RemoveOldest(); !ok {
+			break
+		}
+	}
 }
 
 // cloned copies picked cookie values, which point into the request's whole

@@ -214,23 +214,48 @@ func (c *cycleRand) Float64() float64 {
 	return v
 }
 
-// TestMemoBounded: the memo holds no more entries than its budget has
-// room for, and none for a snapshot whose rules read the time.
+// TestMemoBounded: the memo's entries never take more bytes than its
+// budget, it counts exactly the bytes of the entries it holds through
+// replacements, repicks and evictions, and it keeps none for a snapshot
+// whose rules read the time.
 func TestMemoBounded(t *testing.T) {
 	snap := benchSnapshotN(t, 2)
-	per := memoEntrySize(snap)
+	p := newPipeline()
+	e := p.encoder(snap)
+	d0 := snap.Evaluate(&engine.Request{Subject: engine.Anonymous}, fixedRand(0.5))
+	start := writeStart(e, &Result{Snapshot: snap, State: StateOK, Decisions: d0})
+	per := newMemo(snap, 1<<30).put(memoKey{}, memoKey{}, "", &cookieJar{}, &d0, start).size
 	m := newMemo(snap, 10*per)
 	if m.entries == nil {
 		t.Fatal("no entries for a budget of 10")
 	}
-	for i := range 50 {
+	rnd := rand.New(rand.NewPCG(1, 2))
+	for i := range 500 {
 		d := snap.Evaluate(&engine.Request{Subject: engine.Anonymous}, fixedRand(0.5))
-		m.put(memoKey{uint64(i)}, memoKey{}, "", &cookieJar{}, &d)
+		key := memoKey{uint64(rnd.IntN(30))}
+		var s *startText
+		if i%2 == 0 {
+			s = start
+		}
+		switch entry, ok := m.entries.Peek(key); {
+		case ok && i%3 == 0:
+			m.repick(key, entry, &cookieJar{picked: true, names: []string{"sessionid"}, values: [maxPicked]string{strings.Repeat("x", i%40)}})
+		default:
+			m.put(key, memoKey{}, "", &cookieJar{}, &d, s)
+		}
+		var held int64
+		for _, k := range m.entries.Keys() {
+			entry, _ := m.entries.Peek(k)
+			held += entry.size
+		}
+		if used := m.used.Load(); used != held || used > m.budget {
+			t.Fatalf("after %d puts: %d bytes counted, %d held, budget %d", i+1, used, held, m.budget)
+		}
 	}
-	if n := m.entries.Len(); n != 10 {
-		t.Errorf("%d entries for a budget of 10", n)
+	if n := m.entries.Len(); n < 8 || n > 20 {
+		t.Errorf("%d entries for a budget of about 10", n)
 	}
-	if m := newMemo(snap, per-1); m.entries != nil {
+	if m := newMemo(snap, m.base-1); m.entries != nil {
 		t.Error("entries for a budget below one")
 	}
 	d := engine.DefaultData()
@@ -318,7 +343,7 @@ func TestMemoEntryKeepsNoHeader(t *testing.T) {
 	jar := &cookieJar{raw: header, picked: true, names: []string{"sessionid"}}
 	jar.values[0], jar.found[0] = header[10:13], true
 	d := snap.Evaluate(&engine.Request{Subject: engine.Anonymous}, fixedRand(0.5))
-	m.put(memoKey{1}, memoKey{}, "", jar, &d)
+	m.put(memoKey{1}, memoKey{}, "", jar, &d, nil)
 	e, _ := m.entries.Get(memoKey{1})
 	start := uintptr(unsafe.Pointer(unsafe.StringData(header)))
 	if p := uintptr(unsafe.Pointer(unsafe.StringData(e.values[0]))); e.values[0] != "abc" || start <= p && p < start+uintptr(len(header)) {

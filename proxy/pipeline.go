@@ -71,7 +71,8 @@ type Result struct {
 	// rolled is set when a flag was decided by a fresh random roll: a
 	// decision set seen once, whose header values are not worth caching.
 	rolled bool
-	// memo is the memo entry the decisions came from; nil otherwise.
+	// memo is the memo entry holding the decisions (found, or just
+	// made); nil when they are not memoized.
 	memo *memoEntry
 }
 
@@ -99,7 +100,6 @@ type Pipeline struct {
 	heads      *lru.Cache[uint64, *largeHead]
 	tails      *lru.Cache[uint64, *compressedTail]
 	prefixes   *lru.Cache[uint64, *prefix]
-	starts     *lru.Cache[uint64, *startText]
 	fps        sync.Pool // *[]byte for fingerprints
 	requests   sync.Pool // *scratch
 	memoBudget int64     // bytes; 0 memoizes nothing
@@ -119,9 +119,8 @@ func newPipeline() *Pipeline {
 	heads, _ := lru.New[uint64, *largeHead](largeHeadCache)
 	tails, _ := lru.New[uint64, *compressedTail](compressedTails)
 	prefixes, _ := lru.New[uint64, *prefix](prefixCache)
-	starts, _ := lru.New[uint64, *startText](startCache)
 	return &Pipeline{seed: maphash.MakeSeed(), values: values, heads: heads, tails: tails, prefixes: prefixes,
-		starts: starts, limits: defaultLimits(), rand: globalRand{}}
+		limits: defaultLimits(), rand: globalRand{}}
 }
 
 // Decide decides every flag, switch and sample for in.
@@ -189,7 +188,7 @@ func (p *Pipeline) evaluate(ctx context.Context, in Input, res *Result) {
 	res.Subject = req.Subject
 	quiet := p.decideFlags(&in, sc, res, &r)
 	res.Waffle = p.cookiesToWrite(snap, res.Decisions.Cookies, jar, req.Now)
-	r.remember(jar, req.Subject.UserID, &res.Decisions)
+	p.remember(&r, jar, res)
 	if !quiet {
 		p.record(ctx, snap, &res.Decisions, req.Subject.UserID)
 	}
@@ -226,12 +225,13 @@ type recalled struct {
 	store   bool    // the decisions are to be memoized
 }
 
-// remember memoizes the decisions d, or, when they came from the memo,
-// the cookies the jar picked anew (the names picked changed since).
-func (r *recalled) remember(jar *cookieJar, user string, d *engine.Decisions) {
+// remember memoizes the decisions of res, with their JSON start when the
+// memo keeps it, or, when they came from the memo, the cookies the jar
+// picked anew (the names picked changed since).
+func (p *Pipeline) remember(r *recalled, jar *cookieJar, res *Result) {
 	switch {
 	case r.store:
-		r.m.put(r.key, r.visitor, user, jar, d)
+		res.memo = r.m.put(r.key, r.visitor, res.Subject.UserID, jar, &res.Decisions, p.newStart(res))
 	case r.hit && jar.picked && !jar.recalled && jar.params == nil:
 		r.m.repick(r.key, r.e, jar)
 	}
@@ -292,6 +292,14 @@ func (p *Pipeline) memoFor(snap *engine.Snapshot) *memo {
 		return nil
 	}
 	return m
+}
+
+// memoBytes is the memory the current memo's entries take.
+func (p *Pipeline) memoBytes() float64 {
+	if m := p.memo.Load(); m != nil {
+		return float64(m.used.Load())
+	}
+	return 0
 }
 
 // scratch is what one evaluation works with, pooled: the Request escapes
@@ -523,39 +531,49 @@ func (p *Pipeline) inline(e *encoder, res *Result) string {
 }
 
 // jsonStart returns the flags JSON of res up to the samples, for
-// decisions from the memo: the same for every request of a visitor, it is
-// cached by the memo entry's fingerprint, the state and the identity's
-// staleness.
+// decisions held by the memo: the same for every request of a visitor, it
+// is kept with the memo entry, and written anew when the state or the
+// identity's staleness changed.
 func (p *Pipeline) jsonStart(e *encoder, res *Result) string {
-	fp := res.memo.fpHead
-	var h maphash.Hash
-	h.SetSeed(p.seed)
-	h.Write(fp)
-	h.WriteString(res.State)
-	h.WriteByte(onByte(res.Subject.Stale))
-	key := h.Sum64()
-	if t, ok := p.starts.Get(key); ok && t.enc == e && t.fp == string(fp) && t.state == res.State && t.stale == res.Subject.Stale {
+	kept := res.memo.start
+	if kept == nil {
+		return writeStart(e, res).text
+	}
+	if t := kept.Load(); t.enc == e && t.state == res.State && t.stale == res.Subject.Stale {
 		return t.text
 	}
-	var b strings.Builder
-	e.writeHead(&b, &res.Decisions)
-	e.writeTail(&b, &res.Decisions, res.State, res.Subject.Stale)
-	t := &startText{enc: e, fp: string(fp), state: res.State, stale: res.Subject.Stale, text: b.String()}
-	p.starts.Add(key, t)
+	t := writeStart(e, res)
+	kept.Store(t)
 	return t.text
 }
 
-// startText is a JSON start jsonStart wrote.
+// newStart writes the JSON start of res for the memo to keep, when the
+// snapshot's values are always inline (see encode); nil otherwise.
+func (p *Pipeline) newStart(res *Result) *startText {
+	if e := p.encoder(res.Snapshot); !e.tooLarge && e.bound <= p.limits.inline {
+		return writeStart(e, res)
+	}
+	return nil
+}
+
+// writeStart writes the flags JSON of res up to the samples.
+func writeStart(e *encoder, res *Result) *startText {
+	var b strings.Builder
+	b.Grow(e.bound - e.samplesBound())
+	e.writeHead(&b, &res.Decisions)
+	e.writeTail(&b, &res.Decisions, res.State, res.Subject.Stale)
+	// Cloned: the builder grew to the bound, which may be twice the text.
+	return &startText{enc: e, state: res.State, stale: res.Subject.Stale, text: strings.Clone(b.String())}
+}
+
+// startText is a JSON start, for the state and identity staleness it was
+// written for.
 type startText struct {
 	enc   *encoder
-	fp    string
 	state string
 	stale bool
 	text  string
 }
-
-// startCache is how many JSON starts jsonStart keeps.
-const startCache = 64
 
 // encodeOnce sets res.Header from the decisions, without the caches.
 func (p *Pipeline) encodeOnce(ctx context.Context, e *encoder, res *Result) {

@@ -245,6 +245,12 @@ func New(cfg Config) (*Proxy, error) {
 	if cfg.Rand != nil {
 		p.pipe.rand = cfg.Rand
 	}
+	if err := reg.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "flagproxy_decision_memo_bytes",
+		Help: "Memory the decision memo's entries take (at most --decision-cache).",
+	}, p.pipe.memoBytes)); err != nil {
+		return nil, fmt.Errorf("register metrics: %w", err)
+	}
 
 	transport := cfg.Transport
 	if transport == nil {
