@@ -176,12 +176,21 @@ type Identities struct {
 	now        func() time.Time
 
 	shapeCache atomic.Pointer[userShape] // read on first use
-	// decoded holds the identity entries of session data that verified,
-	// by the data's SHA-256 digest (never by session key), so that a
-	// re-check of an unchanged session does not decode it again. It holds
-	// DefaultIdentityEntries: with a larger identity cache, re-checks of
-	// the sessions beyond that decode again (correct, and slower).
-	decoded *lru.Cache[[32]byte, map[string]any]
+	// decoded holds session data that verified, by the data's SHA-256
+	// digest (never by session key), so that a re-check of an unchanged
+	// session does not decode it again. It holds DefaultIdentityEntries:
+	// with a larger identity cache, re-checks of the sessions beyond that
+	// decode again (correct, and slower).
+	decoded *lru.Cache[[32]byte, *decodedSession]
+}
+
+// decodedSession is session data that verified: its identity entries
+// (see identityEntries), and the user's password hash its auth hash last
+// matched, so that a re-check of an unchanged session and password does
+// not compute the HMAC again (the same inputs match the same way).
+type decodedSession struct {
+	entries map[string]any
+	matched atomic.Pointer[string]
 }
 
 type userShape struct {
@@ -201,7 +210,7 @@ func NewIdentities(db *sqlx.DB, dialect Dialect, cfg SessionConfig) (*Identities
 	rules, _ := rulesFor(cfg)
 	tables, _ := userTablesFor(cfg.AuthUserModel)
 	ids := &Identities{db: db, dialect: dialect, cfg: cfg, rules: rules, tables: tables, now: cfg.Now}
-	ids.decoded, _ = lru.New[[32]byte, map[string]any](DefaultIdentityEntries)
+	ids.decoded, _ = lru.New[[32]byte, *decodedSession](DefaultIdentityEntries)
 	if ids.now == nil {
 		ids.now = time.Now
 	}
@@ -331,6 +340,7 @@ func (ids *Identities) Resolve(ctx context.Context, value string) (engine.Subjec
 type verified struct {
 	i       int // the value's index in the batch
 	session map[string]any
+	decoded *decodedSession // nil for a signed cookie's session
 }
 
 // ResolveBatch resolves session cookie values as Resolve does, together:
@@ -361,7 +371,7 @@ func (ids *Identities) ResolveBatch(ctx context.Context, values []string) (out [
 			if !ids.verifiedOr(&out[i], err) {
 				continue
 			}
-			pending = append(pending, verified{i, session})
+			pending = append(pending, verified{i: i, session: session})
 		case !ids.Plausible(v):
 			out[i].Reason = ReasonNoRow
 		default:
@@ -383,11 +393,11 @@ func (ids *Identities) ResolveBatch(ctx context.Context, values []string) (out [
 				continue
 			}
 			out[i].Until = row.until
-			session, err := ids.loadRow(row.data, now)
+			decoded, err := ids.loadRow(row.data, now)
 			if !ids.verifiedOr(&out[i], err) {
 				continue
 			}
-			pending = append(pending, verified{i, session})
+			pending = append(pending, verified{i: i, session: decoded.entries, decoded: decoded})
 		}
 	}
 	queries += ids.users(ctx, out, pending)
@@ -397,20 +407,21 @@ func (ids *Identities) ResolveBatch(ctx context.Context, values []string) (out [
 // loadRow verifies and decodes a django_session row's data. Data seen
 // before (a re-check of an unchanged session) is answered from ids.decoded
 // without verifying it again: the same bytes verify the same way.
-func (ids *Identities) loadRow(data string, now time.Time) (map[string]any, error) {
+func (ids *Identities) loadRow(data string, now time.Time) (*decodedSession, error) {
 	digest := sha256.Sum256([]byte(data))
-	if session, ok := ids.decoded.Get(digest); ok {
-		return session, nil
+	if d, ok := ids.decoded.Get(digest); ok {
+		return d, nil
 	}
 	session, err := ids.sig.loads(data, ids.salt, noMaxAge, now)
-	if ReasonOf(err) == ReasonBadSignature && ids.rules.legacySessionData {
+	if err != nil && ReasonOf(err) == ReasonBadSignature && ids.rules.legacySessionData {
 		session, err = legacyLoads(data, ids.className, ids.cfg.SecretKey)
 	}
-	if err == nil {
-		session = identityEntries(session)
-		ids.decoded.Add(digest, session)
+	if err != nil {
+		return nil, err
 	}
-	return session, err
+	d := &decodedSession{entries: identityEntries(session)}
+	ids.decoded.Add(digest, d)
+	return d, nil
 }
 
 // identityEntries keeps of a session what identifies the visitor: the
@@ -428,9 +439,10 @@ func identityEntries(session map[string]any) map[string]any {
 // verifiedOr records in r why a session did not verify, and reports
 // whether it did.
 func (ids *Identities) verifiedOr(r *Resolution, err error) bool {
-	switch reason := ReasonOf(err); {
-	case err == nil:
+	if err == nil {
 		return true
+	}
+	switch reason := ReasonOf(err); {
 	case reason == ReasonDatabaseError:
 		*r = Resolution{Reason: reason, Err: err}
 	default:
@@ -468,9 +480,12 @@ func (ids *Identities) expiry(v any) time.Time {
 		if !ids.cfg.UseTZ {
 			loc = ids.cfg.TimeZone
 		}
-		s := fmt.Sprint(x)
-		if b, ok := x.([]byte); ok {
-			s = string(b)
+		var s string
+		switch x := x.(type) {
+		case string:
+			s = x
+		case []byte:
+			s = string(x)
 		}
 		for _, layout := range []string{"2006-01-02 15:04:05.999999", "2006-01-02T15:04:05.999999"} {
 			if t, err := time.ParseInLocation(layout, s, loc); err == nil {
@@ -567,7 +582,7 @@ func (ids *Identities) users(ctx context.Context, out []Resolution, pending []ve
 			// its data, feature-flipper's entries included, is gone.
 			out[c.i].Reason = ReasonHashMissing
 			continue
-		case !ids.hashMatches(h, u.password):
+		case !ids.authHashMatches(c.decoded, h, u.password):
 			out[c.i].Reason = ReasonHashMismatch
 			continue
 		default:
@@ -665,6 +680,24 @@ func (ids *Identities) subject(ctx context.Context, shape *userShape, pk string,
 	return subjects[pk], nil
 }
 
+// authHashMatches reports whether the session's auth hash h matches the
+// user's password hash, as Django's get_user checks it; d remembers the
+// password hash it last matched (nil: nothing remembered).
+func (ids *Identities) authHashMatches(d *decodedSession, h, password string) bool {
+	if d != nil {
+		if p := d.matched.Load(); p != nil && *p == password {
+			return true
+		}
+	}
+	if !ids.hashMatches(h, password) {
+		return false
+	}
+	if d != nil {
+		d.matched.Store(&password)
+	}
+	return true
+}
+
 func (ids *Identities) hashMatches(h, password string) bool {
 	for _, k := range ids.hashKeys {
 		for _, a := range ids.rules.hashAlgs {
@@ -730,6 +763,9 @@ func parsePythonInt(s string) (string, bool) {
 		if digits[i] < '0' || digits[i] > '9' {
 			return "", false
 		}
+	}
+	if sign == "" && digits == s && (len(s) == 1 || s[0] != '0') {
+		return s, true // already as Python prints it
 	}
 	n, ok := new(big.Int).SetString(sign+digits, 10)
 	if !ok {
