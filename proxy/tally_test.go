@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"sync"
 	"testing"
 
 	"github.com/flagproxy/flagproxy/engine"
@@ -24,5 +25,49 @@ func BenchmarkTally(b *testing.B) {
 				}
 			})
 		})
+	}
+}
+
+// TestTallyCountsConcurrently: decisions counted from many goroutines at
+// once, while the counts are read, add up exactly (run with -race: the
+// stripes' plain adds must happen under their locks).
+func TestTallyCountsConcurrently(t *testing.T) {
+	snap := benchSnapshotN(t, 2)
+	d := snap.Evaluate(&engine.Request{}, fixedRand(0.5))
+	tl := newTally(testNow)
+	const workers, each = 8, 2000
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for range each {
+				tl.add(snap, &d)
+			}
+		})
+	}
+	stop := make(chan struct{})
+	read := make(chan struct{})
+	go func() {
+		defer close(read)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+				tl.read()
+			}
+		}
+	}()
+	wg.Wait()
+	close(stop)
+	<-read
+	counts, _ := tl.read()
+	for i := range snap.NumFlags() {
+		want := onTotal{total: workers * each}
+		if d.Flags[i].On {
+			want.on = workers * each
+		}
+		if got := counts[nameKey{engine.KindFlag, snap.FlagName(i)}]; got != want {
+			t.Fatalf("flag %s: counted %+v, want %+v", snap.FlagName(i), got, want)
+		}
 	}
 }
