@@ -475,22 +475,24 @@ func (ids *Identities) expiry(v any) time.Time {
 	switch x := v.(type) {
 	case time.Time:
 		return x
-	case string, []byte:
-		loc := time.UTC
-		if !ids.cfg.UseTZ {
-			loc = ids.cfg.TimeZone
-		}
-		var s string
-		switch x := x.(type) {
-		case string:
-			s = x
-		case []byte:
-			s = string(x)
-		}
-		for _, layout := range []string{"2006-01-02 15:04:05.999999", "2006-01-02T15:04:05.999999"} {
-			if t, err := time.ParseInLocation(layout, s, loc); err == nil {
-				return t
-			}
+	case string:
+		return ids.expiryText(x)
+	case []byte:
+		return ids.expiryText(string(x))
+	}
+	return time.Time{}
+}
+
+// expiryText reads SQLite's text of an expire_date: the wall clock of UTC
+// with USE_TZ, of TIME_ZONE without.
+func (ids *Identities) expiryText(s string) time.Time {
+	loc := time.UTC
+	if !ids.cfg.UseTZ {
+		loc = ids.cfg.TimeZone
+	}
+	for _, layout := range []string{"2006-01-02 15:04:05.999999", "2006-01-02T15:04:05.999999"} {
+		if t, err := time.ParseInLocation(layout, s, loc); err == nil {
+			return t
 		}
 	}
 	return time.Time{}
