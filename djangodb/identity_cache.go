@@ -82,12 +82,14 @@ type IdentityCache struct {
 	lastLog     atomic.Int64 // unix nanoseconds of the last batch failure logged
 	keys        keyWatch
 
-	hits     *prometheus.CounterVec
-	misses   prometheus.Counter
-	lookups  prometheus.Counter
-	queries  prometheus.Counter
-	stale    prometheus.Counter
-	rejected *prometheus.CounterVec
+	hits        *prometheus.CounterVec
+	hitAccepted prometheus.Counter // hits{result="accepted"}, counted on most requests
+	hitRefused  prometheus.Counter // hits{result="refused"}
+	misses      prometheus.Counter
+	lookups     prometheus.Counter
+	queries     prometheus.Counter
+	stale       prometheus.Counter
+	rejected    *prometheus.CounterVec
 }
 
 // Defaults for IdentityCacheConfig.
@@ -264,8 +266,7 @@ func NewIdentityCache(cfg IdentityCacheConfig) (*IdentityCache, error) {
 		Name: "flagproxy_identity_cache_entries",
 		Help: "Sessions held in the identity cache, accepted and refused together.",
 	}, func() float64 { return float64(c.known.Len() + c.refused.Len()) })
-	c.hits.WithLabelValues("accepted")
-	c.hits.WithLabelValues("refused")
+	c.hitAccepted, c.hitRefused = c.hits.WithLabelValues("accepted"), c.hits.WithLabelValues("refused")
 	if r := cfg.Registerer; r != nil {
 		for _, col := range []prometheus.Collector{c.hits, c.misses, c.lookups, c.queries, c.stale, c.rejected, entries} {
 			if err := r.Register(col); err != nil {
@@ -334,20 +335,20 @@ func (c *IdentityCache) Subject(ctx context.Context, cookies engine.Values) (eng
 	if isKnown {
 		switch c.state(e.cachedIdentity, now) {
 		case stateFresh:
-			c.hits.WithLabelValues("accepted").Inc()
+			c.hitAccepted.Inc()
 			e.markUsed()
 			return e.subject, nil
 		case stateRecheck:
 			// Re-check, unless a sweep has already queued it (the
 			// batcher keeps one lookup per session).
-			c.hits.WithLabelValues("accepted").Inc()
+			c.hitAccepted.Inc()
 			e.markUsed()
 			if !e.failed || !now.Before(e.retryAt) {
 				c.batch.recheck(key, value, time.Now().Add(c.recheckWait))
 			}
 			return e.subject, nil
 		case stateStale:
-			c.hits.WithLabelValues("accepted").Inc()
+			c.hitAccepted.Inc()
 			c.stale.Inc()
 			e.markUsed()
 			if !now.Before(e.retryAt) {
@@ -358,7 +359,7 @@ func (c *IdentityCache) Subject(ctx context.Context, cookies engine.Values) (eng
 			return s, nil
 		}
 	} else if r, ok := c.refused.Get(key); ok && now.Sub(r.checked) < c.cfg.TTL && (r.until.IsZero() || now.Before(r.until)) {
-		c.hits.WithLabelValues("refused").Inc()
+		c.hitRefused.Inc()
 		return r.subject, nil // anonymous, maybe with the session's feature_status entries
 	}
 	c.misses.Inc()

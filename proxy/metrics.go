@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -47,6 +48,7 @@ type metrics struct {
 	// random roll); memoHit and the others are its series.
 	memo                          *prometheus.CounterVec
 	memoHit, memoMiss, memoRolled prometheus.Counter
+	served                        servedTable
 }
 
 func newMetrics(reg prometheus.Registerer, src SnapshotSource, now func() time.Time) (*metrics, error) {
@@ -170,22 +172,57 @@ func (m *metrics) instrument(h http.Handler) http.Handler {
 		defer func() {
 			ex.done()
 			m.inFlight.Dec()
-			code, method := statusLabel(ex.code), methodLabel(r.Method)
-			m.requests.WithLabelValues(code, method).Inc()
-			m.duration.WithLabelValues(code, method).Observe(time.Since(start).Seconds())
+			s := m.series(ex.code, r.Method)
+			s.requests.Inc()
+			s.duration.Observe(time.Since(start).Seconds())
 		}()
 		h.ServeHTTP(ex, r)
 	})
 }
 
-func statusLabel(code int) string {
+// served is the request counter and duration histogram of one status code
+// and method.
+type served struct {
+	requests prometheus.Counter
+	duration prometheus.Observer
+}
+
+// servedTable holds the served series, filled as codes and methods are
+// first seen: WithLabelValues hashes and checks its labels on every call,
+// about half a microsecond a request for the two (measured with perf on
+// the bench harness's scenario a).
+type servedTable [len(methodLabels)][len(statusLabels) + 1]atomic.Pointer[served]
+
+// series returns the served series of a status code and method.
+func (m *metrics) series(code int, method string) *served {
+	c, mi := statusIndex(code), methodIndex(method)
+	slot := &m.served[mi][c]
+	if s := slot.Load(); s != nil {
+		return s
+	}
+	status := "unknown"
+	if c < len(statusLabels) {
+		status = statusLabels[c]
+	}
+	s := &served{
+		requests: m.requests.WithLabelValues(status, methodLabels[mi]),
+		duration: m.duration.WithLabelValues(status, methodLabels[mi]),
+	}
+	slot.Store(s)
+	return s
+}
+
+// statusIndex is a status code's index in statusLabels; 0 (nothing
+// written) is 200, and a code outside 100-599 is len(statusLabels), the
+// "unknown" label.
+func statusIndex(code int) int {
 	switch {
 	case code == 0:
-		return "200"
+		return http.StatusOK - 100
 	case code < 100 || code > 599:
-		return "unknown"
+		return len(statusLabels)
 	}
-	return statusLabels[code-100]
+	return code - 100
 }
 
 // statusLabels are the codes from 100 to 599 as text.
@@ -196,30 +233,20 @@ var statusLabels = func() (labels [500]string) {
 	return labels
 }()
 
-func methodLabel(m string) string {
-	switch m {
-	case "GET", "get":
-		return "get"
-	case "PUT", "put":
-		return "put"
-	case "HEAD", "head":
-		return "head"
-	case "POST", "post":
-		return "post"
-	case "DELETE", "delete":
-		return "delete"
-	case "CONNECT", "connect":
-		return "connect"
-	case "OPTIONS", "options":
-		return "options"
-	case "NOTIFY", "notify":
-		return "notify"
-	case "TRACE", "trace":
-		return "trace"
-	case "PATCH", "patch":
-		return "patch"
+// methodLabels are the method label's values; the last is for any other
+// method.
+var methodLabels = [...]string{"get", "put", "head", "post", "delete", "connect", "options", "notify", "trace", "patch", "unknown"}
+
+// methodIndex is a method's index in methodLabels, as promhttp labels
+// methods: the standard ones in upper or lower case, anything else
+// "unknown".
+func methodIndex(m string) int {
+	for i, u := range [...]string{"GET", "PUT", "HEAD", "POST", "DELETE", "CONNECT", "OPTIONS", "NOTIFY", "TRACE", "PATCH"} {
+		if m == u || m == methodLabels[i] {
+			return i
+		}
 	}
-	return "unknown"
+	return len(methodLabels) - 1
 }
 
 // snapshotFlags exports flagproxy_snapshot_flags{source} for the current

@@ -12,6 +12,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/common/expfmt"
+
+	"github.com/flagproxy/flagproxy/engine"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/metrics")
@@ -95,6 +97,36 @@ func TestRequestMetrics(t *testing.T) {
 	)
 	if n, err := testutil.GatherAndCount(hs.reg, "flagproxy_request_duration_seconds"); err != nil || n != 3 {
 		t.Errorf("duration series = %d, %v; want 3 (get/200, post/201, unknown/200)", n, err)
+	}
+}
+
+// TestServedSeries checks the labels the cached request series carry, as
+// promhttp would label them, and that a series is looked up once.
+func TestServedSeries(t *testing.T) {
+	m, err := newMetrics(prometheus.NewRegistry(), &engine.Store{}, testNow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		code         int
+		method       string
+		status, verb string
+	}{
+		{0, "GET", "200", "get"},
+		{404, "get", "404", "get"},
+		{99, "Get", "unknown", "unknown"},
+		{600, "PATCH", "unknown", "patch"},
+		{599, "BREW", "599", "unknown"},
+		{101, "options", "101", "options"},
+	} {
+		s := m.series(c.code, c.method)
+		s.requests.Inc()
+		if got := testutil.ToFloat64(m.requests.WithLabelValues(c.status, c.verb)); got != 1 {
+			t.Errorf("%d %s: requests{code=%q,method=%q} = %v, want 1", c.code, c.method, c.status, c.verb, got)
+		}
+		if again := m.series(c.code, c.method); again != s {
+			t.Errorf("%d %s: a second lookup made new series", c.code, c.method)
+		}
 	}
 }
 
