@@ -50,6 +50,9 @@ const (
 // is sorted; the others, and every override parameter of a query of more
 // than 1,000 fields, go to TooMany.
 func FromQuery(keys []string) Query {
+	if len(keys) == 0 {
+		return Query{} // most requests; out below lives on the heap
+	}
 	var out Query
 	if len(keys) > maxQueryKeys {
 		for _, key := range keys {
