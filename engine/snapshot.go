@@ -69,6 +69,7 @@ type Snapshot struct {
 	flagsSet  DjangoFlagsSettings
 	inputs    Inputs              // what any rule reads
 	headers   map[string]struct{} // the headers rules read, see ReadsHeader
+	headerAt  [4]uint64           // bit c: one of them begins with byte c (as headerKey writes it)
 	cookies   int                 // rules that may write a cookie every request
 	tests     int                 // rules that may write a testing cookie
 	data      Data                // what the snapshot was built from
@@ -317,7 +318,11 @@ func (s *Snapshot) readHeaders(names []string) {
 		s.headers = make(map[string]struct{})
 	}
 	for _, n := range names {
-		s.headers[string(headerKey(nil, n))] = struct{}{}
+		k := headerKey(nil, n)
+		s.headers[string(k)] = struct{}{}
+		if len(k) > 0 {
+			s.headerAt[k[0]>>6] |= 1 << (k[0] & 63)
+		}
 	}
 }
 
@@ -328,6 +333,13 @@ func (s *Snapshot) ReadsHeader(name string) bool {
 	if len(s.headers) == 0 {
 		return false
 	}
+	if name != "" {
+		// Most of a request's headers (Cookie, Accept, User-Agent…)
+		// begin with a byte that no header a rule reads begins with.
+		if c := headerByte(name[0]); s.headerAt[c>>6]&(1<<(c&63)) == 0 {
+			return false
+		}
+	}
 	var buf [64]byte
 	_, ok := s.headers[string(headerKey(buf[:0], name))]
 	return ok
@@ -336,16 +348,20 @@ func (s *Snapshot) ReadsHeader(name string) bool {
 // headerKey appends name lower-cased (ASCII) with '_' turned into '-'.
 func headerKey(b []byte, name string) []byte {
 	for i := 0; i < len(name); i++ {
-		c := name[i]
-		switch {
-		case c == '_':
-			c = '-'
-		case 'A' <= c && c <= 'Z':
-			c += 'a' - 'A'
-		}
-		b = append(b, c)
+		b = append(b, headerByte(name[i]))
 	}
 	return b
+}
+
+// headerByte is a byte of a header name as headerKey writes it.
+func headerByte(c byte) byte {
+	switch {
+	case c == '_':
+		return '-'
+	case 'A' <= c && c <= 'Z':
+		return c + 'a' - 'A'
+	}
+	return c
 }
 
 // Problems returns what the snapshot's rows or settings hold that the
