@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -148,6 +149,65 @@ func TestResponseIsBufferedForSlowReaders(t *testing.T) {
 	b, err := io.ReadAll(res.Body)
 	if err != nil || len(b) != size || res.ContentLength != size {
 		t.Errorf("got %d bytes (Content-Length %d), %v; want %d", len(b), res.ContentLength, err, size)
+	}
+}
+
+// TestUpstreamFreeWhateverTheLength: with or without a Content-Length,
+// small or large, the upstream's handler finishes while the client has not
+// read a byte, and the client then gets the body whole. A small body is not
+// spooled (net/http holds it), a large one is.
+func TestUpstreamFreeWhateverTheLength(t *testing.T) {
+	for _, size := range []int{100, heldByServerMax, heldByServerMax + 1, 4 << 20} {
+		t.Run(strconv.Itoa(size), func(t *testing.T) {
+			done := make(chan struct{})
+			hs := newHarness(t, Config{BufferMemory: 64 << 10, BufferDir: t.TempDir()}, func(w http.ResponseWriter, r *http.Request) {
+				defer close(done)
+				w.Header().Set("Content-Length", strconv.Itoa(size))
+				_, _ = w.Write(bytes.Repeat([]byte("x"), size))
+			})
+			conn, err := net.Dial("tcp", hs.frontend.Listener.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+			fmt.Fprint(conn, rawRequest("/sized"))
+			select {
+			case <-done:
+			case <-time.After(5 * time.Second):
+				t.Fatal("the upstream is still writing to a client that does not read")
+			}
+			res, err := http.ReadResponse(bufio.NewReader(conn), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := io.ReadAll(res.Body)
+			if err != nil || len(b) != size || res.ContentLength != int64(size) {
+				t.Errorf("got %d bytes (Content-Length %d), %v; want %d", len(b), res.ContentLength, err, size)
+			}
+		})
+	}
+}
+
+// TestSmallBodiesNotSpooled: a body of known length that net/http's buffer
+// holds is left as it came; a longer one, or one of unknown length, is
+// spooled.
+func TestSmallBodiesNotSpooled(t *testing.T) {
+	hs := newHarness(t, Config{BufferMemory: 64 << 10, BufferDir: t.TempDir()}, nil)
+	for _, c := range []struct {
+		length  int64
+		spooled bool
+	}{{0, false}, {100, false}, {heldByServerMax, false}, {heldByServerMax + 1, true}, {-1, true}} {
+		n := max(c.length, 10)
+		body := io.NopCloser(strings.NewReader(strings.Repeat("x", int(n))))
+		res := &http.Response{StatusCode: http.StatusOK, Header: http.Header{}, Body: body, ContentLength: c.length}
+		if err := hs.proxy.bufferResponse(res); err != nil {
+			t.Fatal(err)
+		}
+		if spooled := res.Body != body; spooled != c.spooled {
+			t.Errorf("Content-Length %d: spooled %v, want %v", c.length, spooled, c.spooled)
+		}
+		res.Body.Close()
 	}
 }
 
