@@ -195,8 +195,19 @@ func (p *Pipeline) evaluate(ctx context.Context, in Input, res *Result) {
 	if in.Explain != nil {
 		in.Explain.fill(snap, req, &res.Decisions)
 	} else if p.tally != nil {
-		p.tally.add(snap, &res.Decisions)
+		p.tally.add(snap, &res.Decisions, res.onBytes())
 	}
+}
+
+// onBytes is the on state of res's flags then switches, a byte each, when
+// a memo entry holds the decisions (its fingerprint head begins with
+// them); nil otherwise.
+func (res *Result) onBytes() []byte {
+	n := len(res.Decisions.Flags) + len(res.Decisions.Switches)
+	if res.memo == nil || len(res.memo.fpHead) < n {
+		return nil
+	}
+	return res.memo.fpHead[:n]
 }
 
 // recall finds in the memo what was decided for in's inputs, if anything,

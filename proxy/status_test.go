@@ -120,7 +120,7 @@ func TestDecisionSeriesAreBounded(t *testing.T) {
 	tl := newTally(testNow)
 	for range 2 {
 		dec := snap.Evaluate(&engine.Request{}, fixedRand(0))
-		tl.add(snap, &dec)
+		tl.add(snap, &dec, nil)
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(newTallyCollector(tl))
@@ -149,7 +149,7 @@ func TestDecisionSeriesAreBounded(t *testing.T) {
 	// A new snapshot keeps the counts since start.
 	snap2 := mustSnapshot(t, engine.Data{Sources: d.Sources, Waffle: d.Waffle, Features: d.Features[:3]})
 	dec := snap2.Evaluate(&engine.Request{}, fixedRand(0))
-	tl.add(snap2, &dec)
+	tl.add(snap2, &dec, nil)
 	counts, _ = tl.read()
 	if c := counts[nameKey{engine.KindFlag, "f0000"}]; c.on != 3 || c.total != 3 {
 		t.Errorf("f0000 across snapshots: %+v", c)

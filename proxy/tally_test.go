@@ -8,39 +8,50 @@ import (
 )
 
 // BenchmarkTally is what counting one request's decisions costs on the
-// hot path, for the 50- and 1,000-flag snapshots of BenchmarkServeHTTP.
+// hot path, for the 50- and 1,000-flag snapshots of BenchmarkServeHTTP,
+// with the on states as a memo entry gives them or without.
 func BenchmarkTally(b *testing.B) {
 	for _, tc := range []struct {
 		name  string
 		scale int
 	}{{"50", 1}, {"1000", 20}} {
-		b.Run(tc.name, func(b *testing.B) {
-			snap := benchSnapshotN(b, tc.scale)
-			d := snap.Evaluate(&engine.Request{}, fixedRand(0.5))
-			tl := newTally(testNow)
-			b.ReportAllocs()
-			b.RunParallel(func(pb *testing.PB) {
-				for pb.Next() {
-					tl.add(snap, &d)
-				}
+		snap := benchSnapshotN(b, tc.scale)
+		d := snap.Evaluate(&engine.Request{}, fixedRand(0.5))
+		on := fingerprintHead(nil, &d)[:len(d.Flags)+len(d.Switches)]
+		for _, v := range []struct {
+			name string
+			on   []byte
+		}{{"", nil}, {"-memo", on}} {
+			b.Run(tc.name+v.name, func(b *testing.B) {
+				tl := newTally(testNow)
+				b.ReportAllocs()
+				b.RunParallel(func(pb *testing.PB) {
+					for pb.Next() {
+						tl.add(snap, &d, v.on)
+					}
+				})
 			})
-		})
+		}
 	}
 }
 
 // TestTallyCountsConcurrently: decisions counted from many goroutines at
-// once, while the counts are read, add up exactly (run with -race: the
-// stripes' plain adds must happen under their locks).
+// once, half of them with the on states as bytes (as a memo entry gives
+// them: 110 flags and switches, so the lanes have a tail, and more
+// requests a stripe than a lane byte holds), while the counts are read,
+// add up exactly (run with -race: the stripes' plain adds must happen
+// under their locks).
 func TestTallyCountsConcurrently(t *testing.T) {
 	snap := benchSnapshotN(t, 2)
 	d := snap.Evaluate(&engine.Request{}, fixedRand(0.5))
+	on := fingerprintHead(nil, &d)[:len(d.Flags)+len(d.Switches)]
 	tl := newTally(testNow)
 	const workers, each = 8, 2000
 	var wg sync.WaitGroup
-	for range workers {
+	for w := range workers {
 		wg.Go(func() {
 			for range each {
-				tl.add(snap, &d)
+				tl.add(snap, &d, on[:len(on)*(w%2)])
 			}
 		})
 	}
@@ -65,6 +76,39 @@ func TestTallyCountsConcurrently(t *testing.T) {
 		want := onTotal{total: workers * each}
 		if d.Flags[i].On {
 			want.on = workers * each
+		}
+		if got := counts[nameKey{engine.KindFlag, snap.FlagName(i)}]; got != want {
+			t.Fatalf("flag %s: counted %+v, want %+v", snap.FlagName(i), got, want)
+		}
+	}
+	for i := range snap.NumSwitches() {
+		want := onTotal{total: workers * each}
+		if d.Switches[i].On {
+			want.on = workers * each
+		}
+		if got := counts[nameKey{engine.KindSwitch, snap.SwitchName(i)}]; got != want {
+			t.Fatalf("switch %s: counted %+v, want %+v", snap.SwitchName(i), got, want)
+		}
+	}
+}
+
+// TestTallyLanesHoldTheirCount: thousands of requests counted through
+// the lanes with no read between them (so only the lanes' own flushes keep
+// a byte from overflowing) add up exactly.
+func TestTallyLanesHoldTheirCount(t *testing.T) {
+	snap := benchSnapshotN(t, 1)
+	d := snap.Evaluate(&engine.Request{}, fixedRand(0.5))
+	on := fingerprintHead(nil, &d)[:len(d.Flags)+len(d.Switches)]
+	tl := newTally(testNow)
+	const n = 5000
+	for range n {
+		tl.add(snap, &d, on)
+	}
+	counts, _ := tl.read()
+	for i := range snap.NumFlags() {
+		want := onTotal{total: n}
+		if d.Flags[i].On {
+			want.on = n
 		}
 		if got := counts[nameKey{engine.KindFlag, snap.FlagName(i)}]; got != want {
 			t.Fatalf("flag %s: counted %+v, want %+v", snap.FlagName(i), got, want)
