@@ -59,6 +59,7 @@ type memoEntry struct {
 	flags    []engine.Decision
 	switches []engine.Decision
 	cookies  []engine.Cookie // capacity == length: appends copy
+	counted  cookieCount     // of cookies
 	// quiet is set when no decision is one record reports (an error, an
 	// override).
 	quiet bool
@@ -130,6 +131,7 @@ func (m *memo) put(key, visitor memoKey, user string, jar *cookieJar, d *engine.
 			break
 		}
 	}
+	e.counted = countCookies(e.cookies)
 	d.Cookies = e.cookies
 	m.add(key, e)
 	return e

@@ -187,7 +187,7 @@ func (p *Pipeline) evaluate(ctx context.Context, in Input, res *Result) {
 	}
 	res.Subject = req.Subject
 	quiet := p.decideFlags(&in, sc, res, &r)
-	res.Waffle = p.cookiesToWrite(snap, res.Decisions.Cookies, jar, req.Now)
+	res.Waffle = p.cookiesToWrite(snap, res.Decisions.Cookies, res.cookieCount(), jar, req.Now)
 	p.remember(&r, jar, res)
 	if !quiet {
 		p.record(ctx, snap, &res.Decisions, req.Subject.UserID)
@@ -377,26 +377,43 @@ const RefreshCookie = "flagproxy_waffle_renewed"
 // RefreshCookie. A response that writes every percentage cookie afresh (a
 // first visit) notes it too, so the next visit renews nothing. A visitor
 // seen within WAFFLE_MAX_AGE keeps every side it rolled, as with waffle.
-func (p *Pipeline) cookiesToWrite(snap *engine.Snapshot, all []engine.Cookie, sent engine.Values, now time.Time) []engine.Cookie {
-	refresh, fresh := 0, 0
-	for _, c := range all {
-		switch {
-		case c.Refresh:
-			refresh++
-		case c.MaxAge > 0: // a percentage cookie (testing cookies last a session)
-			fresh++
-		}
-	}
-	if refresh == 0 && fresh == 0 {
+func (p *Pipeline) cookiesToWrite(snap *engine.Snapshot, all []engine.Cookie, n cookieCount, sent engine.Values, now time.Time) []engine.Cookie {
+	if n.refresh == 0 && n.fresh == 0 {
 		return all
 	}
 	ws := snap.WaffleSettings()
 	period := min(24*time.Hour, time.Duration(ws.MaxAge)*time.Second/2)
 	if renewedWithin(sent, now, period) {
-		return withoutRefresh(all, refresh)
+		return withoutRefresh(all, n.refresh)
 	}
 	marker := engine.Cookie{Name: RefreshCookie, Value: p.unixText(now), MaxAge: ws.MaxAge, Secure: ws.Secure}
 	return append(all, marker)
+}
+
+// cookieCount is how many of a decision set's cookies are renewals, and
+// how many are fresh percentage cookies.
+type cookieCount struct{ refresh, fresh int }
+
+func countCookies(all []engine.Cookie) cookieCount {
+	var n cookieCount
+	for _, c := range all {
+		switch {
+		case c.Refresh:
+			n.refresh++
+		case c.MaxAge > 0: // a percentage cookie (testing cookies last a session)
+			n.fresh++
+		}
+	}
+	return n
+}
+
+// cookieCount counts res's cookies, or takes the count its memo entry
+// keeps of them (they are the entry's).
+func (res *Result) cookieCount() cookieCount {
+	if res.memo != nil {
+		return res.memo.counted
+	}
+	return countCookies(res.Decisions.Cookies)
 }
 
 // renewedWithin reports whether the request's RefreshCookie notes a
@@ -431,8 +448,11 @@ type unixText struct {
 // withoutRefresh returns the cookies of all that are not renewals, of
 // which there are n.
 func withoutRefresh(all []engine.Cookie, n int) []engine.Cookie {
-	if n == 0 {
+	switch n {
+	case 0:
 		return all
+	case len(all):
+		return nil // a returning visitor's, most often
 	}
 	out := make([]engine.Cookie, 0, len(all)-n)
 	for _, c := range all {
