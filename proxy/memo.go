@@ -189,94 +189,109 @@ func (e *memoEntry) decisions(snap *engine.Snapshot, rnd engine.Rand) engine.Dec
 // the visitor and the overrides: the Cookie header always (it names the
 // visitor), the others when the snapshot's rules read them (withLocale:
 // the site has LocaleMiddleware, whose language comes from the path, a
-// cookie and Accept-Language). buf is scratch space, kept grown.
-func (m *memo) key(in *Input, withLocale bool, buf *[]byte) memoKey {
+// cookie and Accept-Language).
+func (m *memo) key(in *Input, withLocale bool) memoKey {
 	uses := m.snap.Inputs()
 	language := uses.Has(engine.InputLanguage) && withLocale
-	k := keyHash{buf: (*buf)[:0]}
-	k.str(in.UserID)
-	k.str(in.Cookie)
+	var parts [keyParts]byte
+	k := keyHash{seeds: &m.seeds, buf: parts[:0]}
+	k = k.str(in.UserID).str(in.Cookie)
 	if uses.Has(engine.InputQuery) {
-		k.str(in.RawQuery)
+		k = k.str(in.RawQuery)
 	}
 	if uses.Has(engine.InputPath) || language {
-		k.str(in.Path)
+		k = k.str(in.Path)
 	}
 	if language {
-		k.strs(in.Header["Accept-Language"])
+		k = k.strs(in.Header["Accept-Language"])
 	}
 	if uses.Has(engine.InputHeader) {
-		k.headers(m.snap, in.Header)
+		k = k.headers(m.snap, in.Header)
 	}
-	*buf = k.buf
-	return m.sum(&k)
+	return k.sum()
 }
 
 // visitor hashes what an evaluation of req reads besides the request
-// inputs key covers: the visitor and the overrides. buf is as key's.
-func (m *memo) visitor(req *engine.Request, buf *[]byte) memoKey {
-	k := keyHash{buf: (*buf)[:0]}
-	k.subject(&req.Subject)
-	k.flag(req.Overrides.Allowed)
-	k.overrides(req.Overrides.Session)
-	k.overrides(req.Overrides.URL)
-	*buf = k.buf
-	return m.sum(&k)
+// inputs key covers: the visitor and the overrides.
+func (m *memo) visitor(req *engine.Request) memoKey {
+	var parts [keyParts]byte
+	k := keyHash{seeds: &m.seeds, buf: parts[:0]}
+	k = k.subject(&req.Subject).flag(req.Overrides.Allowed)
+	return k.overrides(req.Overrides.Session).overrides(req.Overrides.URL).sum()
 }
 
-// sum hashes the parts gathered in k with both of the memo's seeds.
-func (m *memo) sum(k *keyHash) memoKey {
-	return memoKey{maphash.Bytes(m.seeds[0], k.buf), maphash.Bytes(m.seeds[1], k.buf)}
-}
+// keyParts is the room on the stack for a key's parts; a request with
+// more (many headers a rule reads, many permissions) takes the heap.
+const keyParts = 512
 
 // keyHash gathers every part of a key, each part framed by its length so
 // that no two sequences of parts give the same bytes, for sum to hash at
-// once. (Writing each part to two maphash.Hash as it came took about
-// 7,200 instructions a request of BenchmarkServeHTTP's returning visitor,
-// counted with callgrind, headers aside; gathering first, about 2,500.)
-type keyHash struct{ buf []byte }
+// once with both seeds. A string longer than shortPart is gathered as its
+// two hashes: the Cookie header of a 1,000-flag site's visitor is 6 KB.
+// Its methods return it with the part added, so that its buffer can stay
+// on the caller's stack. (Writing each part to two maphash.Hash as it
+// came took about 7,200 instructions a request of BenchmarkServeHTTP's
+// returning visitor, counted with callgrind, headers aside; gathering
+// first, about 2,500.)
+type keyHash struct {
+	seeds *[2]maphash.Seed
+	buf   []byte
+}
 
-func (k *keyHash) str(s string) {
-	k.num(uint64(len(s)))
+// shortPart is the longest string a key gathers as it is.
+const shortPart = 32
+
+func (k keyHash) str(s string) keyHash {
+	k = k.num(uint64(len(s)))
+	if len(s) > shortPart {
+		return k.num(maphash.String(k.seeds[0], s)).num(maphash.String(k.seeds[1], s))
+	}
 	k.buf = append(k.buf, s...)
+	return k
 }
 
-func (k *keyHash) num(n uint64) { k.buf = binary.LittleEndian.AppendUint64(k.buf, n) }
+// sum hashes the parts gathered with both seeds.
+func (k keyHash) sum() memoKey {
+	return memoKey{maphash.Bytes(k.seeds[0], k.buf), maphash.Bytes(k.seeds[1], k.buf)}
+}
 
-func (k *keyHash) strs(vs []string) {
-	k.num(uint64(len(vs)))
+func (k keyHash) num(n uint64) keyHash {
+	k.buf = binary.LittleEndian.AppendUint64(k.buf, n)
+	return k
+}
+
+func (k keyHash) strs(vs []string) keyHash {
+	k = k.num(uint64(len(vs)))
 	for _, v := range vs {
-		k.str(v)
+		k = k.str(v)
 	}
+	return k
 }
 
-func (k *keyHash) flag(b bool) {
-	k.num(uint64(onByte(b)))
-}
+func (k keyHash) flag(b bool) keyHash { return k.num(uint64(onByte(b))) }
 
-// subject writes every field of s a rule can read (all but Stale).
-func (k *keyHash) subject(s *engine.Subject) {
-	k.str(s.UserID)
-	k.str(s.Username)
+// subject adds every field of s a rule can read (all but Stale).
+func (k keyHash) subject(s *engine.Subject) keyHash {
+	k = k.str(s.UserID).str(s.Username)
 	for _, b := range [...]bool{s.Authenticated, s.Active, s.Staff, s.Superuser} {
-		k.flag(b)
+		k = k.flag(b)
 	}
-	k.num(uint64(len(s.Groups)))
+	k = k.num(uint64(len(s.Groups)))
 	for _, g := range s.Groups {
-		k.num(uint64(g))
+		k = k.num(uint64(g))
 	}
-	k.num(uint64(len(s.Permissions)))
+	k = k.num(uint64(len(s.Permissions)))
 	for _, p := range s.Permissions {
-		k.str(p)
+		k = k.str(p)
 	}
-	k.overrides(s.FeatureStatus)
+	return k.overrides(s.FeatureStatus)
 }
 
-// overrides writes a name → on map in name order.
-func (k *keyHash) overrides(m map[string]bool) {
-	k.num(uint64(len(m)))
+// overrides adds a name → on map in name order.
+func (k keyHash) overrides(m map[string]bool) keyHash {
+	k = k.num(uint64(len(m)))
 	if len(m) == 0 {
-		return
+		return k
 	}
 	names := make([]string, 0, len(m))
 	for n := range m {
@@ -284,26 +299,26 @@ func (k *keyHash) overrides(m map[string]bool) {
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		k.str(n)
-		k.flag(m[n])
+		k = k.str(n).flag(m[n])
 	}
+	return k
 }
 
-// headers writes the request headers the snapshot's rules read, in name
+// headers adds the request headers the snapshot's rules read, in name
 // order.
-func (k *keyHash) headers(snap *engine.Snapshot, h http.Header) {
+func (k keyHash) headers(snap *engine.Snapshot, h http.Header) keyHash {
 	var read []string
 	for name := range h {
 		if snap.ReadsHeader(name) {
 			read = append(read, name)
 		}
 	}
-	k.num(uint64(len(read)))
+	k = k.num(uint64(len(read)))
 	sort.Strings(read)
 	for _, name := range read {
-		k.str(name)
-		k.strs(h[name])
+		k = k.str(name).strs(h[name])
 	}
+	return k
 }
 
 // countingRand is a Rand that counts its draws, to tell an evaluation

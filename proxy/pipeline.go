@@ -217,7 +217,7 @@ func (p *Pipeline) recall(snap *engine.Snapshot, in *Input, sc *scratch) recalle
 	if m == nil || in.Explain != nil {
 		return recalled{}
 	}
-	r := recalled{m: m, key: m.key(in, p.locale != nil, &sc.keyBuf)}
+	r := recalled{m: m, key: m.key(in, p.locale != nil)}
 	if e, ok := m.entries.Get(r.key); ok {
 		r.e = e
 		sc.jar.recall(e)
@@ -256,7 +256,7 @@ func (p *Pipeline) remember(r *recalled, jar *cookieJar, res *Result) {
 func (p *Pipeline) decideFlags(in *Input, sc *scratch, res *Result, r *recalled) (quiet bool) {
 	snap, uses, req := res.Snapshot, res.Snapshot.Inputs(), &sc.req
 	if r.m != nil {
-		r.visitor = r.m.visitor(req, &sc.keyBuf)
+		r.visitor = r.m.visitor(req)
 		if e := r.e; e != nil && e.visitor == r.visitor && e.user == req.Subject.UserID {
 			p.metrics.memoHit.Inc()
 			res.Decisions, res.memo, r.hit = e.decisions(snap, p.rand), e, true
@@ -316,16 +316,11 @@ func (p *Pipeline) memoBytes() float64 {
 // scratch is what one evaluation works with, pooled: the Request escapes
 // to the heap (the rules are interfaces), and a request would allocate it.
 type scratch struct {
-	req    engine.Request
-	jar    cookieJar
-	query  engine.Params
-	rnd    countingRand
-	keyBuf []byte // the memo's key parts, kept grown across requests
+	req   engine.Request
+	jar   cookieJar
+	query engine.Params
+	rnd   countingRand
 }
-
-// maxKeptKeyBuf is the largest memo key buffer a scratch keeps for the
-// next request: a 1,000-flag site's returning visitor needs about 6 KB.
-const maxKeptKeyBuf = 32 << 10
 
 // scratch returns a scratch from the pool, its Request set for now.
 func (p *Pipeline) scratch() *scratch {
@@ -347,11 +342,7 @@ func (p *Pipeline) release(sc *scratch) {
 			p.maps.Put(m)
 		}
 	}
-	keep := sc.keyBuf[:0]
-	if cap(keep) > maxKeptKeyBuf {
-		keep = nil // a hostile Cookie header's, not to be kept
-	}
-	*sc = scratch{keyBuf: keep}
+	*sc = scratch{}
 	p.requests.Put(sc)
 }
 
