@@ -169,7 +169,7 @@ func (p *Pipeline) evaluate(ctx context.Context, in Input, res *Result) {
 	if in.Explain == nil {
 		defer p.release(sc) // an explanation keeps it
 	}
-	r := p.recall(snap, &in, sc)
+	r := p.recall(snap, &in, jar)
 	req.Subject = p.subject(ctx, in, jar)
 	if p.overrider != nil {
 		p.overrides(ctx, in, jar, req, res)
@@ -211,8 +211,8 @@ func (res *Result) onBytes() []byte {
 }
 
 // recall finds in the memo what was decided for in's inputs, if anything,
-// and gives sc's jar the cookies picked then.
-func (p *Pipeline) recall(snap *engine.Snapshot, in *Input, sc *scratch) recalled {
+// and gives jar the cookies picked then.
+func (p *Pipeline) recall(snap *engine.Snapshot, in *Input, jar *cookieJar) recalled {
 	m := p.memoFor(snap)
 	if m == nil || in.Explain != nil {
 		return recalled{}
@@ -220,7 +220,7 @@ func (p *Pipeline) recall(snap *engine.Snapshot, in *Input, sc *scratch) recalle
 	r := recalled{m: m, key: m.key(in, p.locale != nil)}
 	if e, ok := m.entries.Get(r.key); ok {
 		r.e = e
-		sc.jar.recall(e)
+		jar.recall(e)
 	}
 	return r
 }
