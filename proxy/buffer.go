@@ -262,7 +262,7 @@ func (d *idleDeadline) Read(p []byte) (int, error) {
 // whose upstream asked for no buffering with X-Accel-Buffering: no (which
 // is removed, as nginx removes it).
 func streams(res *http.Response) bool {
-	if v := res.Header.Get("X-Accel-Buffering"); v != "" {
+	if v := firstValue(res.Header, "X-Accel-Buffering"); v != "" {
 		res.Header.Del("X-Accel-Buffering")
 		if v == "no" {
 			return true
@@ -272,7 +272,7 @@ func streams(res *http.Response) bool {
 		res.ContentLength == 0 || res.Request != nil && res.Request.Method == http.MethodHead {
 		return true
 	}
-	return isEventStream(res.Header.Get("Content-Type"))
+	return isEventStream(firstValue(res.Header, "Content-Type"))
 }
 
 // isEventStream reports whether a Content-Type is text/event-stream, with
