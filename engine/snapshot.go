@@ -336,7 +336,7 @@ func (s *Snapshot) ReadsHeader(name string) bool {
 	if name != "" {
 		// Most of a request's headers (Cookie, Accept, User-Agent…)
 		// begin with a byte that no header a rule reads begins with.
-		if c := headerByte(name[0]); s.headerAt[c>>6]&(1<<(c&63)) == 0 {
+		if c := HeaderNameByte(name[0]); s.headerAt[c>>6]&(1<<(c&63)) == 0 {
 			return false
 		}
 	}
@@ -348,13 +348,15 @@ func (s *Snapshot) ReadsHeader(name string) bool {
 // headerKey appends name lower-cased (ASCII) with '_' turned into '-'.
 func headerKey(b []byte, name string) []byte {
 	for i := 0; i < len(name); i++ {
-		b = append(b, headerByte(name[i]))
+		b = append(b, HeaderNameByte(name[i]))
 	}
 	return b
 }
 
-// headerByte is a byte of a header name as headerKey writes it.
-func headerByte(c byte) byte {
+// HeaderNameByte is a byte of a request header name as the names of two
+// headers compare when Django may read them as one: ASCII lower case, '_'
+// as '-' (headerKey writes names so).
+func HeaderNameByte(c byte) byte {
 	switch {
 	case c == '_':
 		return '-'

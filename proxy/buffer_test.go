@@ -121,49 +121,23 @@ func TestStalledBodyIs408(t *testing.T) {
 }
 
 // TestResponseIsBufferedForSlowReaders: the upstream's handler finishes
-// (its worker is free) while the client has not read a byte of a large
-// response; the client then gets it whole.
+// (its worker is free) while the client has not read a byte of the
+// response, chunked or of known length, small or large; the client then
+// gets it whole. (A small body of known length is not spooled: net/http
+// holds it; see TestSmallBodiesNotSpooled.)
 func TestResponseIsBufferedForSlowReaders(t *testing.T) {
-	const size = 4 << 20
-	done := make(chan struct{})
-	hs := newHarness(t, Config{BufferMemory: 64 << 10, BufferDir: t.TempDir()}, func(w http.ResponseWriter, r *http.Request) {
-		defer close(done)
-		_, _ = w.Write(bytes.Repeat([]byte("x"), size)) // chunked: no Content-Length
-	})
-	conn, err := net.Dial("tcp", hs.frontend.Listener.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
-	fmt.Fprint(conn, rawRequest("/big"))
-	select {
-	case <-done:
-	case <-time.After(5 * time.Second):
-		t.Fatal("the upstream is still writing to a client that does not read")
-	}
-	res, err := http.ReadResponse(bufio.NewReader(conn), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := io.ReadAll(res.Body)
-	if err != nil || len(b) != size || res.ContentLength != size {
-		t.Errorf("got %d bytes (Content-Length %d), %v; want %d", len(b), res.ContentLength, err, size)
-	}
-}
-
-// TestUpstreamFreeWhateverTheLength: with or without a Content-Length,
-// small or large, the upstream's handler finishes while the client has not
-// read a byte, and the client then gets the body whole. A small body is not
-// spooled (net/http holds it), a large one is.
-func TestUpstreamFreeWhateverTheLength(t *testing.T) {
-	for _, size := range []int{100, heldByServerMax, heldByServerMax + 1, 4 << 20} {
-		t.Run(strconv.Itoa(size), func(t *testing.T) {
+	for _, c := range []struct {
+		size  int
+		sized bool // with a Content-Length; else chunked
+	}{{4 << 20, false}, {100, true}, {heldByServerMax, true}, {heldByServerMax + 1, true}, {4 << 20, true}} {
+		t.Run(fmt.Sprintf("%d-sized-%v", c.size, c.sized), func(t *testing.T) {
 			done := make(chan struct{})
 			hs := newHarness(t, Config{BufferMemory: 64 << 10, BufferDir: t.TempDir()}, func(w http.ResponseWriter, r *http.Request) {
 				defer close(done)
-				w.Header().Set("Content-Length", strconv.Itoa(size))
-				_, _ = w.Write(bytes.Repeat([]byte("x"), size))
+				if c.sized {
+					w.Header().Set("Content-Length", strconv.Itoa(c.size))
+				}
+				_, _ = w.Write(bytes.Repeat([]byte("x"), c.size))
 			})
 			conn, err := net.Dial("tcp", hs.frontend.Listener.Addr().String())
 			if err != nil {
@@ -171,7 +145,7 @@ func TestUpstreamFreeWhateverTheLength(t *testing.T) {
 			}
 			defer conn.Close()
 			_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
-			fmt.Fprint(conn, rawRequest("/sized"))
+			fmt.Fprint(conn, rawRequest("/big"))
 			select {
 			case <-done:
 			case <-time.After(5 * time.Second):
@@ -182,8 +156,8 @@ func TestUpstreamFreeWhateverTheLength(t *testing.T) {
 				t.Fatal(err)
 			}
 			b, err := io.ReadAll(res.Body)
-			if err != nil || len(b) != size || res.ContentLength != int64(size) {
-				t.Errorf("got %d bytes (Content-Length %d), %v; want %d", len(b), res.ContentLength, err, size)
+			if err != nil || len(b) != c.size || res.ContentLength != int64(c.size) {
+				t.Errorf("got %d bytes (Content-Length %d), %v; want %d", len(b), res.ContentLength, err, c.size)
 			}
 		})
 	}

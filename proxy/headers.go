@@ -133,7 +133,7 @@ func inNamespace(name string) bool {
 		return false
 	}
 	for i := range len(namespace) {
-		if normalize(name[i]) != namespace[i] {
+		if engine.HeaderNameByte(name[i]) != namespace[i] {
 			return false
 		}
 	}
@@ -160,21 +160,11 @@ func isForwarding(name string) bool {
 
 func equalNormalized(name, lower string) bool {
 	for i := range len(lower) {
-		if normalize(name[i]) != lower[i] {
+		if engine.HeaderNameByte(name[i]) != lower[i] {
 			return false
 		}
 	}
 	return true
-}
-
-func normalize(c byte) byte {
-	switch {
-	case c == '_':
-		return '-'
-	case 'A' <= c && c <= 'Z':
-		return c + 'a' - 'A'
-	}
-	return c
 }
 
 // stripInbound deletes, by raw map key, every header in our namespace and

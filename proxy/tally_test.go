@@ -71,24 +71,28 @@ func TestTallyCountsConcurrently(t *testing.T) {
 	wg.Wait()
 	close(stop)
 	<-read
+	checkCounts(t, tl, snap, &d, workers*each)
+}
+
+// checkCounts checks that tl counted n requests of the decisions d on
+// snap, flags and switches.
+func checkCounts(t *testing.T, tl *tally, snap *engine.Snapshot, d *engine.Decisions, n uint64) {
+	t.Helper()
 	counts, _ := tl.read()
-	for i := range snap.NumFlags() {
-		want := onTotal{total: workers * each}
-		if d.Flags[i].On {
-			want.on = workers * each
+	check := func(k nameKey, dec engine.Decision) {
+		want := onTotal{total: n}
+		if dec.On {
+			want.on = n
 		}
-		if got := counts[nameKey{engine.KindFlag, snap.FlagName(i)}]; got != want {
-			t.Fatalf("flag %s: counted %+v, want %+v", snap.FlagName(i), got, want)
+		if got := counts[k]; got != want {
+			t.Fatalf("%v %s: counted %+v, want %+v", k.kind, k.name, got, want)
 		}
 	}
+	for i := range snap.NumFlags() {
+		check(nameKey{engine.KindFlag, snap.FlagName(i)}, d.Flags[i])
+	}
 	for i := range snap.NumSwitches() {
-		want := onTotal{total: workers * each}
-		if d.Switches[i].On {
-			want.on = workers * each
-		}
-		if got := counts[nameKey{engine.KindSwitch, snap.SwitchName(i)}]; got != want {
-			t.Fatalf("switch %s: counted %+v, want %+v", snap.SwitchName(i), got, want)
-		}
+		check(nameKey{engine.KindSwitch, snap.SwitchName(i)}, d.Switches[i])
 	}
 }
 
@@ -104,14 +108,5 @@ func TestTallyLanesHoldTheirCount(t *testing.T) {
 	for range n {
 		tl.add(snap, &d, on)
 	}
-	counts, _ := tl.read()
-	for i := range snap.NumFlags() {
-		want := onTotal{total: n}
-		if d.Flags[i].On {
-			want.on = n
-		}
-		if got := counts[nameKey{engine.KindFlag, snap.FlagName(i)}]; got != want {
-			t.Fatalf("flag %s: counted %+v, want %+v", snap.FlagName(i), got, want)
-		}
-	}
+	checkCounts(t, tl, snap, &d, n)
 }
