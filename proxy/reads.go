@@ -88,8 +88,8 @@ func (r *readsReport) has(k engine.Kind, name string) bool {
 
 // takeReads removes every header in the X-Flagproxy- namespace from h and
 // returns the reads report they carried, and the result of reading it
-// (readsOK when rep is usable).
-func takeReads(h http.Header, key []byte, now time.Time) (rep *readsReport, result string) {
+// (readsOK when rep is usable). now is read only to check a signature.
+func takeReads(h http.Header, key []byte, now func() time.Time) (rep *readsReport, result string) {
 	var values, sigs []string
 	for k, v := range h {
 		if !inNamespace(k) {
@@ -113,7 +113,7 @@ func takeReads(h http.Header, key []byte, now time.Time) (rep *readsReport, resu
 		if len(sigs) == 0 {
 			return nil, readsUnsigned
 		}
-		if !verifyReads(key, values[0], sigs[0], now) {
+		if !verifyReads(key, values[0], sigs[0], now()) {
 			return nil, readsBadSignature
 		}
 	}
@@ -172,6 +172,7 @@ type readTracker struct {
 	eager   bool // write every waffle cookie even when reads are reported
 	now     func() time.Time
 	reports *prometheus.CounterVec
+	results map[string]prometheus.Counter // reports' series by result
 	logger  *slog.Logger
 }
 
@@ -190,8 +191,9 @@ func newReadTracker(reg prometheus.Registerer, log *readLog, key []byte, eager b
 			return nil, fmt.Errorf("register metrics: %w", err)
 		}
 	}
+	t.results = make(map[string]prometheus.Counter, len(readsResults))
 	for _, r := range readsResults {
-		t.reports.WithLabelValues(r)
+		t.results[r] = t.reports.WithLabelValues(r)
 	}
 	return t, nil
 }
@@ -199,8 +201,8 @@ func newReadTracker(reg prometheus.Registerer, log *readLog, key []byte, eager b
 // take removes the X-Flagproxy- headers of res and returns the reads
 // report they carried, recorded against the request's snapshot, or nil.
 func (t *readTracker) take(res *http.Response, ex *exchange) *readsReport {
-	rep, result := takeReads(res.Header, t.key, t.now())
-	t.reports.WithLabelValues(result).Inc()
+	rep, result := takeReads(res.Header, t.key, t.now)
+	t.results[result].Inc() // not WithLabelValues: it hashes the label every time
 	switch {
 	case rep != nil && ex != nil:
 		t.log.record(ex.snap, rep, t.now())

@@ -51,7 +51,7 @@ func TestTakeReads(t *testing.T) {
 			h["X_Flagproxy_Reads"] = []string{"underscored"}
 			h["X-Flagproxy-Flags"] = []string{"{}"}
 			h["Content-Type"] = []string{"text/html"}
-			rep, got := takeReads(h, tt.key, now)
+			rep, got := takeReads(h, tt.key, func() time.Time { return now })
 			if got != tt.want || (rep != nil) != (got == readsOK) {
 				t.Errorf("result %q (report %v), want %q", got, rep != nil, tt.want)
 			}
@@ -250,7 +250,7 @@ func BenchmarkTakeReads(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		h := http.Header{ReadsHeader: {value}, ReadsSignatureHeader: {sig}, "Content-Type": {"text/html"}}
-		rep, _ := takeReads(h, key, testNow())
+		rep, _ := takeReads(h, key, testNow)
 		l.record(snap, rep, testNow())
 	}
 }
