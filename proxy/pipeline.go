@@ -134,24 +134,25 @@ func (p *Pipeline) decide(ctx context.Context, in Input, h http.Header) Result {
 	snap := p.snaps.Load()
 	if snap == nil {
 		h[FlagsHeader] = []string{unavailableJSON}
-		p.sign(h)
+		p.sign(h, p.now())
 		return Result{Subject: engine.Anonymous, State: StateUnavailable, Header: h}
 	}
 	res := Result{Snapshot: snap, State: StateOK, Header: h}
-	if at := p.snaps.LoadedAt(); at.IsZero() || p.now().Sub(at) > p.staleAfter {
+	now := p.now() // one clock read for the whole decision
+	if at := p.snaps.LoadedAt(); at.IsZero() || now.Sub(at) > p.staleAfter {
 		res.State = StateStale
 	}
-	p.evaluate(ctx, in, &res)
+	p.evaluate(ctx, in, &res, now)
 	p.encode(ctx, &res)
-	p.sign(res.Header)
+	p.sign(res.Header, now)
 	return res
 }
 
 // sign adds SignatureHeader over what is sent (the pointer object for a
 // large value), when a signing key is set.
-func (p *Pipeline) sign(h http.Header) {
+func (p *Pipeline) sign(h http.Header, now time.Time) {
 	if len(p.signingKey) > 0 {
-		h[SignatureHeader] = []string{sign(p.signingKey, p.now().Unix(), h[FlagsHeader][0])}
+		h[SignatureHeader] = []string{sign(p.signingKey, now.Unix(), h[FlagsHeader][0])}
 	}
 }
 
@@ -160,10 +161,10 @@ func (p *Pipeline) sign(h http.Header) {
 // name; the decisions then come from the memo when the same inputs were
 // decided recently for the same visitor (see memo), or from evaluating
 // the snapshot.
-func (p *Pipeline) evaluate(ctx context.Context, in Input, res *Result) {
+func (p *Pipeline) evaluate(ctx context.Context, in Input, res *Result, now time.Time) {
 	snap := res.Snapshot
 	uses := snap.Inputs()
-	sc := p.scratch()
+	sc := p.scratch(now)
 	req, jar := &sc.req, &sc.jar
 	jar.raw = in.Cookie
 	if in.Explain == nil {
@@ -323,12 +324,12 @@ type scratch struct {
 }
 
 // scratch returns a scratch from the pool, its Request set for now.
-func (p *Pipeline) scratch() *scratch {
+func (p *Pipeline) scratch(now time.Time) *scratch {
 	sc, _ := p.requests.Get().(*scratch)
 	if sc == nil {
 		sc = new(scratch)
 	}
-	sc.req = engine.Request{Subject: engine.Anonymous, Now: p.now()}
+	sc.req = engine.Request{Subject: engine.Anonymous, Now: now}
 	sc.jar.p = p
 	return sc
 }
