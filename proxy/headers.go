@@ -180,10 +180,14 @@ func stripInbound(h map[string][]string) {
 // encoder writes the flags JSON for one snapshot. Everything that depends
 // only on the snapshot is escaped once, when the snapshot is first seen.
 type encoder struct {
-	snap        *engine.Snapshot
-	flagKeys    []string // `"name":` for each flag, in snapshot order
-	switchKeys  []string
-	sampleKeys  []string
+	snap       *engine.Snapshot
+	flagKeys   []string // `"name":` for each flag, in snapshot order
+	switchKeys []string
+	sampleKeys []string
+	// sampleParts are each sample's member as writeSamples writes it,
+	// false then true: `"name":false`, with a leading comma after the
+	// first. A memoized decision set has only its samples written anew.
+	sampleParts [][2]string
 	conflicts   string // `,"conflicts":{…}` or ""
 	versionTail string // `,"version":"…","state":"`
 	fixed       int    // bytes of everything but values, sources and state
@@ -208,8 +212,14 @@ func newEncoder(snap *engine.Snapshot) *encoder {
 		e.switchKeys[i] = key(snap.SwitchName(i))
 	}
 	e.sampleKeys = make([]string, snap.NumSamples())
+	e.sampleParts = make([][2]string, len(e.sampleKeys))
 	for i := range e.sampleKeys {
 		e.sampleKeys[i] = key(snap.SampleName(i))
+		member := e.sampleKeys[i]
+		if i > 0 {
+			member = "," + member
+		}
+		e.sampleParts[i] = [2]string{member + "false", member + "true"}
 	}
 	if cs := snap.Conflicts(); len(cs) > 0 {
 		b = append(b[:0], `,"conflicts":{`...)
@@ -326,7 +336,9 @@ func (e *encoder) writeTail(b *strings.Builder, d *engine.Decisions, state strin
 // writeSamples writes the samples and the end of the JSON, after
 // writeTail's part.
 func (e *encoder) writeSamples(b *strings.Builder, d *engine.Decisions) {
-	writeBools(b, e.sampleKeys, d.Samples)
+	for i := range min(len(e.sampleParts), len(d.Samples)) {
+		b.WriteString(e.sampleParts[i][onByte(d.Samples[i].On)])
+	}
 	b.WriteString(`}}`)
 }
 
