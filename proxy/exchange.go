@@ -25,6 +25,9 @@ type exchange struct {
 	// client that stops reading then frees its buffer file.
 	sendTimeout time.Duration
 	deadline    bool // a write deadline was set on the connection
+	// req is the request with the exchange in its context, kept here to
+	// save an allocation a request.
+	req http.Request
 }
 
 type exchangeKey struct{}
@@ -33,7 +36,10 @@ type exchangeKey struct{}
 func newExchange(w http.ResponseWriter, r *http.Request) (*exchange, *http.Request) {
 	ex := &exchange{ResponseWriter: w}
 	ex.ctx = exchangeContext{Context: r.Context(), ex: ex}
-	return ex, r.WithContext(&ex.ctx)
+	// WithContext's copy does not escape: the compiler keeps it on the
+	// stack, and only ex is allocated.
+	ex.req = *r.WithContext(&ex.ctx)
+	return ex, &ex.req
 }
 
 // exchangeContext is the request's context with the exchange as the value
