@@ -157,7 +157,9 @@ type Decisions struct {
 	Switches []Decision
 	Samples  []Decision
 	// Cookies are the cookies waffle would write, percentage cookies first
-	// (in flag name order), then testing cookies.
+	// (in flag name order), then testing cookies. Evaluate leaves room
+	// after them for one more, so that a caller adding its own (flagproxy
+	// adds a renewal marker) does not copy the list.
 	Cookies []Cookie
 }
 

@@ -55,7 +55,7 @@ func (s *Snapshot) cookieBuffer(e *evaluation) []Cookie {
 	if n == 0 {
 		return nil
 	}
-	buf := make([]Cookie, 0, n)
+	buf := make([]Cookie, 0, n+1) // and room for a caller's own (see Decisions.Cookies)
 	e.percent = buf[:0:s.cookies]
 	e.tests = buf[s.cookies:s.cookies]
 	return buf
@@ -68,12 +68,11 @@ func (e *evaluation) cookies(buf []Cookie) []Cookie {
 	switch {
 	case n+len(e.tests) == 0:
 		return nil
-	case len(e.tests) == 0:
-		return e.percent
 	case n == 0:
 		return e.tests
 	case cap(buf) > 0 && &e.percent[0] == &buf[:1][0]:
-		return append(buf[:n], e.tests...) // moves the tests down, in place
+		// Moves the tests down, in place; the list keeps buf's room.
+		return append(buf[:n], e.tests...)
 	}
 	return append(e.percent, e.tests...)
 }
