@@ -17,6 +17,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"unsafe"
 
 	"github.com/flagproxy/flagproxy/engine"
 )
@@ -107,7 +108,11 @@ var partHeaders = func() (names [MaxParts]string) {
 
 // split compresses and encodes value and cuts it into parts.
 func (p *Pipeline) split(value string) ([]string, [sha256.Size]byte, error) {
-	sum := sha256.Sum256([]byte(value))
+	// A view of value's bytes, not a copy (a large value is tens of KB):
+	// Sum256 only reads its input, and an io.Writer must neither modify
+	// nor retain what it is given.
+	b := unsafe.Slice(unsafe.StringData(value), len(value))
+	sum := sha256.Sum256(b)
 	var buf bytes.Buffer
 	zw, _ := p.gzip.Get().(*gzip.Writer)
 	if zw == nil {
@@ -116,7 +121,7 @@ func (p *Pipeline) split(value string) ([]string, [sha256.Size]byte, error) {
 		zw, _ = gzip.NewWriterLevel(nil, gzip.BestSpeed)
 	}
 	zw.Reset(&buf)
-	_, err := zw.Write([]byte(value))
+	_, err := zw.Write(b)
 	if err == nil {
 		err = zw.Close()
 	}
