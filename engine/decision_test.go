@@ -49,7 +49,8 @@ func TestReasonText(t *testing.T) {
 
 // TestEvaluateCookieOrder: percentage cookies in flag order, then testing
 // cookies, whether the testing cookies fit the room Evaluate makes for
-// them or outgrow it, and with either kind alone.
+// them or outgrow it, and with either kind alone; room after them for one
+// more.
 func TestEvaluateCookieOrder(t *testing.T) {
 	d := engine.Data{Sources: []engine.Source{engine.SourceWaffle}, Waffle: engine.DefaultData().Waffle}
 	for i := range 3 {
@@ -69,12 +70,17 @@ func TestEvaluateCookieOrder(t *testing.T) {
 		}
 		q := strings.Join(raw, "&")
 		r := &engine.Request{Subject: engine.Anonymous, Query: engine.ParseQuery(q), RawQuery: q}
+		cs := snap.Evaluate(r, fixedRand(0.1)).Cookies
 		var got []string
-		for _, c := range snap.Evaluate(r, fixedRand(0.1)).Cookies {
+		for _, c := range cs {
 			got = append(got, c.Name)
 		}
 		if diff := cmp.Diff(want, got); diff != "" {
 			t.Errorf("%d testing parameters: cookies (-want +got):\n%s", asked, diff)
+		}
+		// Room for the proxy's renewal marker, when they fit Evaluate's.
+		if asked <= 4 && cap(cs) == len(cs) {
+			t.Errorf("%d testing parameters: no room after the %d cookies", asked, len(cs))
 		}
 	}
 	// Testing cookies alone: the percentage flags are on for everyone.
