@@ -169,7 +169,10 @@ type Identities struct {
 	signed    bool
 	tables    userTables
 	backends  map[string]bool // configured and understood
-	modelPerm bool            // a ModelBackend-like backend answers has_perm
+	// backendNames holds each of backends as an interface value, shared
+	// by the sessions that name it (see identityEntries).
+	backendNames map[string]any
+	modelPerm    bool // a ModelBackend-like backend answers has_perm
 	// permsExact is false when a configured backend is one flagproxy does
 	// not reproduce: then only the active-superuser shortcut grants.
 	permsExact bool
@@ -229,12 +232,13 @@ func NewIdentities(db *sqlx.DB, dialect Dialect, cfg SessionConfig) (*Identities
 		ids.salt = signedCookiesSalt
 	}
 	ids.className = cfg.StoreQualname[strings.LastIndexByte(cfg.StoreQualname, '.')+1:]
-	ids.backends = map[string]bool{}
+	ids.backends, ids.backendNames = map[string]bool{}, map[string]any{}
 	ids.permsExact = true
 	for _, b := range cfg.AuthenticationBackends {
 		switch b {
 		case backendModel, backendAllowAll, backendRemote, backendAllowAllRemote:
 			ids.backends[b] = true
+			ids.backendNames[b] = b
 			ids.modelPerm = true
 		default:
 			// Django asks every backend; one flagproxy cannot reproduce
@@ -419,19 +423,36 @@ func (ids *Identities) loadRow(data string, now time.Time) (*decodedSession, err
 	if err != nil {
 		return nil, err
 	}
-	d := &decodedSession{entries: identityEntries(session)}
+	d := &decodedSession{entries: ids.identityEntries(session)}
 	ids.decoded.Add(digest, d)
 	return d, nil
 }
 
 // identityEntries keeps of a session what identifies the visitor: the
 // _auth_user_ entries and feature-flipper's (see users and featureStatus).
-func identityEntries(session map[string]any) map[string]any {
+// ids.decoded keeps them for every session it knows, which the collector
+// marks on every cycle: Django's three keys, and a backend that names a
+// configured one, are kept as one shared string each, not as the
+// decoder's copies (about 50,000 fewer objects for 10,000 sessions).
+func (ids *Identities) identityEntries(session map[string]any) map[string]any {
 	out := make(map[string]any, 4)
 	for k, v := range session {
-		if strings.HasPrefix(k, "_auth_user_") || strings.HasPrefix(k, "feature_status_") {
-			out[k] = v
+		switch k {
+		case "_auth_user_id":
+			k = "_auth_user_id"
+		case "_auth_user_hash":
+			k = "_auth_user_hash"
+		case "_auth_user_backend":
+			k = "_auth_user_backend"
+			if b, ok := v.(string); ok && ids.backends[b] {
+				v = ids.backendNames[b]
+			}
+		default:
+			if !strings.HasPrefix(k, "_auth_user_") && !strings.HasPrefix(k, "feature_status_") {
+				continue
+			}
 		}
+		out[k] = v
 	}
 	return out
 }
