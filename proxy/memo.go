@@ -166,10 +166,22 @@ func (m *memo) add(key memoKey, e *memoEntry) {
 }
 
 // cloned copies picked cookie values, which point into the request's whole
-// Cookie header: an entry must not keep every header it was made from.
+// Cookie header: an entry must not keep every header it was made from. The
+// copies share one string, one object for the collector to mark instead
+// of one a value (the memo holds thousands of entries).
 func cloned(values [maxPicked]string) [maxPicked]string {
-	for i := range values {
-		values[i] = strings.Clone(values[i])
+	n := 0
+	for _, v := range values {
+		n += len(v)
+	}
+	var b strings.Builder
+	b.Grow(n)
+	for _, v := range values {
+		b.WriteString(v)
+	}
+	all := b.String()
+	for i, v := range values {
+		values[i], all = all[:len(v)], all[len(v):]
 	}
 	return values
 }
