@@ -331,18 +331,19 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 	// 100 Continue, and the upstream must not wait for one.
 	delete(out.Header, "Expect")
 
-	res := p.pipe.decide(out.Context(), Input{
+	in := Input{
 		Path:           out.URL.EscapedPath(),
 		RawQuery:       out.URL.RawQuery,
 		Cookie:         firstValue(out.Header, "Cookie"),
 		Header:         out.Header,
 		NoURLOverrides: crossSite(pr.In),
-	}, out.Header)
+	}
+	res := p.pipe.decide(out.Context(), in, out.Header)
 	if ex := exchangeOf(out.Context()); ex != nil {
 		ex.snap = res.Snapshot
 		ex.cookies = responseCookies{waffle: res.Waffle, override: res.Override}
 		if p.exposure != nil {
-			ex.exposed = p.exposure.pending(&res, out.URL.EscapedPath(), firstValue(out.Header, "Cookie"))
+			ex.exposed = p.exposure.pending(&res, in.Path, in.Cookie)
 		}
 	}
 }
