@@ -2,13 +2,16 @@ package djangodb
 
 import (
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/lib/pq"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
@@ -428,4 +431,70 @@ func TestIdentityCacheSQLSweep(t *testing.T) {
 			t.Errorf("the re-check decoded session data again: %d decoded, was %d", ids.decoded.Len(), decoded)
 		}
 	})
+}
+
+// TestResolveBatchListsCarryAnyKey: a session key is matched exactly
+// whatever characters it holds (a key is bound inside one list parameter,
+// a JSON array on SQLite), and a key that differs only in a character the
+// encoding escapes matches nothing.
+func TestResolveBatchListsCarryAnyKey(t *testing.T) {
+	eachDatabase(t, true, func(t *testing.T, db *testDB) {
+		odd := `k"ey\with<é>,]['` // plausible: 8+ runes, valid UTF-8, no NUL
+		uid := loginSession(t, db, odd, "k")
+		h, err := Open(db.Target)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer h.Close()
+		ids, err := NewIdentities(h, db.Dialect, SessionConfig{SecretKey: "k", UseTZ: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		near := strings.Replace(odd, `\`, `\\`, 1)
+		out, _ := ids.ResolveBatch(t.Context(), []string{batchKey(1), odd, near})
+		if out[1].Subject.UserID != uid {
+			t.Errorf("the odd key: %+v, want user %s", out[1], uid)
+		}
+		for _, i := range []int{0, 2} {
+			if out[i].Reason != ReasonNoRow {
+				t.Errorf("value %d: %+v, want no row", i, out[i])
+			}
+		}
+	})
+}
+
+// TestListsKeepStatementsFixed: however many values a batch binds, each
+// statement has one parameter for them, so its text (and SQLite's prepared
+// statement) is the same from batch to batch; long lists are cut at
+// maxInList.
+func TestListsKeepStatementsFixed(t *testing.T) {
+	keys := make([]string, maxInList+3)
+	for i := range keys {
+		keys[i] = fmt.Sprintf("key-%d", i)
+	}
+	got := lists(SQLite, keys)
+	if len(got) != 2 {
+		t.Fatalf("%d lists for %d keys, want 2", len(got), len(keys))
+	}
+	var back []string
+	for _, l := range got {
+		var part []string
+		if err := json.Unmarshal([]byte(l.(string)), &part); err != nil {
+			t.Fatal(err)
+		}
+		back = append(back, part...)
+	}
+	if !slices.Equal(back, keys) {
+		t.Errorf("the lists do not give back the keys")
+	}
+	if l := list(SQLite, []int64{-1, 0, 42}); l != "[-1,0,42]" {
+		t.Errorf("ints: %v", l)
+	}
+	if l, ok := list(Postgres, []int64{1, 2}).(pq.Int64Array); !ok || len(l) != 2 {
+		t.Errorf("postgres ints: %#v", l)
+	}
+	ids := &Identities{dialect: SQLite}
+	if c := ids.in("session_key"); strings.Count(c, "?") != 1 {
+		t.Errorf("in = %q, want one parameter", c)
+	}
 }

@@ -2,6 +2,7 @@ package djangodb
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"slices"
 	"strconv"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/jmoiron/sqlx"
+	"github.com/lib/pq"
 )
 
 // userShape reads (once) what the user model's tables look like: whether
@@ -68,23 +70,56 @@ type userRow struct {
 	active, staff, superuser bool
 }
 
-// maxInList bounds the values bound in one IN list; a longer list is split
+// maxInList bounds the values bound in one list; a longer list is split
 // into several statements.
 const maxInList = 2000
 
-// inChunks calls f with consecutive parts of xs, each at most maxInList
-// long, and returns how many times it called f.
-func inChunks[T any](xs []T, f func(part []T) error) (int, error) {
-	n := 0
-	for len(xs) > 0 {
-		k := min(len(xs), maxInList)
-		n++
-		if err := f(xs[:k]); err != nil {
-			return n, err
-		}
-		xs = xs[k:]
+// in is the condition that col is one of the values of the list bound to
+// its one parameter (see lists): a JSON array read by json_each on SQLite,
+// an array on PostgreSQL. One parameter, whatever the list's length, keeps
+// a statement's text the same from batch to batch, so that SQLite's driver
+// prepares it once (see parseSQLite) where a thousand placeholders took
+// longer to parse than the query took to run, and PostgreSQL gets no list
+// of thousands of parameters to parse and plan.
+func (ids *Identities) in(col string) string {
+	if ids.dialect == Postgres {
+		return col + " = ANY(?)"
 	}
-	return n, nil
+	return col + " IN (SELECT value FROM json_each(?))"
+}
+
+// lists binds xs for in: one list for each maxInList values.
+func lists[T string | int64](d Dialect, xs []T) []any {
+	var out []any
+	for part := range slices.Chunk(xs, maxInList) {
+		out = append(out, list(d, part))
+	}
+	return out
+}
+
+// list binds xs as one list for in.
+func list[T string | int64](d Dialect, xs []T) any {
+	switch xs := any(xs).(type) {
+	case []string:
+		if d == Postgres {
+			return pq.StringArray(xs)
+		}
+		b, _ := json.Marshal(xs) // strings always encode
+		return string(b)
+	case []int64:
+		if d == Postgres {
+			return pq.Int64Array(xs)
+		}
+		b := []byte{'['}
+		for i, x := range xs {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = strconv.AppendInt(b, x, 10)
+		}
+		return string(append(b, ']'))
+	}
+	panic("unreachable")
 }
 
 // sessionRow is a live django_session row.
@@ -94,7 +129,7 @@ type sessionRow struct {
 }
 
 // sessionRows reads the live django_session rows of keys, keyed by their
-// session_key exactly as stored.
+// session_key exactly as stored, and returns how many statements it ran.
 func (ids *Identities) sessionRows(ctx context.Context, keys []string, now time.Time) (map[string]sessionRow, int, error) {
 	keys = slices.Compact(slices.Sorted(slices.Values(keys)))
 	var nowArg any = now
@@ -109,19 +144,16 @@ func (ids *Identities) sessionRows(ctx context.Context, keys []string, now time.
 		nowArg = pythonDatetime(now.In(loc))
 		expire = "CAST(expire_date AS TEXT) AS expire_date"
 	}
-	q := `SELECT session_key, session_data, ` + expire + ` FROM django_session WHERE session_key IN (?) AND expire_date > ?`
+	q := ids.db.Rebind(`SELECT session_key, session_data, ` + expire + ` FROM django_session WHERE ` +
+		ids.in("session_key") + ` AND expire_date > ?`)
 	rows := make(map[string]sessionRow, len(keys))
-	n, err := inChunks(keys, func(part []string) error {
-		query, args, err := sqlx.In(q, part, nowArg)
-		if err != nil {
-			return err
-		}
+	n, err := each(lists(ids.dialect, keys), func(list any) error {
 		var got []struct {
 			Key    string `db:"session_key"`
 			Data   string `db:"session_data"`
 			Expire any    `db:"expire_date"`
 		}
-		if err := ids.db.SelectContext(ctx, &got, ids.db.Rebind(query), args...); err != nil {
+		if err := ids.db.SelectContext(ctx, &got, q, list, nowArg); err != nil {
 			return err
 		}
 		for _, r := range got {
@@ -135,32 +167,42 @@ func (ids *Identities) sessionRows(ctx context.Context, keys []string, now time.
 	return rows, n, nil
 }
 
-// pkArg is the value to bind for a user's primary key.
-func (ids *Identities) pkArg(shape *userShape, pk string) (any, bool) {
-	if shape.uuid {
-		if ids.dialect == SQLite {
-			return strings.ReplaceAll(pk, "-", ""), true
+// each calls f with each of lists until it fails, and returns how many
+// times it called f.
+func each(lists []any, f func(list any) error) (int, error) {
+	for i, l := range lists {
+		if err := f(l); err != nil {
+			return i + 1, err
 		}
-		return pk, true
+	}
+	return len(lists), nil
+}
+
+// pkLists binds, for in, the distinct primary keys of pks that some row
+// could have.
+func (ids *Identities) pkLists(shape *userShape, pks []string) []any {
+	pks = slices.Compact(slices.Sorted(slices.Values(pks)))
+	if shape.uuid {
+		hex := make([]string, len(pks))
+		for i, pk := range pks {
+			hex[i] = pk
+			if ids.dialect == SQLite {
+				hex[i] = strings.ReplaceAll(pk, "-", "") // char(32)
+			}
+		}
+		return lists(ids.dialect, hex)
 	}
 	bits := 64
 	if shape.int32Key {
 		bits = 32 // a larger id matches no row, and must not be a database error
 	}
-	n, err := strconv.ParseInt(pk, 10, bits)
-	return n, err == nil
-}
-
-// pkArgs binds the distinct primary keys of pks that some row could have.
-func (ids *Identities) pkArgs(shape *userShape, pks []string) []any {
-	pks = slices.Compact(slices.Sorted(slices.Values(pks)))
-	args := make([]any, 0, len(pks))
+	ns := make([]int64, 0, len(pks))
 	for _, pk := range pks {
-		if a, ok := ids.pkArg(shape, pk); ok {
-			args = append(args, a)
+		if n, err := strconv.ParseInt(pk, 10, bits); err == nil {
+			ns = append(ns, n)
 		}
 	}
-	return args
+	return lists(ids.dialect, ns)
 }
 
 // userRows reads the user rows of pks, keyed by primary key as toPK
@@ -176,15 +218,11 @@ func (ids *Identities) userRows(ctx context.Context, shape *userShape, pks []str
 	if shape.hasUsername {
 		username = quote(ids.cfg.UsernameField)
 	}
-	q := fmt.Sprintf(`SELECT id AS flagproxy_id, password, %s AS flagproxy_username, %s, %s, %s FROM %s WHERE id IN (?)`,
+	q := ids.db.Rebind(fmt.Sprintf(`SELECT id AS flagproxy_id, password, %s AS flagproxy_username, %s, %s, %s FROM %s WHERE %s`,
 		username, col(shape.hasActive, "is_active", "1"), col(shape.hasStaff, "is_staff", "0"), col(shape.hasSuper, "is_superuser", "0"),
-		quote(ids.tables.user))
+		quote(ids.tables.user), ids.in("id")))
 	rows := map[string]userRow{}
-	n, err := inChunks(ids.pkArgs(shape, pks), func(part []any) error {
-		query, args, err := sqlx.In(q, part)
-		if err != nil {
-			return err
-		}
+	n, err := each(ids.pkLists(shape, pks), func(list any) error {
 		var got []struct {
 			ID        userKey `db:"flagproxy_id"`
 			Password  text    `db:"password"`
@@ -193,7 +231,7 @@ func (ids *Identities) userRows(ctx context.Context, shape *userShape, pks []str
 			Staff     pyBool  `db:"is_staff"`
 			Superuser pyBool  `db:"is_superuser"`
 		}
-		if err := ids.db.SelectContext(ctx, &got, ids.db.Rebind(query), args...); err != nil {
+		if err := ids.db.SelectContext(ctx, &got, q, list); err != nil {
 			return err
 		}
 		for _, r := range got {
@@ -218,17 +256,14 @@ func (ids *Identities) groupsOf(ctx context.Context, shape *userShape, pks []str
 		return out, 0, nil
 	}
 	user := quote(ids.tables.col)
-	q := fmt.Sprintf(`SELECT %s AS flagproxy_user, group_id FROM %s WHERE %s IN (?) ORDER BY group_id`, user, quote(ids.tables.groups), user)
-	n, err := inChunks(ids.pkArgs(shape, pks), func(part []any) error {
-		query, args, err := sqlx.In(q, part)
-		if err != nil {
-			return err
-		}
+	q := ids.db.Rebind(fmt.Sprintf(`SELECT %s AS flagproxy_user, group_id FROM %s WHERE %s ORDER BY group_id`,
+		user, quote(ids.tables.groups), ids.in(user)))
+	n, err := each(ids.pkLists(shape, pks), func(list any) error {
 		var got []struct {
 			User  userKey `db:"flagproxy_user"`
 			Group int64   `db:"group_id"`
 		}
-		if err := ids.db.SelectContext(ctx, &got, ids.db.Rebind(query), args...); err != nil {
+		if err := ids.db.SelectContext(ctx, &got, q, list); err != nil {
 			return err
 		}
 		for _, r := range got {
@@ -257,34 +292,30 @@ func (ids *Identities) permissionsOf(ctx context.Context, shape *userShape, pks 
 		parts = append(parts, fmt.Sprintf(`SELECT up.%s AS flagproxy_user, ct.app_label, p.codename FROM %s up
 			JOIN auth_permission p ON p.id = up.permission_id
 			JOIN django_content_type ct ON ct.id = p.content_type_id
-			WHERE up.%s IN (?)`, user, quote(ids.tables.perms), user))
+			WHERE %s`, user, quote(ids.tables.perms), ids.in("up."+user)))
 	}
 	if shape.hasGrp {
 		parts = append(parts, fmt.Sprintf(`SELECT ug.%s AS flagproxy_user, ct.app_label, p.codename FROM %s ug
 			JOIN auth_group_permissions gp ON gp.group_id = ug.group_id
 			JOIN auth_permission p ON p.id = gp.permission_id
 			JOIN django_content_type ct ON ct.id = p.content_type_id
-			WHERE ug.%s IN (?)`, user, quote(ids.tables.groups), user))
+			WHERE %s`, user, quote(ids.tables.groups), ids.in("ug."+user)))
 	}
 	if len(parts) == 0 || len(pks) == 0 {
 		return out, 0, nil
 	}
-	q := strings.Join(parts, " UNION ")
-	n, err := inChunks(ids.pkArgs(shape, pks), func(part []any) error {
-		lists := make([]any, len(parts))
-		for i := range lists {
-			lists[i] = part
-		}
-		query, args, err := sqlx.In(q, lists...)
-		if err != nil {
-			return err
+	q := ids.db.Rebind(strings.Join(parts, " UNION "))
+	n, err := each(ids.pkLists(shape, pks), func(list any) error {
+		args := make([]any, len(parts)) // the list, once for each part
+		for i := range args {
+			args[i] = list
 		}
 		var got []struct {
 			User     userKey `db:"flagproxy_user"`
 			App      string  `db:"app_label"`
 			Codename string  `db:"codename"`
 		}
-		if err := ids.db.SelectContext(ctx, &got, ids.db.Rebind(query), args...); err != nil {
+		if err := ids.db.SelectContext(ctx, &got, q, args...); err != nil {
 			return err
 		}
 		for _, r := range got {

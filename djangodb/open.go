@@ -130,6 +130,9 @@ func parseSQLite(u *url.URL) (Target, error) {
 	q.Set("_query_only", "1")
 	q.Set("_busy_timeout", "5000")
 	q.Set("_txlock", "deferred")
+	// Keep prepared statements: the identity batches run the same few
+	// statements over and over (see Identities.in).
+	q.Set("_stmt_cache_size", "16")
 	dsn := "file:" + (&url.URL{Path: abs}).EscapedPath() + "?" + q.Encode()
 	return Target{Dialect: SQLite, Driver: "sqlite3", DSN: dsn, Redacted: "sqlite:///" + abs}, nil
 }
