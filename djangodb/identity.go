@@ -16,6 +16,7 @@ import (
 	"time"
 	"unicode"
 	"unicode/utf8"
+	"unsafe"
 
 	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/jmoiron/sqlx"
@@ -412,7 +413,7 @@ func (ids *Identities) ResolveBatch(ctx context.Context, values []string) (out [
 // before (a re-check of an unchanged session) is answered from ids.decoded
 // without verifying it again: the same bytes verify the same way.
 func (ids *Identities) loadRow(data string, now time.Time) (*decodedSession, error) {
-	digest := sha256.Sum256([]byte(data))
+	digest := digestOf(data)
 	if d, ok := ids.decoded.Get(digest); ok {
 		return d, nil
 	}
@@ -716,9 +717,17 @@ func (ids *Identities) authHashMatches(d *decodedSession, h, password string) bo
 		return false
 	}
 	if d != nil {
-		d.matched.Store(&password)
+		matched := password // a copy, so that password stays on the stack when it matched already
+		d.matched.Store(&matched)
 	}
 	return true
+}
+
+// digestOf is the SHA-256 digest of s, read in place: Sum256 only reads
+// its input, so s is not copied into a new []byte first (session data is
+// hundreds of bytes, and every re-check hashes it).
+func digestOf(s string) [sha256.Size]byte {
+	return sha256.Sum256(unsafe.Slice(unsafe.StringData(s), len(s)))
 }
 
 func (ids *Identities) hashMatches(h, password string) bool {

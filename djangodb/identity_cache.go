@@ -2,7 +2,6 @@ package djangodb
 
 import (
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -328,7 +327,7 @@ func (c *IdentityCache) Subject(ctx context.Context, cookies engine.Values) (eng
 	if !ok || value == "" {
 		return engine.Anonymous, nil
 	}
-	key := sha256.Sum256([]byte(value))
+	key := digestOf(value)
 	now := c.now()
 	c.maybeSweep(now)
 	e, isKnown := c.known.Get(key)
