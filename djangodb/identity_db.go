@@ -147,10 +147,10 @@ func (ids *Identities) sessionRows(ctx context.Context, keys []string, now time.
 	q := ids.db.Rebind(`SELECT session_key, session_data, ` + expire + ` FROM django_session WHERE ` +
 		ids.in("session_key") + ` AND expire_date > ?`)
 	rows := make(map[string]sessionRow, len(keys))
-	n, err := each(lists(ids.dialect, keys), func(list any) error {
+	n, err := each(lists(ids.dialect, keys), func(bound any) error {
 		var key, data string
 		var expire any
-		return ids.eachRow(ctx, q, []any{list, nowArg}, []any{&key, &data, &expire}, func() {
+		return ids.eachRow(ctx, q, []any{bound, nowArg}, []any{&key, &data, &expire}, func() {
 			rows[key] = sessionRow{data: data, until: ids.expiry(expire)}
 		})
 	})
@@ -179,15 +179,15 @@ func (ids *Identities) eachRow(ctx context.Context, q string, args, dest []any, 
 	return rows.Err()
 }
 
-// each calls f with each of lists until it fails, and returns how many
-// times it called f.
-func each(lists []any, f func(list any) error) (int, error) {
-	for i, l := range lists {
-		if err := f(l); err != nil {
+// each calls f with each of the bound lists until it fails, and returns
+// how many times it called f.
+func each(bound []any, f func(bound any) error) (int, error) {
+	for i, b := range bound {
+		if err := f(b); err != nil {
 			return i + 1, err
 		}
 	}
-	return len(lists), nil
+	return len(bound), nil
 }
 
 // pkLists binds, for in, the distinct primary keys of pks that some row
@@ -234,12 +234,12 @@ func (ids *Identities) userRows(ctx context.Context, shape *userShape, pks []str
 		username, col(shape.hasActive, "is_active", "1"), col(shape.hasStaff, "is_staff", "0"), col(shape.hasSuper, "is_superuser", "0"),
 		quote(ids.tables.user), ids.in("id")))
 	rows := map[string]userRow{}
-	n, err := each(ids.pkLists(shape, pks), func(list any) error {
+	n, err := each(ids.pkLists(shape, pks), func(bound any) error {
 		var id userKey
 		var password, username text
 		var active, staff, superuser pyBool
 		dest := []any{&id, &password, &username, &active, &staff, &superuser}
-		return ids.eachRow(ctx, q, []any{list}, dest, func() {
+		return ids.eachRow(ctx, q, []any{bound}, dest, func() {
 			if password.Invalid == "" {
 				rows[string(id)] = userRow{password: password.String, username: username.String,
 					active: active.Bool, staff: staff.Bool, superuser: superuser.Bool}
@@ -261,10 +261,10 @@ func (ids *Identities) groupsOf(ctx context.Context, shape *userShape, pks []str
 	user := quote(ids.tables.col)
 	q := ids.db.Rebind(fmt.Sprintf(`SELECT %s AS flagproxy_user, group_id FROM %s WHERE %s ORDER BY group_id`,
 		user, quote(ids.tables.groups), ids.in(user)))
-	n, err := each(ids.pkLists(shape, pks), func(list any) error {
+	n, err := each(ids.pkLists(shape, pks), func(bound any) error {
 		var user userKey
 		var group int64
-		return ids.eachRow(ctx, q, []any{list}, []any{&user, &group}, func() {
+		return ids.eachRow(ctx, q, []any{bound}, []any{&user, &group}, func() {
 			out[string(user)] = append(out[string(user)], group)
 		})
 	})
@@ -302,10 +302,10 @@ func (ids *Identities) permissionsOf(ctx context.Context, shape *userShape, pks 
 		return out, 0, nil
 	}
 	q := ids.db.Rebind(strings.Join(parts, " UNION "))
-	n, err := each(ids.pkLists(shape, pks), func(list any) error {
+	n, err := each(ids.pkLists(shape, pks), func(bound any) error {
 		args := make([]any, len(parts)) // the list, once for each part
 		for i := range args {
-			args[i] = list
+			args[i] = bound
 		}
 		var user userKey
 		var app, codename string
