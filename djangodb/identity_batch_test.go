@@ -18,6 +18,22 @@ import (
 	"github.com/flagproxy/flagproxy/engine"
 )
 
+// testIdentities opens db's Identities as a site with SECRET_KEY "k" and
+// USE_TZ, closed when the test ends.
+func testIdentities(t *testing.T, db *testDB) *Identities {
+	t.Helper()
+	h, err := Open(db.Target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.Close() })
+	ids, err := NewIdentities(h, db.Dialect, SessionConfig{SecretKey: "k", UseTZ: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ids
+}
+
 // batchKey is the session key of the i-th test user; loginSession names
 // users by the key's first six characters.
 func batchKey(i int) string { return fmt.Sprintf("%06d-batch-session-key", i) }
@@ -68,15 +84,7 @@ func TestResolveBatchSQL(t *testing.T) {
 		addSession(t, db, "anonymous-with-features", map[string]any{"feature_status_beta": "enabled"})
 		addSession(t, db, "session-of-nobody-0001", map[string]any{"_auth_user_id": "999999", "_auth_user_backend": backendModel, "_auth_user_hash": "x"})
 
-		h, err := Open(db.Target)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer h.Close()
-		ids, err := NewIdentities(h, db.Dialect, SessionConfig{SecretKey: "k", UseTZ: true})
-		if err != nil {
-			t.Fatal(err)
-		}
+		ids := testIdentities(t, db)
 		if _, err := ids.userShape(t.Context()); err != nil { // read once, outside the count
 			t.Fatal(err)
 		}
@@ -158,15 +166,7 @@ func expired(db *testDB) any {
 func TestResolveBatchSplitsLongLists(t *testing.T) {
 	eachDatabase(t, true, func(t *testing.T, db *testDB) {
 		uid := loginSession(t, db, batchKey(0), "k")
-		h, err := Open(db.Target)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer h.Close()
-		ids, err := NewIdentities(h, db.Dialect, SessionConfig{SecretKey: "k", UseTZ: true})
-		if err != nil {
-			t.Fatal(err)
-		}
+		ids := testIdentities(t, db)
 		ids.userShape(t.Context())
 		values := make([]string, 2*maxInList+5)
 		for i := range values {
@@ -241,16 +241,7 @@ func loggedIn(t *testing.T, db *testDB, n int) ([]string, *Identities) {
 	for i := range n {
 		uids[i] = loginSession(t, db, batchKey(i), "k")
 	}
-	h, err := Open(db.Target)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { h.Close() })
-	ids, err := NewIdentities(h, db.Dialect, SessionConfig{SecretKey: "k", UseTZ: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return uids, ids
+	return uids, testIdentities(t, db)
 }
 
 // logOutChangeDeactivate does in the tables what Django does on a logout
@@ -441,15 +432,7 @@ func TestResolveBatchListsCarryAnyKey(t *testing.T) {
 	eachDatabase(t, true, func(t *testing.T, db *testDB) {
 		odd := `k"ey\with<é>,]['` // plausible: 8+ runes, valid UTF-8, no NUL
 		uid := loginSession(t, db, odd, "k")
-		h, err := Open(db.Target)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer h.Close()
-		ids, err := NewIdentities(h, db.Dialect, SessionConfig{SecretKey: "k", UseTZ: true})
-		if err != nil {
-			t.Fatal(err)
-		}
+		ids := testIdentities(t, db)
 		near := strings.Replace(odd, `\`, `\\`, 1)
 		out, _ := ids.ResolveBatch(t.Context(), []string{batchKey(1), odd, near})
 		if out[1].Subject.UserID != uid {

@@ -226,15 +226,7 @@ func TestUnknownBackendPermissionsFailClosed(t *testing.T) {
 // database error, so they are cached and counted like any refusal.
 func TestHostileSessionValues(t *testing.T) {
 	eachDatabase(t, true, func(t *testing.T, db *testDB) {
-		h, err := Open(db.Target)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer h.Close()
-		ids, err := NewIdentities(h, db.Dialect, SessionConfig{SecretKey: "k", UseTZ: true})
-		if err != nil {
-			t.Fatal(err)
-		}
+		ids := testIdentities(t, db)
 		for _, v := range []string{"abc\x00defghij", strings.Repeat("a", 41), "\xff\xfe\xfd\xfc\xfb\xfa\xf9\xf8", "short"} {
 			s, _, _, err := ids.Resolve(t.Context(), v)
 			if err != nil || s.Authenticated {
