@@ -262,10 +262,10 @@ func (ids *Identities) groupsOf(ctx context.Context, shape *userShape, pks []str
 	q := ids.db.Rebind(fmt.Sprintf(`SELECT %s AS flagproxy_user, group_id FROM %s WHERE %s ORDER BY group_id`,
 		user, quote(ids.tables.groups), ids.in(user)))
 	n, err := each(ids.pkLists(shape, pks), func(bound any) error {
-		var user userKey
+		var uid userKey
 		var group int64
-		return ids.eachRow(ctx, q, []any{bound}, []any{&user, &group}, func() {
-			out[string(user)] = append(out[string(user)], group)
+		return ids.eachRow(ctx, q, []any{bound}, []any{&uid, &group}, func() {
+			out[string(uid)] = append(out[string(uid)], group)
 		})
 	})
 	if err != nil {
@@ -307,11 +307,11 @@ func (ids *Identities) permissionsOf(ctx context.Context, shape *userShape, pks 
 		for i := range args {
 			args[i] = bound
 		}
-		var user userKey
+		var uid userKey
 		var app, codename string
-		return ids.eachRow(ctx, q, args, []any{&user, &app, &codename}, func() {
-			if perms, ok := out[string(user)]; ok {
-				out[string(user)] = append(perms, app+"."+codename)
+		return ids.eachRow(ctx, q, args, []any{&uid, &app, &codename}, func() {
+			if perms, ok := out[string(uid)]; ok {
+				out[string(uid)] = append(perms, app+"."+codename)
 			}
 		})
 	})
