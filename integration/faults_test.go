@@ -1296,8 +1296,8 @@ func checkFaultAccounting(t *testing.T, rs []faultResult, before, after faultMet
 	}
 }
 
-// checkFaultLatency checks that no request took over limit, or over
-// faultClientTimeout (no hang) for one slow is true of.
+// checkFaultLatency checks that no request took over limit; a request
+// for which slow reports true is held only to faultClientTimeout (no hang).
 func checkFaultLatency(t *testing.T, rs []faultResult, limit time.Duration, slow func(faultResult) bool) {
 	t.Helper()
 	for _, r := range rs {
