@@ -788,3 +788,37 @@ func TestIdentityCacheSweep(t *testing.T) {
 		time.Sleep(2 * DefaultIdentityTTL)
 	})
 }
+
+// TestIdentityCacheSweepAfterIdleSpell: the first sweep after a spell
+// with no requests at all does not re-check the sessions whose answers
+// passed their TTL meanwhile (they are looked up if they come back); a
+// session still in the last part of its TTL is re-checked as usual.
+func TestIdentityCacheSweepAfterIdleSpell(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const n = 50
+		users := map[string]engine.Subject{"alicesession": alice}
+		for i := range n {
+			users[fmt.Sprintf("gone-%04d", i)] = engine.Subject{UserID: fmt.Sprint(i), Authenticated: true}
+		}
+		r := newFake(users)
+		c, _ := newTestCache(t, IdentityCacheConfig{Resolver: r})
+		for i := range n {
+			ask(t, c, fmt.Sprintf("gone-%04d", i)) // each waits: used
+		}
+		time.Sleep(time.Hour)
+		before := r.batchCount()
+		ask(t, c, "alicesession") // starts the first sweep after the spell
+		time.Sleep(DefaultIdentityTTL - DefaultIdentityRecheckWait)
+		ask(t, c, "alicesession") // in the last part of her TTL: starts a sweep
+		synctest.Wait()
+		time.Sleep(DefaultIdentityRecheckWait)
+		synctest.Wait()
+		var looked []string
+		for _, b := range r.batches[before:] {
+			looked = append(looked, b...)
+		}
+		if !slices.Equal(looked, []string{"alicesession", "alicesession"}) {
+			t.Errorf("after an hour's idle spell: looked up %d sessions (first %q), want alice twice (her lookup and re-check)", len(looked), looked[:min(3, len(looked))])
+		}
+	})
+}

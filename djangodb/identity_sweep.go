@@ -89,12 +89,14 @@ func (c *IdentityCache) maybeSweep(now time.Time) {
 }
 
 // sweep queues, due at once, the re-checks planned by now of sessions
-// still holding the planned answer and used since it was stored.
+// still holding the planned answer, used since it was stored, and still
+// servable: an answer past its TTL (the first sweep after an idle spell)
+// is looked up by the next request that needs it, if one comes.
 func (c *IdentityCache) sweep(now time.Time) {
 	var rs []recheck
 	for _, p := range c.sweeper.due(now) {
 		e, ok := c.known.Peek(p.key)
-		if !ok || !e.checked.Equal(p.checked) || !e.used.Load() {
+		if !ok || !e.checked.Equal(p.checked) || !e.used.Load() || c.state(e.cachedIdentity, now) == stateDue {
 			continue
 		}
 		rs = append(rs, recheck{p.key, e.value})
