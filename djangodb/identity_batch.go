@@ -264,6 +264,19 @@ func (b *batcher) take(now time.Time) ([]*lookup, time.Duration) {
 	return batch, tokenWait
 }
 
+// dueOf returns when batch was due: the earliest due of its re-checks,
+// or now if it holds none (a new session's wait for its batch is not the
+// database's).
+func dueOf(batch []*lookup) time.Time {
+	due := time.Now()
+	for _, l := range batch {
+		if l.known && l.due.Before(due) {
+			due = l.due
+		}
+	}
+	return due
+}
+
 // run resolves a batch and hands each answer to its lookup; it releases
 // the batch's slot.
 func (b *batcher) run(batch []*lookup) {
@@ -275,8 +288,9 @@ func (b *batcher) run(batch []*lookup) {
 	for i, l := range batch {
 		values[i] = l.value
 	}
-	checked := c.now()
+	checked, due := c.now(), dueOf(batch)
 	out, queries := c.cfg.Resolver.ResolveBatch(ctx, values)
+	c.margin.observe(due, time.Now())
 	c.queries.Add(float64(queries))
 	c.lookups.Add(float64(len(batch)))
 	if len(out) != len(batch) {

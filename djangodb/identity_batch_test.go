@@ -391,7 +391,7 @@ func TestIdentityCacheSQLSweep(t *testing.T) {
 		logOutChangeDeactivate(t, db, uids)
 		decoded := ids.decoded.Len()
 		before := testutil.ToFloat64(c.queries)
-		clk.advance(DefaultIdentityTTL - c.ahead) // the re-check window
+		clk.advance(DefaultIdentityTTL - time.Second - c.ahead()) // the re-check window
 		// Any request starts the sweep: here one whose value cannot be a
 		// session, which costs no statement of its own.
 		if s, err := c.Subject(t.Context(), cookies("short")); err != nil || s.Authenticated {

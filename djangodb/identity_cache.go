@@ -24,15 +24,18 @@ import (
 // began (checked), and is never served at or past checked+TTL, nor at or
 // past the session's own expiry (expire_date, or the signed cookie's max
 // age). A known (logged-in) session is re-checked in the background from
-// checked+TTL-Ahead (Ahead = min(TTL/2, RecheckWait + min(LookupTimeout,
-// TTL/4)): 1.75 s of the default 5 s), while its answer is still served
-// (refresh ahead), and the new answer replaces the old one: by a sweep,
-// every RecheckWait, of all the sessions used since their last check (a
-// request that waited for that check counts), together; or, for a session
-// first used again in that last part, by that request. So a visitor active
-// within the last TTL never waits; only a session idle for longer waits
-// for its lookup (at most LookupTimeout), as does one whose re-check has
-// not answered by the TTL (a slow database). A logout, password change,
+// checked+TTL-Ahead, while its answer is still served (refresh ahead), and
+// the new answer replaces the old one: by a sweep, every RecheckWait, of
+// all the sessions used since their last check (a request that waited for
+// that check counts), together; or, for a session first used again in
+// that last part, by that request. Ahead = min(TTL/2, RecheckWait +
+// margin), where the margin is twice the slowest re-check batch of the last
+// 30 to 60 s, between 100 ms and min(LookupTimeout, TTL/4) (recheckMargin):
+// 0.6 s of the default 5 s with a database that answers in milliseconds,
+// 1.75 s at most. So a visitor active within the last TTL never waits; only
+// a session idle for longer waits for its lookup (at most LookupTimeout),
+// as does one whose re-check has not answered by the TTL (a database that
+// turned slow: for one TTL, until the margin has grown). A logout, password change,
 // deactivation or permission change committed at time T therefore reaches
 // every request that starts after T+TTL (plus any replication lag), except
 // in an outage (below). Refused and anonymous sessions are not re-checked in the
@@ -73,7 +76,7 @@ type IdentityCache struct {
 	batch   *batcher
 	sweeper sweeper
 	now     func() time.Time
-	ahead   time.Duration
+	margin  *recheckMargin
 	// recheckWait is how long a re-check started by a request waits to
 	// join a batch, and the interval between sweeps.
 	recheckWait time.Duration
@@ -231,7 +234,7 @@ func NewIdentityCache(cfg IdentityCacheConfig) (*IdentityCache, error) {
 	// before it: an answer is never served past checked+TTL, and a request
 	// that comes then waits for the re-check under way.
 	c.recheckWait = min(cfg.RecheckWait, cfg.TTL/8)
-	c.ahead = min(cfg.TTL/2, c.recheckWait+min(cfg.LookupTimeout, cfg.TTL/4))
+	c.margin = newRecheckMargin(min(cfg.LookupTimeout, cfg.TTL/4))
 	c.retry = min(cfg.TTL, maxOutageRetry)
 	c.known, _ = lru.New[[32]byte, *knownEntry](cfg.Entries)
 	c.sweeper.max = 4 * cfg.Entries
@@ -265,15 +268,26 @@ func NewIdentityCache(cfg IdentityCacheConfig) (*IdentityCache, error) {
 		Name: "flagproxy_identity_cache_entries",
 		Help: "Sessions held in the identity cache, accepted and refused together.",
 	}, func() float64 { return float64(c.known.Len() + c.refused.Len()) })
+	margin := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "flagproxy_identity_recheck_margin_seconds",
+		Help: "How long before an answer's TTL its background re-check is due to answer: twice the slowest recent re-check batch, within bounds.",
+	}, func() float64 { return c.margin.get().Seconds() })
 	c.hitAccepted, c.hitRefused = c.hits.WithLabelValues("accepted"), c.hits.WithLabelValues("refused")
 	if r := cfg.Registerer; r != nil {
-		for _, col := range []prometheus.Collector{c.hits, c.misses, c.lookups, c.queries, c.stale, c.rejected, entries} {
+		for _, col := range []prometheus.Collector{c.hits, c.misses, c.lookups, c.queries, c.stale, c.rejected, entries, margin} {
 			if err := r.Register(col); err != nil {
 				return nil, fmt.Errorf("register metrics: %w", err)
 			}
 		}
 	}
 	return c, nil
+}
+
+// ahead is how long before its TTL an answer is re-checked: the margin
+// the database needs (recheckMargin), plus the sweeps' interval, which can
+// hold a planned re-check back that long.
+func (c *IdentityCache) ahead() time.Duration {
+	return min(c.cfg.TTL/2, c.recheckWait+c.margin.get())
 }
 
 func setDefault[T comparable](v *T, def T) {
@@ -299,7 +313,7 @@ func (c *IdentityCache) state(e cachedIdentity, now time.Time) knownState {
 	}
 	age := now.Sub(e.checked)
 	switch {
-	case age < c.cfg.TTL-c.ahead:
+	case age < c.cfg.TTL-c.ahead():
 		return stateFresh
 	case age < c.cfg.TTL:
 		return stateRecheck
@@ -416,7 +430,7 @@ func (c *IdentityCache) store(key [32]byte, value string, res Resolution, checke
 		k := &knownEntry{cachedIdentity: e, value: value}
 		k.used.Store(asked)
 		c.known.Add(key, k)
-		c.sweeper.add(planned{key: key, checked: checked, at: checked.Add(c.cfg.TTL - c.ahead)})
+		c.sweeper.add(planned{key: key, checked: checked, at: checked.Add(c.cfg.TTL - c.ahead())})
 		return
 	}
 	c.known.Remove(key)

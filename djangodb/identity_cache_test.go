@@ -131,7 +131,7 @@ func TestIdentityCacheFreshness(t *testing.T) {
 		if n := r.batchCount(); n != 1 {
 			t.Errorf("100 requests made %d batches, want 1", n)
 		}
-		time.Sleep(DefaultIdentityTTL - time.Second) // in the refresh-ahead window
+		time.Sleep(DefaultIdentityTTL - c.ahead()) // in the refresh-ahead window
 		if s, waited, _ := ask(t, c, "alicesession"); s.UserID != "1" || waited != 0 {
 			t.Errorf("near the TTL: %+v after %v, want alice at once", s, waited)
 		}
@@ -182,7 +182,7 @@ func TestIdentityCacheStaleWhileRevalidate(t *testing.T) {
 		staff := alice
 		staff.Staff = true
 		r.set(func(r *fakeResolver) { r.users["alicesession"] = staff })
-		time.Sleep(DefaultIdentityTTL - 2*time.Second)
+		time.Sleep(DefaultIdentityTTL - c.ahead())
 		// Requests during the re-check: the old answer, without waiting,
 		// and only one re-check. The first request starts the re-check,
 		// either through the sweep it triggers (at once) or by itself
@@ -204,6 +204,7 @@ func TestIdentityCacheStaleWhileRevalidate(t *testing.T) {
 		if n := r.batchCount(); n != 2 {
 			t.Errorf("%d batches, want 2 (the first lookup and one re-check)", n)
 		}
+		time.Sleep(2 * DefaultIdentityTTL) // let the batcher drain
 	})
 }
 
@@ -441,7 +442,7 @@ func TestIdentityCacheOutage(t *testing.T) {
 		down := errors.New("connection refused")
 		r.set(func(r *fakeResolver) { r.fail = down })
 
-		time.Sleep(DefaultIdentityTTL - time.Second)
+		time.Sleep(DefaultIdentityTTL - c.ahead())
 		// The first request near the TTL does not know of the outage yet:
 		// the old answer, while the re-check runs (and fails).
 		known := map[string]engine.Subject{"alicesession": alice, "bobsession1": bob}
