@@ -36,7 +36,7 @@ type batcher struct {
 	calls   map[[32]byte]*lookup // queued or running, by key
 	known   []*lookup            // queued re-checks of known sessions
 	unknown []*lookup            // queued lookups of sessions not known
-	urgent  time.Time            // earliest due of a waited-for known lookup
+	urgent  time.Time            // earliest due of a known lookup moved earlier
 	running bool                 // the flush goroutine exists
 }
 
@@ -53,25 +53,36 @@ func newBatcher(c *IdentityCache, limiter *rate.Limiter) *batcher {
 // recheck queues a background re-check of a known session, to start by
 // due, unless one is queued or running.
 func (b *batcher) recheck(key [32]byte, value string, due time.Time) {
-	b.recheckAll([]recheck{{key, value}}, due)
+	b.recheckAll([]recheck{{key: key, value: value}}, due)
 }
 
-// recheck is a known session to re-check.
+// recheck is a known session to re-check. used makes its answer count as
+// used, as a request's lookup does, so that the answer's own re-check is
+// made: an early re-check must not stand in for the one a use called for.
 type recheck struct {
 	key   [32]byte
 	value string
+	used  bool
 }
 
 // recheckAll queues re-checks of known sessions, to start by due, at once
-// (so that they go in the same batches), except those queued or running.
+// (so that they go in the same batches); one already queued is kept, to
+// start by due at the latest.
 func (b *batcher) recheckAll(rs []recheck, due time.Time) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	for _, r := range rs {
-		if b.calls[r.key] != nil {
+		if l := b.calls[r.key]; l != nil {
+			l.asked = l.asked || r.used
+			if !l.started && due.Before(l.due) {
+				l.due = due
+				if b.urgent.IsZero() || due.Before(b.urgent) {
+					b.urgent = due
+				}
+			}
 			continue
 		}
-		l := &lookup{key: r.key, value: r.value, known: true, due: due, done: make(chan struct{})}
+		l := &lookup{key: r.key, value: r.value, known: true, due: due, asked: r.used, done: make(chan struct{})}
 		b.calls[r.key] = l
 		b.known = append(b.known, l)
 	}
@@ -314,7 +325,7 @@ func (b *batcher) run(batch []*lookup) {
 			failed++
 			firstErr = cmp.Or(firstErr, out[i].Err)
 		}
-		c.store(l.key, l.value, out[i], checked, asked[i])
+		c.store(l.key, l.value, out[i], checked, asked[i], !l.known)
 		c.watchKey(out[i].Reason)
 	}
 	if failed > 0 {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"sync/atomic"
 	"time"
 
@@ -28,7 +29,12 @@ import (
 // the new answer replaces the old one: by a sweep, every RecheckWait, of
 // all the sessions used since their last check (a request that waited for
 // that check counts), together; or, for a session first used again in
-// that last part, by that request. Ahead = min(TTL/2, RecheckWait +
+// that last part, by that request, at the latest by the margin before the
+// TTL. A session's first re-check after its first lookup comes instead at
+// a random moment in the last three quarters of TTL-Ahead, and its answer
+// counts as used (so the next re-check is made as planned): sessions first
+// seen together, as after a restart, are then re-checked a few at a time
+// rather than in one wave each cycle. Ahead = min(TTL/2, RecheckWait +
 // margin), where the margin is twice the slowest re-check batch of the last
 // 30 to 60 s, between 100 ms and min(LookupTimeout, TTL/4) (recheckMargin):
 // 0.6 s of the default 5 s with a database that answers in milliseconds,
@@ -323,6 +329,14 @@ func (c *IdentityCache) state(e cachedIdentity, now time.Time) knownState {
 	return stateDue
 }
 
+// recheckDue returns when a re-check of e started by a request at now
+// must start: within RecheckWait, for others to join its batch, and by the
+// margin before e's TTL, for its answer to come in time.
+func (c *IdentityCache) recheckDue(e cachedIdentity, now time.Time) time.Time {
+	left := e.checked.Add(c.cfg.TTL - c.margin.get()).Sub(now)
+	return time.Now().Add(max(0, min(c.recheckWait, left)))
+}
+
 // staleServable says whether e may be served, marked Stale, because the
 // database failed to re-check it.
 func (c *IdentityCache) staleServable(e cachedIdentity, now time.Time) bool {
@@ -357,7 +371,7 @@ func (c *IdentityCache) Subject(ctx context.Context, cookies engine.Values) (eng
 			c.hitAccepted.Inc()
 			e.markUsed()
 			if !e.failed || !now.Before(e.retryAt) {
-				c.batch.recheck(key, value, time.Now().Add(c.recheckWait))
+				c.batch.recheck(key, value, c.recheckDue(e.cachedIdentity, now))
 			}
 			return e.subject, nil
 		case stateStale:
@@ -416,8 +430,9 @@ func (c *IdentityCache) Subject(ctx context.Context, cookies engine.Values) (eng
 // a request waited for this lookup, counts as a use), others in the
 // refused one. A database error marks a known answer as failed, so that
 // it is served stale or not at all, with a retry planned, and leaves
-// everything else as it was.
-func (c *IdentityCache) store(key [32]byte, value string, res Resolution, checked time.Time, asked bool) {
+// everything else as it was. first says the session was not known before
+// the lookup.
+func (c *IdentityCache) store(key [32]byte, value string, res Resolution, checked time.Time, asked, first bool) {
 	if res.Err != nil {
 		if old, ok := c.known.Peek(key); ok && old.checked.Before(checked) {
 			c.fail(key, old)
@@ -430,11 +445,28 @@ func (c *IdentityCache) store(key [32]byte, value string, res Resolution, checke
 		k := &knownEntry{cachedIdentity: e, value: value}
 		k.used.Store(asked)
 		c.known.Add(key, k)
-		c.sweeper.add(planned{key: key, checked: checked, at: checked.Add(c.cfg.TTL - c.ahead())})
+		c.sweeper.add(c.plan(key, checked, first))
 		return
 	}
 	c.known.Remove(key)
 	c.refused.Add(key, e)
+}
+
+// plan plans the re-check of the answer for key checked at checked:
+// TTL-ahead later, or, for a session seen for the first time, at a random
+// moment in the last three quarters of that (early, so that the re-check
+// that follows it is made as if the session had been used). Sessions that
+// a sweep re-checks together stay together, and so do sessions first seen
+// together, which after a restart are all of them: spread, the sweeps take
+// them a few at a time instead of in one wave every cycle, a wave that
+// holds the proxy's CPU for as long as it takes and widens the margin to
+// match.
+func (c *IdentityCache) plan(key [32]byte, checked time.Time, first bool) planned {
+	cycle := c.cfg.TTL - c.ahead()
+	if first && cycle >= 4 {
+		cycle -= rand.N(cycle * 3 / 4)
+	}
+	return planned{key: key, checked: checked, at: checked.Add(cycle), early: first}
 }
 
 // markFailed marks e, the known answer a request waited on in vain, as

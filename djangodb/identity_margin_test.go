@@ -1,6 +1,8 @@
 package djangodb
 
 import (
+	"fmt"
+	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -101,6 +103,93 @@ func TestIdentityCacheDatabaseSlowsDown(t *testing.T) {
 		}
 		if got := c.margin.get(); got != minRecheckMargin {
 			t.Errorf("margin a minute after the database is fast again: %v, want %v", got, minRecheckMargin)
+		}
+		time.Sleep(2 * DefaultIdentityTTL)
+	})
+}
+
+// TestIdentityCacheFirstRechecksSpread: sessions first seen together (as
+// after a restart) are re-checked a few at a time, not in one wave every
+// cycle; none waits meanwhile, and the margin stays at its least.
+func TestIdentityCacheFirstRechecksSpread(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const n = 1000
+		users := map[string]engine.Subject{}
+		for i := range n {
+			users[fmt.Sprintf("session-%04d", i)] = engine.Subject{UserID: fmt.Sprint(i), Authenticated: true}
+		}
+		r := newFake(users)
+		r.delay = 10 * time.Millisecond
+		c, _ := newTestCache(t, IdentityCacheConfig{Resolver: r})
+		visitAll := func(round int) {
+			var wg sync.WaitGroup
+			for i := range n {
+				wg.Go(func() {
+					if s, waited, _ := ask(t, c, fmt.Sprintf("session-%04d", i)); s.UserID != fmt.Sprint(i) || (round > 0 && waited > 0) {
+						t.Errorf("round %d, visitor %d: %+v after %v", round, i, s, waited)
+					}
+				})
+			}
+			wg.Wait()
+		}
+		for round := range 60 { // every session every half second, for 30 s
+			visitAll(round)
+			time.Sleep(500 * time.Millisecond)
+		}
+		largest := 0
+		batches := r.batchList()
+		for _, b := range batches[len(batches)/2:] { // the last 15 s
+			largest = max(largest, len(b))
+		}
+		if largest > n/3 {
+			t.Errorf("a batch re-checked %d of the %d sessions first seen together, want at most a third", largest, n)
+		}
+		if got := c.margin.get(); got != minRecheckMargin {
+			t.Errorf("margin %v, want %v", got, minRecheckMargin)
+		}
+		time.Sleep(2 * DefaultIdentityTTL)
+	})
+}
+
+// TestIdentityCacheLateRequestRecheck: a session not used since its last
+// check and first used again late in the last part of its TTL, between two
+// sweeps, is re-checked by that request soon enough to answer by the TTL,
+// not a whole RecheckWait later.
+func TestIdentityCacheLateRequestRecheck(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := newFake(map[string]engine.Subject{"alicesession": alice, "bobsession1": bob})
+		r.delay = 10 * time.Millisecond
+		c, _ := newTestCache(t, IdentityCacheConfig{Resolver: r})
+		ask(t, c, "alicesession")
+		ask(t, c, "bobsession1")
+		// Bob's requests start the sweeps, which re-check alice (her
+		// lookup counts as a use, and so does her early first re-check)
+		// until her answer is one not used.
+		var e *knownEntry
+		for start := time.Now(); e == nil || e.used.Load(); time.Sleep(100 * time.Millisecond) {
+			if time.Since(start) > 4*DefaultIdentityTTL {
+				t.Fatal("alice's answers are all used")
+			}
+			ask(t, c, "bobsession1")
+			synctest.Wait()
+			e, _ = c.known.Peek(digestOf("alicesession"))
+		}
+		before := r.batchCount()
+		// A sweep just now, so that the next is RecheckWait away; then
+		// alice, 50 ms before the margin ends.
+		time.Sleep(time.Until(e.checked.Add(DefaultIdentityTTL - c.margin.get() - 50*time.Millisecond - time.Millisecond)))
+		c.sweeper.next.Store(0)
+		ask(t, c, "bobsession1")
+		time.Sleep(time.Millisecond)
+		if _, waited, _ := ask(t, c, "alicesession"); waited > 0 {
+			t.Fatalf("in the last part of her TTL alice waited %v", waited)
+		}
+		time.Sleep(time.Until(e.checked.Add(DefaultIdentityTTL)))
+		if s, waited, _ := ask(t, c, "alicesession"); s.UserID != "1" || waited > 0 {
+			t.Errorf("at her answer's TTL: %+v after %v, want the re-checked answer at once", s, waited)
+		}
+		if r.batchCount() == before {
+			t.Error("no re-check of alice")
 		}
 		time.Sleep(2 * DefaultIdentityTTL)
 	})

@@ -25,11 +25,14 @@ func (e *knownEntry) markUsed() {
 }
 
 // planned is a re-check due at at for the known session key, as long as
-// its entry is still the answer checked at checked.
+// its entry is still the answer checked at checked. early marks a
+// session's first re-check, planned at a random moment before its time
+// (IdentityCache.recheckAt).
 type planned struct {
 	key     [32]byte
 	checked time.Time
 	at      time.Time
+	early   bool
 }
 
 // plan is a min-heap of planned re-checks by at.
@@ -99,7 +102,7 @@ func (c *IdentityCache) sweep(now time.Time) {
 		if !ok || !e.checked.Equal(p.checked) || !e.used.Load() || c.state(e.cachedIdentity, now) == stateDue {
 			continue
 		}
-		rs = append(rs, recheck{p.key, e.value})
+		rs = append(rs, recheck{key: p.key, value: e.value, used: p.early})
 	}
 	if len(rs) > 0 {
 		c.batch.recheckAll(rs, time.Now())
