@@ -41,11 +41,12 @@ import (
 // 1.75 s at most. So a visitor active within the last TTL never waits; only
 // a session idle for longer waits for its lookup (at most LookupTimeout),
 // as does one whose re-check has not answered by the TTL (a database that
-// turned slow: for one TTL, until the margin has grown). A logout, password change,
-// deactivation or permission change committed at time T therefore reaches
-// every request that starts after T+TTL (plus any replication lag), except
-// in an outage (below). Refused and anonymous sessions are not re-checked in the
-// background: they are looked up again once TTL old.
+// turned slow: for one TTL, until the margin has grown). A logout,
+// password change, deactivation or permission change committed at time T
+// therefore reaches every request that starts after T+TTL (plus any
+// replication lag), except in an outage (below). Refused and anonymous
+// sessions are not re-checked in the background: they are looked up again
+// once TTL old.
 //
 // Batching. Lookups are grouped into batches resolved together
 // (SessionResolver.ResolveBatch: one query on django_session for the whole

@@ -27,7 +27,7 @@ func (e *knownEntry) markUsed() {
 // planned is a re-check due at at for the known session key, as long as
 // its entry is still the answer checked at checked. early marks a
 // session's first re-check, planned at a random moment before its time
-// (IdentityCache.recheckAt).
+// (IdentityCache.plan).
 type planned struct {
 	key     [32]byte
 	checked time.Time
