@@ -68,6 +68,16 @@ func (r *fakeResolver) set(f func(r *fakeResolver)) {
 	f(r)
 }
 
+// numberedUsers returns n logged-in users, user i under the session value
+// "<prefix>-%04d".
+func numberedUsers(prefix string, n int) map[string]engine.Subject {
+	users := make(map[string]engine.Subject, n)
+	for i := range n {
+		users[fmt.Sprintf("%s-%04d", prefix, i)] = engine.Subject{UserID: fmt.Sprint(i), Authenticated: true}
+	}
+	return users
+}
+
 // batchList returns the batches resolved so far.
 func (r *fakeResolver) batchList() [][]string {
 	r.mu.Lock()
@@ -729,10 +739,8 @@ func TestIdentityCacheShortTTLNeverWaits(t *testing.T) {
 func TestIdentityCacheSweep(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		const n = 300
-		users := map[string]engine.Subject{"idlesession": bob}
-		for i := range n {
-			users[fmt.Sprintf("active-%04d", i)] = engine.Subject{UserID: fmt.Sprint(i), Authenticated: true}
-		}
+		users := numberedUsers("active", n)
+		users["idlesession"] = bob
 		r := newFake(users)
 		r.delay = 10 * time.Millisecond
 		c, _ := newTestCache(t, IdentityCacheConfig{Resolver: r, BatchSize: 2 * n})
@@ -810,10 +818,8 @@ func TestIdentityCacheSweep(t *testing.T) {
 func TestIdentityCacheSweepAfterIdleSpell(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		const n = 50
-		users := map[string]engine.Subject{"alicesession": alice}
-		for i := range n {
-			users[fmt.Sprintf("gone-%04d", i)] = engine.Subject{UserID: fmt.Sprint(i), Authenticated: true}
-		}
+		users := numberedUsers("gone", n)
+		users["alicesession"] = alice
 		r := newFake(users)
 		c, _ := newTestCache(t, IdentityCacheConfig{Resolver: r})
 		for i := range n {

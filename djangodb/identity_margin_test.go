@@ -44,10 +44,7 @@ func TestRecheckMargin(t *testing.T) {
 // third more often, and never waits.
 func TestIdentityCacheRecheckInterval(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		r := newFake(map[string]engine.Subject{"alicesession": alice})
-		r.delay = 10 * time.Millisecond
-		c, _ := newTestCache(t, IdentityCacheConfig{Resolver: r})
-		ask(t, c, "alicesession")
+		r, c := aliceLookedUp(t)
 		const run = time.Minute
 		for start := time.Now(); time.Since(start) < run; time.Sleep(100 * time.Millisecond) {
 			if s, waited, _ := ask(t, c, "alicesession"); s.UserID != "1" || waited != 0 {
@@ -68,10 +65,7 @@ func TestIdentityCacheRecheckInterval(t *testing.T) {
 // database is fast again, the margin shrinks back within a minute.
 func TestIdentityCacheDatabaseSlowsDown(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		r := newFake(map[string]engine.Subject{"alicesession": alice})
-		r.delay = 10 * time.Millisecond
-		c, _ := newTestCache(t, IdentityCacheConfig{Resolver: r})
-		ask(t, c, "alicesession")
+		r, c := aliceLookedUp(t)
 		visit := func(d time.Duration) (waits int, longest time.Duration) {
 			for start := time.Now(); time.Since(start) < d; time.Sleep(100 * time.Millisecond) {
 				s, waited, _ := ask(t, c, "alicesession")
@@ -114,11 +108,7 @@ func TestIdentityCacheDatabaseSlowsDown(t *testing.T) {
 func TestIdentityCacheFirstRechecksSpread(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		const n = 1000
-		users := map[string]engine.Subject{}
-		for i := range n {
-			users[fmt.Sprintf("session-%04d", i)] = engine.Subject{UserID: fmt.Sprint(i), Authenticated: true}
-		}
-		r := newFake(users)
+		r := newFake(numberedUsers("session", n))
 		r.delay = 10 * time.Millisecond
 		c, _ := newTestCache(t, IdentityCacheConfig{Resolver: r})
 		visitAll := func(round int) {
@@ -193,4 +183,14 @@ func TestIdentityCacheLateRequestRecheck(t *testing.T) {
 		}
 		time.Sleep(2 * DefaultIdentityTTL)
 	})
+}
+
+// aliceLookedUp returns a cache with default settings over a database that
+// answers in 10 ms, once alice's session has been looked up.
+func aliceLookedUp(t *testing.T) (*fakeResolver, *IdentityCache) {
+	r := newFake(map[string]engine.Subject{"alicesession": alice})
+	r.delay = 10 * time.Millisecond
+	c, _ := newTestCache(t, IdentityCacheConfig{Resolver: r})
+	ask(t, c, "alicesession")
+	return r, c
 }
