@@ -19,8 +19,9 @@ const marginWindow = 30 * time.Second
 // sent for the answer to arrive in time: twice the slowest batch of the
 // last 30 to 60 s (from when it was due to when it answered, so waiting
 // for a free slot counts), between minRecheckMargin and max. It is max
-// until a batch has answered, and after a batch as slow as the lookup
-// timeout (a database that hangs).
+// until a batch has answered, and while the slowest recent batch took half
+// of max or more (a slow database, or one that hangs until the lookup
+// timeout).
 //
 // A session is re-checked once a TTL at least; the smaller the margin, the
 // closer to once. A fixed margin sized for a slow database costs a
