@@ -156,14 +156,13 @@ func (p *Pipeline) sign(h http.Header, now time.Time) {
 	}
 }
 
-// evaluate fills res.Subject, res.Decisions and the cookies. The visitor,
-// the overrides and the language come first, from the few cookies they
-// name; the decisions then come from the memo when the same inputs were
-// decided recently for the same visitor (see memo), or from evaluating
-// the snapshot.
+// evaluate fills res.Subject, res.Decisions and the cookies. The visitor
+// and the overrides come first, from the few cookies they name; the
+// decisions then come from the memo when the same inputs were decided
+// recently for the same visitor (see memo), or from evaluating the
+// snapshot with the request's language, path and headers.
 func (p *Pipeline) evaluate(ctx context.Context, in Input, res *Result, now time.Time) {
 	snap := res.Snapshot
-	uses := snap.Inputs()
 	sc := p.scratch(now)
 	req, jar := &sc.req, &sc.jar
 	jar.raw = in.Cookie
@@ -174,17 +173,6 @@ func (p *Pipeline) evaluate(ctx context.Context, in Input, res *Result, now time
 	req.Subject = p.subject(ctx, in, jar)
 	if p.overrider != nil {
 		p.overrides(ctx, in, jar, req, res)
-	}
-	if uses.Has(engine.InputHeader) {
-		req.Header = headerValues(in.Header)
-	}
-	if uses.Has(engine.InputPath) || (uses.Has(engine.InputLanguage) && p.locale != nil) {
-		req.Path = engine.DjangoPath(in.Path)
-	}
-	if uses.Has(engine.InputLanguage) && p.locale != nil {
-		accept, _ := headerValues(in.Header).Get("Accept-Language")
-		req.Language = p.locale.Language(req.Path, jar, accept)
-		req.HasLanguage = true
 	}
 	res.Subject = req.Subject
 	quiet := p.decideFlags(&in, sc, res, &r)
@@ -264,6 +252,7 @@ func (p *Pipeline) decideFlags(in *Input, sc *scratch, res *Result, r *recalled)
 			return e.quiet
 		}
 	}
+	p.requestInputs(in, &sc.jar, req, uses)
 	if uses.Has(engine.InputCookies) {
 		req.Cookies = sc.jar.parse()
 	}
@@ -284,6 +273,24 @@ func (p *Pipeline) decideFlags(in *Input, sc *scratch, res *Result, r *recalled)
 		r.store = true
 	}
 	return false
+}
+
+// requestInputs sets the request's headers, path and language on req,
+// those of uses that the snapshot's rules read. Only an evaluation needs
+// them: a memo entry's key covers their sources (see memo.key).
+func (p *Pipeline) requestInputs(in *Input, jar *cookieJar, req *engine.Request, uses engine.Inputs) {
+	language := uses.Has(engine.InputLanguage) && p.locale != nil
+	if uses.Has(engine.InputHeader) {
+		req.Header = headerValues(in.Header)
+	}
+	if uses.Has(engine.InputPath) || language {
+		req.Path = engine.DjangoPath(in.Path)
+	}
+	if language {
+		accept, _ := headerValues(in.Header).Get("Accept-Language")
+		req.Language = p.locale.Language(req.Path, jar, accept)
+		req.HasLanguage = true
+	}
 }
 
 // memoFor returns the memo of snap, making it the first time snap is
