@@ -170,9 +170,9 @@ type Identities struct {
 	signed    bool
 	tables    userTables
 	backends  map[string]bool // configured and understood
-	// backendNames holds each of backends as an interface value, shared
-	// by the sessions that name it (see identityEntries).
-	backendNames map[string]any
+	// backendNames holds each of backends, shared by the sessions that
+	// name it (see identityOf).
+	backendNames map[string]string
 	modelPerm    bool // a ModelBackend-like backend answers has_perm
 	// permsExact is false when a configured backend is one flagproxy does
 	// not reproduce: then only the active-superuser shortcut grants.
@@ -188,13 +188,31 @@ type Identities struct {
 	decoded *lru.Cache[[32]byte, *decodedSession]
 }
 
-// decodedSession is session data that verified: its identity entries
-// (see identityEntries), and the user's password hash its auth hash last
-// matched, so that a re-check of an unchanged session and password does
-// not compute the HMAC again (the same inputs match the same way).
+// decodedSession is session data that verified: what identifies its
+// visitor, and the user's password hash its auth hash last matched, so
+// that a re-check of an unchanged session and password does not compute
+// the HMAC again (the same inputs match the same way).
 type decodedSession struct {
-	entries map[string]any
-	matched atomic.Pointer[string]
+	identity sessionIdentity
+	matched  atomic.Pointer[string]
+}
+
+// sessionIdentity is what of a session's data identifies the visitor:
+// Django's _auth_user_ entries and feature-flipper's. ids.decoded keeps
+// one for every session it knows, which the collector marks on every
+// cycle: a struct, not the decoder's map of boxed values (four fewer
+// objects a session).
+type sessionIdentity struct {
+	// userID is _auth_user_id as decoded (a string or a JSON number);
+	// hasID is set when the entry is present, even as null.
+	userID any
+	hasID  bool
+	// backend is _auth_user_backend, when present and a string
+	// (hasBackend); a configured backend's name is shared, not copied.
+	backend    string
+	hasBackend bool
+	hash       string          // _auth_user_hash, when a string
+	features   map[string]bool // feature-flipper's entries; nil for none; read-only
 }
 
 type userShape struct {
@@ -233,7 +251,7 @@ func NewIdentities(db *sqlx.DB, dialect Dialect, cfg SessionConfig) (*Identities
 		ids.salt = signedCookiesSalt
 	}
 	ids.className = cfg.StoreQualname[strings.LastIndexByte(cfg.StoreQualname, '.')+1:]
-	ids.backends, ids.backendNames = map[string]bool{}, map[string]any{}
+	ids.backends, ids.backendNames = map[string]bool{}, map[string]string{}
 	ids.permsExact = true
 	for _, b := range cfg.AuthenticationBackends {
 		switch b {
@@ -344,7 +362,7 @@ func (ids *Identities) Resolve(ctx context.Context, value string) (engine.Subjec
 // verified is a session whose data verified, waiting for its user.
 type verified struct {
 	i       int // the value's index in the batch
-	session map[string]any
+	session *sessionIdentity
 	decoded *decodedSession // nil for a signed cookie's session
 }
 
@@ -376,7 +394,7 @@ func (ids *Identities) ResolveBatch(ctx context.Context, values []string) (out [
 			if !ids.verifiedOr(&out[i], err) {
 				continue
 			}
-			pending = append(pending, verified{i: i, session: session})
+			pending = append(pending, verified{i: i, session: ids.identityOf(session)})
 		case !ids.Plausible(v):
 			out[i].Reason = ReasonNoRow
 		default:
@@ -402,7 +420,7 @@ func (ids *Identities) ResolveBatch(ctx context.Context, values []string) (out [
 			if !ids.verifiedOr(&out[i], err) {
 				continue
 			}
-			pending = append(pending, verified{i: i, session: decoded.entries, decoded: decoded})
+			pending = append(pending, verified{i: i, session: &decoded.identity, decoded: decoded})
 		}
 	}
 	queries += ids.users(ctx, out, pending)
@@ -424,38 +442,25 @@ func (ids *Identities) loadRow(data string, now time.Time) (*decodedSession, err
 	if err != nil {
 		return nil, err
 	}
-	d := &decodedSession{entries: ids.identityEntries(session)}
+	d := &decodedSession{identity: *ids.identityOf(session)}
 	ids.decoded.Add(digest, d)
 	return d, nil
 }
 
-// identityEntries keeps of a session what identifies the visitor: the
-// _auth_user_ entries and feature-flipper's (see users and featureStatus).
-// ids.decoded keeps them for every session it knows, which the collector
-// marks on every cycle: Django's three keys, and a backend that names a
-// configured one, are kept as one shared string each, not as the
-// decoder's copies (about 50,000 fewer objects for 10,000 sessions).
-func (ids *Identities) identityEntries(session map[string]any) map[string]any {
-	out := make(map[string]any, 4)
-	for k, v := range session {
-		switch k {
-		case "_auth_user_id":
-			k = "_auth_user_id"
-		case "_auth_user_hash":
-			k = "_auth_user_hash"
-		case "_auth_user_backend":
-			k = "_auth_user_backend"
-			if b, ok := v.(string); ok && ids.backends[b] {
-				v = ids.backendNames[b]
-			}
-		default:
-			if !strings.HasPrefix(k, "_auth_user_") && !strings.HasPrefix(k, "feature_status_") {
-				continue
-			}
+// identityOf picks from a decoded session what identifies its visitor. A
+// backend that names a configured one is kept as one shared string, not as
+// the decoder's copy.
+func (ids *Identities) identityOf(session map[string]any) *sessionIdentity {
+	id := &sessionIdentity{features: featureStatus(session)}
+	id.userID, id.hasID = session["_auth_user_id"]
+	if b, ok := session["_auth_user_backend"].(string); ok {
+		if ids.backends[b] {
+			b = ids.backendNames[b]
 		}
-		out[k] = v
+		id.backend, id.hasBackend = b, true
 	}
-	return out
+	id.hash, _ = session["_auth_user_hash"].(string)
+	return id
 }
 
 // verifiedOr records in r why a session did not verify, and reports
@@ -541,8 +546,8 @@ func (ids *Identities) users(ctx context.Context, out []Resolution, pending []ve
 	}
 	var cands []candidate
 	for _, p := range pending {
-		rawID, hasID := p.session["_auth_user_id"]
-		backend, hasBackend := p.session["_auth_user_backend"].(string)
+		rawID, hasID := p.session.userID, p.session.hasID
+		backend, hasBackend := p.session.backend, p.session.hasBackend
 		switch {
 		case !hasID || rawID == nil || !hasBackend:
 			out[p.i].Reason = ReasonAnonymousSession
@@ -555,7 +560,7 @@ func (ids *Identities) users(ctx context.Context, out []Resolution, pending []ve
 			cands = append(cands, candidate{verified: p, rawID: rawID, backend: backend})
 			continue
 		}
-		out[p.i].Subject.FeatureStatus = featureStatus(p.session)
+		out[p.i].Subject.FeatureStatus = p.session.features
 	}
 	if len(cands) == 0 {
 		return 0
@@ -576,7 +581,7 @@ func (ids *Identities) users(ctx context.Context, out []Resolution, pending []ve
 		pk, ok := toPK(c.rawID, shape.uuid)
 		if !ok {
 			out[c.i].Reason = ReasonUserNotFound
-			out[c.i].Subject.FeatureStatus = featureStatus(c.session)
+			out[c.i].Subject.FeatureStatus = c.session.features
 			continue
 		}
 		c.pk = pk
@@ -595,7 +600,7 @@ func (ids *Identities) users(ctx context.Context, out []Resolution, pending []ve
 	accepted := map[string]userRow{}
 	for _, c := range named {
 		u, found := rows[c.pk]
-		h, _ := c.session["_auth_user_hash"].(string)
+		h := c.session.hash
 		switch {
 		case !found:
 			out[c.i].Reason = ReasonUserNotFound
@@ -614,7 +619,7 @@ func (ids *Identities) users(ctx context.Context, out []Resolution, pending []ve
 			accepted[c.pk] = u
 			continue
 		}
-		out[c.i].Subject.FeatureStatus = featureStatus(c.session)
+		out[c.i].Subject.FeatureStatus = c.session.features
 	}
 	if len(authed) == 0 {
 		return queries
@@ -627,7 +632,7 @@ func (ids *Identities) users(ctx context.Context, out []Resolution, pending []ve
 	}
 	for _, c := range authed {
 		s := subjects[c.pk]
-		s.FeatureStatus = featureStatus(c.session)
+		s.FeatureStatus = c.session.features
 		out[c.i].Subject, out[c.i].Reason = s, ReasonAuthenticated
 	}
 	return queries
