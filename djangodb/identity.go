@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 	"unicode"
@@ -194,7 +195,11 @@ type Identities struct {
 // the HMAC again (the same inputs match the same way).
 type decodedSession struct {
 	identity sessionIdentity
-	matched  atomic.Pointer[string]
+	mu       sync.Mutex
+	// matched is the SHA-256 digest of the password hash last matched, when
+	// hasMatched: a digest, so that the password's string is not kept.
+	matched    [sha256.Size]byte
+	hasMatched bool
 }
 
 // sessionIdentity is what of a session's data identifies the visitor:
@@ -203,10 +208,13 @@ type decodedSession struct {
 // cycle: a struct, not the decoder's map of boxed values (four fewer
 // objects a session).
 type sessionIdentity struct {
-	// userID is _auth_user_id as decoded (a string or a JSON number);
-	// hasID is set when the entry is present, even as null.
-	userID any
-	hasID  bool
+	// hasID is set when _auth_user_id is present, nullID when it is null.
+	// intPK and uuidPK are its value as the primary key's to_python makes
+	// it for an integer key and for a UUID key (see toPK), when it makes
+	// one (intOK, uuidOK): the key's type is only known from the table.
+	hasID, nullID bool
+	intPK, uuidPK string
+	intOK, uuidOK bool
 	// backend is _auth_user_backend, when present and a string
 	// (hasBackend); a configured backend's name is shared, not copied.
 	backend    string
@@ -452,7 +460,12 @@ func (ids *Identities) loadRow(data string, now time.Time) (*decodedSession, err
 // the decoder's copy.
 func (ids *Identities) identityOf(session map[string]any) *sessionIdentity {
 	id := &sessionIdentity{features: featureStatus(session)}
-	id.userID, id.hasID = session["_auth_user_id"]
+	var raw any
+	if raw, id.hasID = session["_auth_user_id"]; id.hasID {
+		id.nullID = raw == nil
+		id.intPK, id.intOK = toPK(raw, false)
+		id.uuidPK, id.uuidOK = toPK(raw, true)
+	}
 	if b, ok := session["_auth_user_backend"].(string); ok {
 		if ids.backends[b] {
 			b = ids.backendNames[b]
@@ -540,16 +553,14 @@ func pythonDatetime(t time.Time) string {
 func (ids *Identities) users(ctx context.Context, out []Resolution, pending []verified) int {
 	type candidate struct {
 		verified
-		rawID   any
 		backend string
 		pk      string
 	}
 	var cands []candidate
 	for _, p := range pending {
-		rawID, hasID := p.session.userID, p.session.hasID
-		backend, hasBackend := p.session.backend, p.session.hasBackend
+		hasID, backend, hasBackend := p.session.hasID, p.session.backend, p.session.hasBackend
 		switch {
-		case !hasID || rawID == nil || !hasBackend:
+		case !hasID || p.session.nullID || !hasBackend:
 			out[p.i].Reason = ReasonAnonymousSession
 			if hasID && !hasBackend {
 				out[p.i].Reason = ReasonBackend
@@ -557,7 +568,7 @@ func (ids *Identities) users(ctx context.Context, out []Resolution, pending []ve
 		case !slices.Contains(ids.cfg.AuthenticationBackends, backend) || !ids.backends[backend]:
 			out[p.i].Reason = ReasonBackend
 		default:
-			cands = append(cands, candidate{verified: p, rawID: rawID, backend: backend})
+			cands = append(cands, candidate{verified: p, backend: backend})
 			continue
 		}
 		out[p.i].Subject.FeatureStatus = p.session.features
@@ -578,7 +589,7 @@ func (ids *Identities) users(ctx context.Context, out []Resolution, pending []ve
 	var pks []string
 	named := cands[:0]
 	for _, c := range cands {
-		pk, ok := toPK(c.rawID, shape.uuid)
+		pk, ok := c.session.pk(shape.uuid)
 		if !ok {
 			out[c.i].Reason = ReasonUserNotFound
 			out[c.i].Subject.FeatureStatus = c.session.features
@@ -711,21 +722,36 @@ func (ids *Identities) subject(ctx context.Context, shape *userShape, pk string,
 
 // authHashMatches reports whether the session's auth hash h matches the
 // user's password hash, as Django's get_user checks it; d remembers the
-// password hash it last matched (nil: nothing remembered).
+// digest of the password hash it last matched (nil: nothing remembered),
+// so that an unchanged one costs a SHA-256 rather than an HMAC a hash
+// algorithm and key.
 func (ids *Identities) authHashMatches(d *decodedSession, h, password string) bool {
-	if d != nil {
-		if p := d.matched.Load(); p != nil && *p == password {
-			return true
-		}
+	if d == nil {
+		return ids.hashMatches(h, password)
+	}
+	digest := digestOf(password)
+	d.mu.Lock()
+	known := d.hasMatched && d.matched == digest
+	d.mu.Unlock()
+	if known {
+		return true
 	}
 	if !ids.hashMatches(h, password) {
 		return false
 	}
-	if d != nil {
-		matched := password // a copy, so that password stays on the stack when it matched already
-		d.matched.Store(&matched)
-	}
+	d.mu.Lock()
+	d.matched, d.hasMatched = digest, true
+	d.mu.Unlock()
 	return true
+}
+
+// pk is the session's user id as the primary key's to_python makes it,
+// for a UUID key or an integer one.
+func (id *sessionIdentity) pk(uuid bool) (string, bool) {
+	if uuid {
+		return id.uuidPK, id.uuidOK
+	}
+	return id.intPK, id.intOK
 }
 
 // digestOf is the SHA-256 digest of s, read in place: Sum256 only reads
