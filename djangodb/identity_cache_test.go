@@ -12,6 +12,7 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
+	"unsafe"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -840,5 +841,48 @@ func TestIdentityCacheSweepAfterIdleSpell(t *testing.T) {
 		if !slices.Equal(looked, []string{"alicesession", "alicesession"}) {
 			t.Errorf("after an hour's idle spell: looked up %d sessions (first %q), want alice twice (her lookup and re-check)", len(looked), looked[:min(3, len(looked))])
 		}
+	})
+}
+
+// TestIdentityCacheKeepsNoHeader: a known session's entry keeps its cookie
+// value as a copy, not as a slice of the Cookie header the value was read
+// from, which is as long as the visitor's cookies (6 KB with 1,000 flags);
+// a re-check keeps the entry's copy rather than copying again.
+func TestIdentityCacheKeepsNoHeader(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := newFake(map[string]engine.Subject{"alicesession": alice})
+		c, _ := newTestCache(t, IdentityCacheConfig{Resolver: r})
+		header := "alicesession; " + strings.Repeat("dwf_flag=True; ", 400)
+		value := header[:len("alicesession")]
+		if s, err := c.Subject(t.Context(), cookies(value)); err != nil || s.UserID != alice.UserID {
+			t.Fatalf("first request: %+v, %v", s, err)
+		}
+		key := digestOf(value)
+		e, ok := c.known.Peek(key)
+		if !ok || e.value != value {
+			t.Fatalf("known entry: %+v, %v", e, ok)
+		}
+		within := func(s string) bool {
+			p, start := uintptr(unsafe.Pointer(unsafe.StringData(s))), uintptr(unsafe.Pointer(unsafe.StringData(header)))
+			return p >= start && p < start+uintptr(len(header))
+		}
+		if within(e.value) {
+			t.Fatal("the entry keeps a slice of the request's whole Cookie header")
+		}
+		kept := unsafe.StringData(e.value)
+		// Requests (with the same header) until a re-check replaces the entry.
+		for e2 := e; e2 == e; e2, _ = c.known.Peek(key) {
+			if time.Since(e.checked) > 2*DefaultIdentityTTL {
+				t.Fatal("no re-check replaced the entry")
+			}
+			time.Sleep(100 * time.Millisecond)
+			if _, err := c.Subject(t.Context(), cookies(value)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if e2, _ := c.known.Peek(key); unsafe.StringData(e2.value) != kept {
+			t.Error("a re-check copied the value again")
+		}
+		time.Sleep(2 * DefaultIdentityTTL) // let the batcher drain
 	})
 }
