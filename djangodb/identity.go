@@ -190,9 +190,9 @@ type Identities struct {
 }
 
 // decodedSession is session data that verified: what identifies its
-// visitor, and the user's password hash its auth hash last matched, so
-// that a re-check of an unchanged session and password does not compute
-// the HMAC again (the same inputs match the same way).
+// visitor, and a digest of the user's password hash its auth hash last
+// matched, so that a re-check of an unchanged session and password does
+// not compute the HMAC again (the same inputs match the same way).
 type decodedSession struct {
 	identity sessionIdentity
 	mu       sync.Mutex
@@ -205,8 +205,7 @@ type decodedSession struct {
 // sessionIdentity is what of a session's data identifies the visitor:
 // Django's _auth_user_ entries and feature-flipper's. ids.decoded keeps
 // one for every session it knows, which the collector marks on every
-// cycle: a struct, not the decoder's map of boxed values (four fewer
-// objects a session).
+// cycle: a struct, not the decoder's map of boxed values.
 type sessionIdentity struct {
 	// hasID is set when _auth_user_id is present, nullID when it is null.
 	// intPK and uuidPK are its value as the primary key's to_python makes
