@@ -23,6 +23,11 @@ func benchSnapshot(tb testing.TB) *engine.Snapshot { return benchSnapshotN(tb, 1
 
 // benchSnapshotN has scale times as many waffle flags, features and keys.
 func benchSnapshotN(tb testing.TB, scale int) *engine.Snapshot {
+	return mustSnapshot(tb, benchData(scale))
+}
+
+// benchData is benchSnapshotN's data.
+func benchData(scale int) engine.Data {
 	d := engine.Data{Sources: []engine.Source{engine.SourceWaffle, engine.SourceFeatureFlipper, engine.SourceFeatureFlag}}
 	for i := range 30 * scale {
 		f := engine.WaffleFlag{Name: fmt.Sprintf("waffle_flag_%02d", i)}
@@ -49,7 +54,7 @@ func benchSnapshotN(tb testing.TB, scale int) *engine.Snapshot {
 	for i := range 5 {
 		d.Samples = append(d.Samples, engine.Sample{Name: fmt.Sprintf("sample_%02d", i), Percent: engine.PercentOf(int32(200 * i))})
 	}
-	return mustSnapshot(tb, d)
+	return d
 }
 
 // stubTransport answers every request at once, without sockets, with a
@@ -83,7 +88,8 @@ func (w *discardWriter) WriteHeader(int)             {}
 // response gets 11 Set-Cookie lines. The "page" variants answer with a
 // 32 KiB page, which flagproxy buffers (see bufferResponse); the
 // "returning" ones come from a visitor who sends back every dwf_ cookie,
-// so that the decisions come from the memo.
+// so that the decisions come from the memo; "returning-nosamples" is that
+// visitor on a site without waffle samples.
 func BenchmarkServeHTTP(b *testing.B) {
 	for _, page := range []struct {
 		name string
@@ -93,6 +99,9 @@ func BenchmarkServeHTTP(b *testing.B) {
 			"sessionid=abcdefgh12345678; dwf_waffle_flag_00=True; csrftoken=x")
 	}
 	benchServeHTTP(b, "-returning", stubTransport{}, benchSnapshot(b), returningCookie(30))
+	noSamples := benchData(1)
+	noSamples.Samples = nil
+	benchServeHTTP(b, "-returning-nosamples", stubTransport{}, mustSnapshot(b, noSamples), returningCookie(30))
 }
 
 // returningCookie is the Cookie header of a returning visitor of a site

@@ -396,3 +396,30 @@ func TestMemoConcurrent(t *testing.T) {
 		}
 	}
 }
+
+// TestMemoWholeValueWithoutSamples: for a snapshot without samples, a
+// memoized visitor's flags value is the memo entry's, not a copy made for
+// each request, and the same as one encoded afresh.
+func TestMemoWholeValueWithoutSamples(t *testing.T) {
+	hs := newHarness(t, Config{Rand: fixedRand(0.5)}, nil)
+	d := engine.Data{Sources: []engine.Source{engine.SourceWaffle}}
+	for i := range 20 {
+		d.WaffleFlags = append(d.WaffleFlags, engine.WaffleFlag{Name: fmt.Sprintf("flag_%02d", i), Everyone: engine.Yes})
+	}
+	d.Switches = []engine.Switch{{Name: "switch", Active: true}}
+	snap := mustSnapshot(t, d)
+	hs.store.Publish(snap, testNow())
+	pl := hs.proxy.Pipeline()
+	in := Input{Path: "/", Cookie: "sessionid=abcdefgh12345678"}
+	var values []string
+	for range 3 {
+		res := pl.Decide(t.Context(), in)
+		values = append(values, res.Header.Get(FlagsHeader))
+		if want := pl.encoder(snap).encode(&res.Decisions, res.State, res.Subject.Stale); values[len(values)-1] != want {
+			t.Fatalf("memoized value\n%s\nwant\n%s", values[len(values)-1], want)
+		}
+	}
+	if unsafe.StringData(values[1]) != unsafe.StringData(values[2]) {
+		t.Error("each memoized request made its own copy of the value")
+	}
+}

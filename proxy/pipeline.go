@@ -556,12 +556,16 @@ func (p *Pipeline) encode(ctx context.Context, res *Result) {
 }
 
 // inline returns the flags JSON of res: when the decisions came from the
-// memo, its JSON up to the samples (see jsonStart) and the samples.
+// memo, its JSON up to the samples (see jsonStart) and the samples; for a
+// snapshot without samples, the memo's whole value, allocating nothing.
 func (p *Pipeline) inline(e *encoder, res *Result) string {
 	if res.memo == nil {
 		return e.encode(&res.Decisions, res.State, res.Subject.Stale)
 	}
 	start := p.jsonStart(e, res)
+	if len(e.sampleParts) == 0 {
+		return start
+	}
 	var b strings.Builder
 	b.Grow(len(start) + e.samplesBound())
 	b.WriteString(start)
@@ -595,18 +599,22 @@ func (p *Pipeline) newStart(res *Result) *startText {
 	return nil
 }
 
-// writeStart writes the flags JSON of res up to the samples.
+// writeStart writes the flags JSON of res up to the samples, or, for a
+// snapshot without samples, the whole of it.
 func writeStart(e *encoder, res *Result) *startText {
 	var b strings.Builder
-	b.Grow(e.bound - e.samplesBound())
+	b.Grow(e.bound) // a temporary: the text kept is cloned
 	e.writeHead(&b, &res.Decisions)
 	e.writeTail(&b, &res.Decisions, res.State, res.Subject.Stale)
+	if len(e.sampleParts) == 0 {
+		e.writeSamples(&b, &res.Decisions) // the closing braces
+	}
 	// Cloned: the builder grew to the bound, which may be twice the text.
 	return &startText{enc: e, state: res.State, stale: res.Subject.Stale, text: strings.Clone(b.String())}
 }
 
-// startText is a JSON start, for the state and identity staleness it was
-// written for.
+// startText is a JSON start (the whole value for a snapshot without
+// samples), for the state and identity staleness it was written for.
 type startText struct {
 	enc   *encoder
 	state string
