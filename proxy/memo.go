@@ -54,6 +54,16 @@ type memoKey [2]uint64
 
 // memoEntry is a memoized evaluation.
 type memoEntry struct {
+	memoData
+	// start is the flags JSON up to the samples (see Pipeline.jsonStart),
+	// when the snapshot's values are inline; nil otherwise. It is held in
+	// the entry, not through a pointer of its own: one object less for the
+	// collector to mark an entry (the memo holds thousands).
+	start atomic.Pointer[startText]
+}
+
+// memoData is what a memoEntry holds besides its JSON start.
+type memoData struct {
 	visitor  memoKey // the visitor and overrides it was decided for
 	user     string  // the visitor's user id, compared as well
 	flags    []engine.Decision
@@ -70,10 +80,7 @@ type memoEntry struct {
 	names  []string
 	values [maxPicked]string
 	found  [maxPicked]bool
-	// start is the flags JSON up to the samples (see Pipeline.jsonStart),
-	// when the snapshot's values are inline; nil otherwise.
-	start *atomic.Pointer[startText]
-	size  int64 // the bytes it takes, as the memo counts them
+	size   int64 // the bytes it takes, as the memo counts them
 }
 
 // startSlack is what a JSON start may grow by when it is rewritten for
@@ -101,9 +108,9 @@ func (m *memo) sizeOf(e *memoEntry) int64 {
 	for _, v := range e.values {
 		n += int64(len(v))
 	}
-	if e.start != nil {
-		n += int64(unsafe.Sizeof(atomic.Pointer[startText]{}) + unsafe.Sizeof(startText{}))
-		n += int64(len(e.start.Load().text) + startSlack)
+	if t := e.start.Load(); t != nil {
+		n += int64(unsafe.Sizeof(startText{}))
+		n += int64(len(t.text) + startSlack)
 	}
 	return n
 }
@@ -118,13 +125,10 @@ func (m *memo) put(key, visitor memoKey, user string, jar *cookieJar, d *engine.
 		cookies = make([]engine.Cookie, len(d.Cookies))
 		copy(cookies, d.Cookies)
 	}
-	e := &memoEntry{visitor: visitor, user: user, flags: slices.Clip(d.Flags), switches: slices.Clip(d.Switches),
-		cookies: cookies, quiet: true, fpHead: fingerprintHead(nil, d),
-		picked: jar.picked, names: jar.names, values: cloned(jar.values), found: jar.found}
-	if start != nil {
-		e.start = new(atomic.Pointer[startText])
-		e.start.Store(start)
-	}
+	e := &memoEntry{memoData: memoData{visitor: visitor, user: user, flags: slices.Clip(d.Flags),
+		switches: slices.Clip(d.Switches), cookies: cookies, quiet: true, fpHead: fingerprintHead(nil, d),
+		picked: jar.picked, names: jar.names, values: cloned(jar.values), found: jar.found}}
+	e.start.Store(start)
 	for _, dec := range d.Flags {
 		if recorded(dec.Reason) {
 			e.quiet = false
@@ -140,9 +144,10 @@ func (m *memo) put(key, visitor memoKey, user string, jar *cookieJar, d *engine.
 // repick replaces the entry e of key by one with the cookies jar picked:
 // the names to pick grew since e was made.
 func (m *memo) repick(key memoKey, e *memoEntry, jar *cookieJar) {
-	fresh := *e
+	fresh := &memoEntry{memoData: e.memoData}
 	fresh.picked, fresh.names, fresh.values, fresh.found = true, jar.names, cloned(jar.values), jar.found
-	m.add(key, &fresh)
+	fresh.start.Store(e.start.Load())
+	m.add(key, fresh)
 }
 
 // add keeps e under key, replacing the entry there, then drops the least

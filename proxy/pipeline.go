@@ -578,14 +578,15 @@ func (p *Pipeline) inline(e *encoder, res *Result) string {
 // is kept with the memo entry, and written anew when the state or the
 // identity's staleness changed.
 func (p *Pipeline) jsonStart(e *encoder, res *Result) string {
-	kept := res.memo.start
-	if kept == nil {
+	kept := &res.memo.start
+	t := kept.Load()
+	if t == nil {
 		return writeStart(e, res).text
 	}
-	if t := kept.Load(); t.enc == e && t.state == res.State && t.stale == res.Subject.Stale {
+	if t.enc == e && t.state == res.State && t.stale == res.Subject.Stale {
 		return t.text
 	}
-	t := writeStart(e, res)
+	t = writeStart(e, res)
 	kept.Store(t)
 	return t.text
 }
