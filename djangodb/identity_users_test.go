@@ -121,9 +121,12 @@ flagproxy_user_lookup_failures_total{reason="limited"} 0
 
 // TestUserCacheBudget: lookups of keys not cached share the budget; a call
 // that cannot get a token within the lookup timeout is anonymous, and
-// re-checks of known users spend nothing.
+// re-checks of known users spend nothing. The next token is 1,000 s away,
+// so the limiter refuses at once, well inside the timeout; the timeout is
+// long so that a call descheduled on a busy machine still gets the burst's
+// token (with 10 ms, the first call failed once in CI).
 func TestUserCacheBudget(t *testing.T) {
-	c, f, clk, reg := newUserCacheTest(t, UserCacheConfig{LookupsPerSecond: 0.001, LookupTimeout: 10 * time.Millisecond})
+	c, f, clk, reg := newUserCacheTest(t, UserCacheConfig{LookupsPerSecond: 0.001, LookupTimeout: 5 * time.Second})
 	ctx := t.Context()
 	if s, err := c.User(ctx, "1"); err != nil || s.UserID != "1" { // the one burst token
 		t.Fatalf("first lookup: %+v, %v", s, err)
