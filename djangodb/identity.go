@@ -401,7 +401,8 @@ func (ids *Identities) ResolveBatch(ctx context.Context, values []string) (out [
 			if !ids.verifiedOr(&out[i], err) {
 				continue
 			}
-			pending = append(pending, verified{i: i, session: ids.identityOf(session)})
+			id := ids.identityOf(session)
+			pending = append(pending, verified{i: i, session: &id})
 		case !ids.Plausible(v):
 			out[i].Reason = ReasonNoRow
 		default:
@@ -449,7 +450,7 @@ func (ids *Identities) loadRow(data string, now time.Time) (*decodedSession, err
 	if err != nil {
 		return nil, err
 	}
-	d := &decodedSession{identity: *ids.identityOf(session)}
+	d := &decodedSession{identity: ids.identityOf(session)}
 	ids.decoded.Add(digest, d)
 	return d, nil
 }
@@ -457,8 +458,8 @@ func (ids *Identities) loadRow(data string, now time.Time) (*decodedSession, err
 // identityOf picks from a decoded session what identifies its visitor. A
 // backend that names a configured one is kept as one shared string, not as
 // the decoder's copy.
-func (ids *Identities) identityOf(session map[string]any) *sessionIdentity {
-	id := &sessionIdentity{features: featureStatus(session)}
+func (ids *Identities) identityOf(session map[string]any) sessionIdentity {
+	id := sessionIdentity{features: featureStatus(session)}
 	var raw any
 	if raw, id.hasID = session["_auth_user_id"]; id.hasID {
 		id.nullID = raw == nil
