@@ -1289,6 +1289,13 @@ func checkFaultAccounting(t *testing.T, rs []faultResult, before, after faultMet
 			}
 		}
 	}
+	// A response the upstream broke off mid-body never reached a client
+	// whole; Go's client retries such a request on its own when the
+	// connection was a reused one and nothing of the response had come.
+	if n := theirs["aborted"]; n > 0 {
+		t.Logf("responses aborted mid-body (not among the clients' answers): %v", n)
+		delete(theirs, "aborted")
+	}
 	if fmt.Sprint(ours) != fmt.Sprint(theirs) {
 		t.Errorf("responses by status: the clients got %v, flagproxy_requests_total counted %v", ours, theirs)
 	} else {

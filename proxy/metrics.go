@@ -163,22 +163,35 @@ func newMetrics(reg prometheus.Registerer, src SnapshotSource, now func() time.T
 // allocations a request) and records the request counter, histogram and
 // in-flight gauge. Labels are promhttp's: the method lower-cased among the
 // standard ones, else "unknown"; the code as written, 200 when none was,
-// "unknown" outside 100–599.
+// "unknown" outside 100–599, and "aborted" for a response the handler
+// abandoned by panicking (ReverseProxy does, with http.ErrAbortHandler,
+// when the upstream's body breaks off after its status went out): net/http
+// then cuts the connection, and the client may never see the status, or
+// may retry the request on its own.
 func (m *metrics) instrument(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		m.inFlight.Inc()
 		start := time.Now()
 		ex, r := newExchange(w, r)
+		completed := false
 		defer func() {
 			ex.done()
 			m.inFlight.Dec()
-			s := m.series(ex.code, r.Method)
+			code := ex.code
+			if !completed {
+				code = codeAborted
+			}
+			s := m.series(code, r.Method)
 			s.requests.Inc()
 			s.duration.Observe(time.Since(start).Seconds())
 		}()
 		h.ServeHTTP(ex, r)
+		completed = true
 	})
 }
+
+// codeAborted stands for a response abandoned by a panic (see instrument).
+const codeAborted = -1
 
 // served is the request counter and duration histogram of one status code
 // and method.
@@ -191,7 +204,7 @@ type served struct {
 // first seen: WithLabelValues hashes and checks its labels on every call,
 // about half a microsecond a request for the two (measured with perf on
 // the bench harness's scenario a).
-type servedTable [len(methodLabels)][len(statusLabels) + 1]atomic.Pointer[served]
+type servedTable [len(methodLabels)][len(statusLabels) + 2]atomic.Pointer[served]
 
 // series returns the served series of a status code and method.
 func (m *metrics) series(code int, method string) *served {
@@ -201,8 +214,11 @@ func (m *metrics) series(code int, method string) *served {
 		return s
 	}
 	status := "unknown"
-	if c < len(statusLabels) {
+	switch {
+	case c < len(statusLabels):
 		status = statusLabels[c]
+	case c > len(statusLabels):
+		status = "aborted"
 	}
 	s := &served{
 		requests: m.requests.WithLabelValues(status, methodLabels[mi]),
@@ -213,10 +229,12 @@ func (m *metrics) series(code int, method string) *served {
 }
 
 // statusIndex is a status code's index in statusLabels; 0 (nothing
-// written) is 200, and a code outside 100-599 is len(statusLabels), the
-// "unknown" label.
+// written) is 200, a code outside 100-599 is len(statusLabels), the
+// "unknown" label, and codeAborted the one after it, "aborted".
 func statusIndex(code int) int {
 	switch {
+	case code == codeAborted:
+		return len(statusLabels) + 1
 	case code == 0:
 		return http.StatusOK - 100
 	case code < 100 || code > 599:

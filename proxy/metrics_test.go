@@ -3,6 +3,7 @@ package proxy
 import (
 	"bytes"
 	"flag"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -118,6 +119,7 @@ func TestServedSeries(t *testing.T) {
 		{600, "PATCH", "unknown", "patch"},
 		{599, "BREW", "599", "unknown"},
 		{101, "options", "101", "options"},
+		{codeAborted, "GET", "aborted", "get"},
 	} {
 		s := m.series(c.code, c.method)
 		s.requests.Inc()
@@ -135,5 +137,33 @@ func TestTwoProxiesOnOneRegistry(t *testing.T) {
 	_, err := New(Config{Upstream: hs.proxy.upstream, Snapshots: hs.store, Registerer: hs.reg})
 	if err == nil {
 		t.Fatal("second proxy registered its metrics on the same registry")
+	}
+}
+
+// TestAbortedResponseMetrics: a response the upstream broke off after its
+// status went out (ReverseProxy then panics with http.ErrAbortHandler, and
+// net/http cuts the connection) is counted as "aborted", not as the status
+// the client may never have seen.
+func TestAbortedResponseMetrics(t *testing.T) {
+	hs := newHarness(t, Config{}, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", "100")
+		w.WriteHeader(http.StatusOK)
+		_, _ = w.Write([]byte("short"))
+		w.(http.Flusher).Flush()    // the status and the start of the body go out
+		panic(http.ErrAbortHandler) // then the body breaks off: the proxy sees an unexpected EOF
+	})
+	res, err := hs.frontend.Client().Get(hs.frontend.URL + "/")
+	if err == nil {
+		_, err = io.ReadAll(res.Body)
+		_ = res.Body.Close()
+	}
+	if err == nil {
+		t.Fatalf("the client read a whole response: %d", res.StatusCode)
+	}
+	if got := testutil.ToFloat64(hs.proxy.metrics.requests.WithLabelValues("aborted", "get")); got != 1 {
+		t.Errorf(`requests{code="aborted"} = %v, want 1`, got)
+	}
+	if got := testutil.ToFloat64(hs.proxy.metrics.requests.WithLabelValues("200", "get")); got != 0 {
+		t.Errorf(`requests{code="200"} = %v, want 0`, got)
 	}
 }
