@@ -86,7 +86,7 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.postgresDSN, "postgres-dsn", os.Getenv("FLAGPROXY_TEST_POSTGRES_DSN"), "PostgreSQL to create a database in (default $FLAGPROXY_TEST_POSTGRES_DSN)")
 	fs.StringVar(&o.out, "out", "", "also write the report to this `file`")
 	fs.BoolVar(&o.keep, "keep", false, "keep the temporary directory")
-	fs.StringVar(&o.profile, "profile", "", "write a CPU profile of flagproxy's saturation runs to this `directory`, one file per scenario and round (<scenario>-<round>.pprof; read with go tool pprof)")
+	fs.StringVar(&o.profile, "profile", "", "write a CPU profile of flagproxy's saturation runs to this `directory`, one file per measurement (<scenario>-<round>-<step>.pprof, the step in the round's order; read with go tool pprof)")
 	fs.BoolVar(&o.verbose, "v", false, "log each measurement")
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -269,19 +269,29 @@ func run(ctx context.Context, o options) error {
 	if rep.pageSize, err = pageSize(ctx, e.upstream); err != nil {
 		return err
 	}
+	var a *scenario
+	if i := slices.IndexFunc(scenarios, func(s scenario) bool { return s.id == "a" }); i >= 0 {
+		a = &scenarios[i]
+	}
 	for round := range o.rounds {
 		for _, s := range scenarios {
-			// Rotate the servers' order from round to round.
-			for i := range servers {
-				srv := servers[(i+round)%len(servers)]
-				m, err := e.measure(ctx, srv, s, sites[s.site], settings, round)
+			for n, st := range roundPlan(round, s, servers, a) {
+				name := st.srv
+				if st.ref {
+					name += " (a)"
+				}
+				m, err := e.measure(ctx, st.srv, st.traffic, sites[st.traffic.site], settings, fmt.Sprintf("%s-%d-%d", s.id, round+1, n+1))
 				if err != nil {
-					return fmt.Errorf("round %d, scenario %s, %s: %w", round+1, s.id, srv, err)
+					return fmt.Errorf("round %d, scenario %s, %s: %w", round+1, s.id, name, err)
 				}
 				m.round = round
-				rep.results[cellKey{s.id, srv}] = append(rep.results[cellKey{s.id, srv}], m)
-				log.Printf("round %d/%d %s %-11s %8.0f req/s  %6.1f µs CPU/req  p50 %s p99 %s  fixed p50 %s p99 %s  RSS %.1f MiB%s",
-					round+1, o.rounds, s.id, srv, m.sat.RPS(), m.cpuPerReq, ms(m.sat.P50), ms(m.sat.P99), ms(m.fixed.P50), ms(m.fixed.P99),
+				if st.ref {
+					rep.refs = append(rep.refs, m)
+				} else {
+					rep.results[cellKey{s.id, st.srv}] = append(rep.results[cellKey{s.id, st.srv}], m)
+				}
+				log.Printf("round %d/%d %s %-15s %8.0f req/s  %6.1f µs CPU/req  p50 %s p99 %s  fixed p50 %s p99 %s  RSS %.1f MiB%s",
+					round+1, o.rounds, s.id, name, m.sat.RPS(), m.cpuPerReq, ms(m.sat.P50), ms(m.sat.P99), ms(m.fixed.P50), ms(m.fixed.P99),
 					float64(m.rss)/(1<<20), m.extraLog())
 			}
 		}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -104,9 +105,86 @@ func TestMarkdownRotation(t *testing.T) {
 			r.results[k] = append(r.results[k], measurement{round: round, sat: loadResult{Requests: n, Duration: time.Second}})
 		}
 	}
-	want := "(c) against (a) in the same round: ×1.05 (×0.90–×1.20)"
+	want := "(c) against its req/s in (a) in the same round: ×1.05 (×0.90–×1.20)"
 	if md := r.markdown(); !strings.Contains(md, want) {
 		t.Errorf("want %q in:\n%s", want, md)
+	}
+	// With the measurements around (c)'s, their mean is the reference.
+	for round, pair := range [][2]int64{{10000, 8000}, {5000, 7000}} {
+		for _, n := range pair {
+			r.refs = append(r.refs, measurement{round: round, sat: loadResult{Requests: n, Duration: time.Second}})
+		}
+	}
+	md := r.markdown()
+	for _, want := range []string{
+		"(c) against the mean of its req/s with (a)'s traffic measured right before and right after, on the same site: ×1.00 (the goal",
+		"(c) against its req/s in (a) in the same round: ×1.05 (×0.90–×1.20) (measured further apart",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("want %q in:\n%s", want, md)
+		}
+	}
+}
+
+// TestRatiosToMeanOfBare checks that a round's ratio is to the mean of the
+// bare proxy's measurements of that round, not one ratio to each.
+func TestRatiosToMeanOfBare(t *testing.T) {
+	r := &report{results: map[cellKey][]measurement{}}
+	add := func(srv string, round int, rps int64) {
+		k := cellKey{"a", srv}
+		r.results[k] = append(r.results[k], measurement{round: round, sat: loadResult{Requests: rps, Duration: time.Second}})
+	}
+	add("bare", 0, 10000)
+	add("flagproxy", 0, 6000)
+	add("bare", 0, 14000)
+	add("bare", 1, 8000)
+	add("flagproxy", 1, 6000)
+	got := r.ratios(cellKey{"a", "flagproxy"}, func(m measurement) float64 { return m.sat.RPS() })
+	if want := []float64{0.5, 0.75}; !slices.Equal(got, want) {
+		t.Errorf("ratios = %v, want %v", got, want)
+	}
+}
+
+// TestRoundPlan checks that each goal's pair is measured back to back,
+// with one side around the other, and that every server is measured.
+func TestRoundPlan(t *testing.T) {
+	servers := []string{"flagproxy", "bare", "bare+header", "nginx"}
+	all, err := pickScenarios("a,b,c,d", 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := &all[0]
+	render := func(steps []step) string {
+		var out []string
+		for _, st := range steps {
+			name := st.srv + "/" + st.traffic.id
+			if st.ref {
+				name += "*"
+			}
+			if st.cell != steps[0].cell {
+				t.Errorf("step %+v filed under another scenario than the first", st)
+			}
+			out = append(out, name)
+		}
+		return strings.Join(out, " ")
+	}
+	for _, c := range []struct {
+		round int
+		s     scenario
+		a     *scenario
+		want  string
+	}{
+		{0, all[0], a, "bare/a flagproxy/a bare/a bare+header/a nginx/a"},
+		{1, all[0], a, "bare/a flagproxy/a bare/a nginx/a bare+header/a"},
+		{0, all[1], a, "bare/b flagproxy/b bare/b bare+header/b nginx/b"},
+		{0, all[2], a, "flagproxy/a* flagproxy/c flagproxy/a* bare/c bare+header/c nginx/c"},
+		{2, all[2], a, "flagproxy/a* flagproxy/c flagproxy/a* nginx/c bare/c bare+header/c"},
+		{0, all[2], nil, "flagproxy/c bare/c bare+header/c nginx/c"},
+		{1, all[3], a, "bare/d bare+header/d nginx/d flagproxy/d"},
+	} {
+		if got := render(roundPlan(c.round, c.s, servers, c.a)); got != c.want {
+			t.Errorf("round %d, (%s), a %v: %s, want %s", c.round, c.s.id, c.a != nil, got, c.want)
+		}
 	}
 }
 

@@ -147,8 +147,9 @@ func (e *env) saturate(ctx context.Context, url string, t traffic, d time.Durati
 }
 
 // measure starts srv for scenario s, warms it up, measures it at
-// saturation and at the fixed rate, and stops it.
-func (e *env) measure(ctx context.Context, srv string, s scenario, st *site, settings string, round int) (measurement, error) {
+// saturation and at the fixed rate, and stops it. label names its CPU
+// profile (-profile).
+func (e *env) measure(ctx context.Context, srv string, s scenario, st *site, settings, label string) (measurement, error) {
 	var m measurement
 	r, err := e.startServer(ctx, srv, s, st, settings)
 	if err != nil {
@@ -167,7 +168,7 @@ func (e *env) measure(ctx context.Context, srv string, s scenario, st *site, set
 	}
 	before := e.metrics(ctx, r)
 	up := []int{e.upstreamPID}
-	profiled := e.profile(ctx, r, fmt.Sprintf("%s-%d.pprof", s.id, round+1))
+	profiled := e.profile(ctx, r, label+".pprof")
 	ticks0, upTicks0, busy0 := cpuTicks(r.pids), cpuTicks(up), cpuBusy()
 	m.sat, err = e.saturate(ctx, url, t, e.o.duration)
 	if err != nil {
