@@ -280,15 +280,16 @@ func run(ctx context.Context, o options) error {
 				if st.ref {
 					name += " (a)"
 				}
-				m, err := e.measure(ctx, st.srv, st.traffic, sites[st.traffic.site], settings, fmt.Sprintf("%s-%d-%d", s.id, round+1, n+1))
+				m, err := e.measure(ctx, st.srv, st.traffic, sites[st.traffic.site], settings, fmt.Sprintf("%s-%d-%d", st.cell, round+1, n+1))
 				if err != nil {
-					return fmt.Errorf("round %d, scenario %s, %s: %w", round+1, s.id, name, err)
+					return fmt.Errorf("round %d, scenario %s, %s: %w", round+1, st.cell, name, err)
 				}
 				m.round = round
 				if st.ref {
 					rep.refs = append(rep.refs, m)
 				} else {
-					rep.results[cellKey{s.id, st.srv}] = append(rep.results[cellKey{s.id, st.srv}], m)
+					k := cellKey{st.cell, st.srv}
+					rep.results[k] = append(rep.results[k], m)
 				}
 				log.Printf("round %d/%d %s %-15s %8.0f req/s  %6.1f µs CPU/req  p50 %s p99 %s  fixed p50 %s p99 %s  RSS %.1f MiB%s",
 					round+1, o.rounds, s.id, name, m.sat.RPS(), m.cpuPerReq, ms(m.sat.P50), ms(m.sat.P99), ms(m.fixed.P50), ms(m.fixed.P99),

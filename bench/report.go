@@ -297,10 +297,6 @@ func (r *report) markdown() string {
 	return b.String()
 }
 
-// flagsUsed repeats the options that change the measurement for the
-// report's command (not -out, -keep or -v).
-// warmupNote names the longer warm-up of scenarios with rotating sessions,
-// if any.
 // bracketsBare reports whether roundPlan measured the bare proxy around
 // flagproxy in some scenario of the run.
 func (r *report) bracketsBare() bool {
@@ -309,6 +305,8 @@ func (r *report) bracketsBare() bool {
 	})
 }
 
+// warmupNote names the longer warm-up of scenarios with rotating sessions,
+// if any.
 func (r *report) warmupNote() string {
 	for _, s := range r.scenarios {
 		if w := r.o.warmupOf(s); w != r.o.warmup {
@@ -318,6 +316,8 @@ func (r *report) warmupNote() string {
 	return ""
 }
 
+// flagsUsed repeats the options that change the measurement for the
+// report's command (not -out, -keep or -v).
 func (r *report) flagsUsed() string {
 	var out []string
 	args := os.Args[1:]
